@@ -1,0 +1,86 @@
+"""Array backends: numpy on "cpu", cupy on "gpu".
+
+cupy is imported the first time a GPU array is asked for, so a CPU-only machine never pays for it
+and never needs it installed. Ops do not import numpy for array math: they receive ``xp``, the
+array module of their inputs, from :func:`array_module`.
+"""
+import numpy
+
+DEVICES = ("cpu", "gpu")
+
+_cupy = None
+
+
+def _load_cupy():
+    """Import cupy and check that a GPU is visible, or explain what is missing."""
+    global _cupy
+    if _cupy is not None:
+        return _cupy
+    try:
+        import cupy
+    except ImportError as error:
+        raise RuntimeError(
+            "device='gpu' needs cupy, which is not installed. Install the gpu extra "
+            "(pip install 'flowlearn[gpu]') on a machine with an NVIDIA GPU, or use device='cpu'."
+        ) from error
+    try:
+        available = cupy.is_available()
+    except Exception:  # cupy raises CUDARuntimeError subclasses of RuntimeError, or worse, per driver
+        available = False
+    if not available:
+        raise RuntimeError(
+            "device='gpu' needs an NVIDIA GPU with a working CUDA driver; cupy is installed but "
+            "found no usable GPU. Use device='cpu'."
+        )
+    _cupy = cupy
+    return cupy
+
+
+def gpu_available():
+    """Return True when cupy imports and sees a GPU (never raises)."""
+    try:
+        _load_cupy()
+    except RuntimeError:
+        return False
+    return True
+
+
+def check_device(device):
+    """Validate a device name and return it."""
+    if device not in DEVICES:
+        raise ValueError(f"Received an invalid value for `device`: expected one of {DEVICES}, got {device!r}.")
+    return device
+
+
+def module_for_device(device):
+    """The array module (numpy or cupy) that holds arrays on ``device``."""
+    if check_device(device) == "cpu":
+        return numpy
+    return _load_cupy()
+
+
+def array_module(array):
+    """The array module of ``array``: numpy for numpy arrays and scalars, cupy for cupy arrays."""
+    if _cupy is not None and isinstance(array, _cupy.ndarray):
+        return _cupy
+    return numpy
+
+
+def device_of(array):
+    """"cpu" or "gpu", the device that holds ``array``."""
+    return "gpu" if array_module(array) is not numpy else "cpu"
+
+
+def to_device(array, device):
+    """Copy ``array`` to ``device`` (no copy when it already lives there)."""
+    if check_device(device) == "cpu":
+        if array_module(array) is numpy:
+            return array
+        return array.get()
+    cupy = _load_cupy()
+    return cupy.asarray(array)
+
+
+def to_numpy(array):
+    """A numpy array with the values of ``array``, wherever it lives."""
+    return to_device(array, "cpu")

@@ -1,0 +1,34 @@
+"""Broadcasting shared by every binary op: one shape check on the way in, one reduction on the way back."""
+import numpy
+
+from ..tensor import Tensor, as_tensor
+
+
+def broadcast_pair(op_name, a, b):
+    """Both operands as Tensors, checked to broadcast together (error names the op and both shapes)."""
+    if not isinstance(a, Tensor):
+        a = as_tensor(a, like=b if isinstance(b, Tensor) else None)
+    if not isinstance(b, Tensor):
+        b = as_tensor(b, like=a)
+    if a.data.shape != b.data.shape:
+        try:
+            numpy.broadcast_shapes(a.data.shape, b.data.shape)
+        except ValueError:
+            raise ValueError(
+                f"{op_name}: operands could not be broadcast together; got shapes {a.shape} and {b.shape}."
+            ) from None
+    return a, b
+
+
+def reduce_to_shape(grad, shape, dtype):
+    """Sum ``grad`` over the axes that broadcasting expanded so it matches ``shape`` (and ``dtype``)."""
+    if grad.shape != shape:
+        extra = grad.ndim - len(shape)
+        if extra:
+            grad = grad.sum(axis=tuple(range(extra)))
+        axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+        if axes:
+            grad = grad.sum(axis=axes, keepdims=True)
+    if grad.dtype != dtype:
+        grad = grad.astype(dtype)
+    return grad

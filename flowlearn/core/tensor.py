@@ -1,0 +1,201 @@
+"""The Tensor: an array on a device plus what reverse-mode autodiff needs to know about it."""
+import numpy
+
+from . import autodiff, backend
+from .config import floatx
+
+
+def _default_dtype(array, dtype, xp):
+    if dtype is not None:
+        return array.astype(numpy.dtype(dtype), copy=False)
+    if array.dtype.kind == "f" and array.dtype != floatx():
+        return array.astype(floatx())
+    return array
+
+
+class Tensor:
+    """An n-dimensional array (numpy on "cpu", cupy on "gpu") that can record how it was computed.
+
+    Create tensors with :func:`flowlearn.tensor`. Arithmetic, indexing and the methods below run
+    primitives; when an input has ``requires_grad=True`` the result remembers its node, and
+    ``backward()`` fills ``.grad`` of every leaf that requires it.
+
+    >>> import flowlearn as fl
+    >>> w = fl.tensor([1.0, 2.0], requires_grad=True)
+    >>> (w * w).sum().backward()
+    >>> w.grad
+    array([2., 4.], dtype=float32)
+    """
+
+    __slots__ = ("data", "requires_grad", "grad", "_node", "name", "__weakref__")
+    # numpy hands binary operations with a Tensor on the right back to the Tensor.
+    __array_ufunc__ = None
+
+    def __init__(self, data, requires_grad=False, name=None):
+        if requires_grad and data.dtype.kind != "f":
+            raise TypeError(
+                f"Only float tensors can require gradients; got dtype {data.dtype}. "
+                "Cast with .astype('float32') first."
+            )
+        self.data = data
+        self.requires_grad = bool(requires_grad)
+        self.grad = None
+        self._node = None
+        self.name = name
+
+    @classmethod
+    def _from_array(cls, data, requires_grad):
+        # The fast path for op outputs: no validation, the primitive produced a proper array.
+        tensor = cls.__new__(cls)
+        tensor.data = data
+        tensor.requires_grad = requires_grad
+        tensor.grad = None
+        tensor._node = None
+        tensor.name = None
+        return tensor
+
+    # -- array facts ----------------------------------------------------------------------------
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def size(self):
+        return self.data.size
+
+    @property
+    def device(self):
+        return backend.device_of(self.data)
+
+    @property
+    def is_leaf(self):
+        return self._node is None
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        device = "" if self.device == "cpu" else ", device='gpu'"
+        body = repr(backend.to_numpy(self.data)).replace("array(", "tensor(", 1)
+        return body[:-1] + f"{grad}{device})" if body.endswith(")") else body
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise ValueError(f"The truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all().")
+        return bool(self.data)
+
+    __hash__ = object.__hash__
+
+    # -- conversion -----------------------------------------------------------------------------
+    def numpy(self):
+        """The values as a numpy array (copied from the GPU when needed; shared on the CPU)."""
+        return backend.to_numpy(self.data)
+
+    def __array__(self, dtype=None, copy=None):
+        array = self.numpy()
+        return array if dtype is None else array.astype(dtype, copy=False)
+
+    def item(self):
+        """The single value of a one-element tensor as a Python number."""
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a single-element tensor; got shape {self.shape}.")
+        return self.data.item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def to(self, device):
+        """This tensor on ``device`` ("cpu" or "gpu"); gradients flow back across the copy."""
+        if backend.check_device(device) == self.device:
+            return self
+        from .ops.shape import to_device
+
+        return to_device(self, device)
+
+    def detach(self):
+        """A tensor sharing this one's data, cut from the graph."""
+        return Tensor._from_array(self.data, False)
+
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(f"Only float tensors can require gradients; got dtype {self.dtype}.")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    # -- autodiff -------------------------------------------------------------------------------
+    def backward(self, grad=None, retain_graph=False):
+        """Back-propagate from this tensor, adding into ``.grad`` of every leaf that requires grad.
+
+        ``grad`` defaults to ones for a single-element tensor; the graph is freed as it is walked
+        unless ``retain_graph=True``.
+        """
+        autodiff.backward(self, grad, retain_graph)
+
+    def _accumulate(self, grad):
+        self.grad = grad if self.grad is None else self.grad + grad
+
+    def zero_grad(self):
+        self.grad = None
+
+
+def tensor(data, requires_grad=False, dtype=None, device="cpu", name=None):
+    """Create a Tensor from array-like ``data``.
+
+    Float data becomes float32 (the default float dtype, see :func:`flowlearn.set_floatx`) unless
+    ``dtype`` is given; integer and boolean data keep their type.
+
+    Parameters
+    ----------
+    data : array-like or Tensor
+    requires_grad : bool
+        Record operations on this tensor so that ``backward`` computes its gradient.
+    dtype : str or numpy dtype, optional
+    device : {"cpu", "gpu"}
+    name : str, optional
+        A name kept by tracing and export.
+
+    >>> import flowlearn as fl
+    >>> fl.tensor([[1, 2], [3, 4]], dtype="float64").dtype
+    dtype('float64')
+    """
+    xp = backend.module_for_device(device)
+    if isinstance(data, Tensor):
+        data = data.data
+    if backend.array_module(data) is not xp:
+        data = backend.to_device(data, device)
+    array = _default_dtype(xp.asarray(data), dtype, xp)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"tensor(): expected numeric or boolean data; got dtype {array.dtype}.")
+    return Tensor(array, requires_grad=requires_grad, name=name)
+
+
+def as_tensor(value, like=None):
+    """``value`` as a Tensor; Python and numpy scalars take the dtype and device of ``like``.
+
+    Scalars are 'weak' as in numpy: ``float32_tensor * 2.0`` stays float32.
+    """
+    if isinstance(value, Tensor):
+        return value
+    if like is None:
+        return tensor(value)
+    xp = backend.array_module(like.data)
+    if isinstance(value, (bool, int, float, numpy.number)):
+        dtype = like.dtype
+        if isinstance(value, (float, numpy.floating)) and dtype.kind != "f":
+            dtype = floatx()
+        elif not isinstance(value, (bool, numpy.bool_)) and dtype.kind == "b":
+            dtype = numpy.dtype("int64") if isinstance(value, (int, numpy.integer)) else floatx()
+        return Tensor._from_array(xp.asarray(value, dtype=dtype), False)
+    array = xp.asarray(value)
+    if array.dtype.kind == "f" and like.dtype.kind == "f":
+        array = array.astype(like.dtype, copy=False)
+    return Tensor._from_array(array, False)
