@@ -10,6 +10,8 @@ def broadcast_pair(op_name, a, b):
         a = as_tensor(a, like=b if isinstance(b, Tensor) else None)
     if not isinstance(b, Tensor):
         b = as_tensor(b, like=a)
+    if a.data.dtype != b.data.dtype:
+        a, b = _promote_integers(a, b)
     if a.data.shape != b.data.shape:
         try:
             numpy.broadcast_shapes(a.data.shape, b.data.shape)
@@ -17,6 +19,17 @@ def broadcast_pair(op_name, a, b):
             raise ValueError(
                 f"{op_name}: operands could not be broadcast together; got shapes {a.shape} and {b.shape}."
             ) from None
+    return a, b
+
+
+def _promote_integers(a, b):
+    # Integer or boolean data meeting a float tensor takes the float's dtype (as in PyTorch), where
+    # numpy would widen int64 + float32 to float64 and silently double the memory of everything after.
+    a_float, b_float = a.data.dtype.kind == "f", b.data.dtype.kind == "f"
+    if a_float and not b_float:
+        b = Tensor._from_array(b.data.astype(a.data.dtype), False)
+    elif b_float and not a_float:
+        a = Tensor._from_array(a.data.astype(b.data.dtype), False)
     return a, b
 
 

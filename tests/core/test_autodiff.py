@@ -1,0 +1,115 @@
+import numpy
+import pytest
+
+import flowlearn as fl
+from flowlearn.core.gradient_check import check_gradients
+
+
+def test_tensor_used_twice_accumulates(device):
+    x = fl.tensor([1.0, 2.0, 3.0], requires_grad=True, device=device)
+    y = x * x + x  # x reaches the output through three paths
+    y.sum().backward()
+    numpy.testing.assert_allclose(fl.tensor(x.grad).numpy(), [3.0, 5.0, 7.0])
+
+
+def test_backward_twice_accumulates_into_leaf_grad():
+    x = fl.tensor([2.0], requires_grad=True)
+    (x * 3).sum().backward()
+    (x * 4).sum().backward()
+    numpy.testing.assert_allclose(x.grad, [7.0])
+
+
+def test_no_grad_records_nothing():
+    x = fl.tensor([1.0, 2.0], requires_grad=True)
+    with fl.no_grad():
+        y = x * 2 + 1
+        with fl.enable_grad():
+            z = x * 2
+    assert not y.requires_grad and y._node is None
+    assert z.requires_grad
+    assert fl.is_grad_enabled()
+
+
+def test_no_grad_is_thread_local():
+    import threading
+
+    seen = []
+    with fl.no_grad():
+        thread = threading.Thread(target=lambda: seen.append(fl.is_grad_enabled()))
+        thread.start()
+        thread.join()
+    assert seen == [True]
+
+
+def test_ten_thousand_op_chain_backpropagates_without_recursion_error():
+    x = fl.tensor([1.0], requires_grad=True, dtype="float64")
+    y = x
+    for _ in range(10_000):
+        y = y * 1.0001 + 0.0
+    y.sum().backward()
+    numpy.testing.assert_allclose(x.grad, [1.0001**10_000], rtol=1e-9)
+
+
+def test_graph_is_freed_after_backward_unless_retained():
+    x = fl.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    numpy.testing.assert_allclose(x.grad, [4.0, 8.0])
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+
+
+def test_backward_needs_grad_for_non_scalar_and_checks_its_shape():
+    x = fl.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    with pytest.raises(ValueError, match="single-element"):
+        y.backward()
+    with pytest.raises(ValueError, match=r"expected grad of shape \(2,\)"):
+        y.backward(numpy.ones(3))
+
+
+def test_backward_on_constant_raises():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        (fl.tensor([1.0]) * 2).backward()
+
+
+def test_gradients_are_never_shared_mutably():
+    # add hands the same gradient array to both inputs; accumulating into one must not change the other.
+    a = fl.tensor([1.0], requires_grad=True)
+    b = fl.tensor([1.0], requires_grad=True)
+    (a + b).sum().backward()
+    a.grad = a.grad + 10
+    numpy.testing.assert_allclose(b.grad, [1.0])
+
+
+def test_mismatched_shapes_name_both_shapes_and_the_op():
+    with pytest.raises(ValueError, match=r"add: .*\(2, 3\) and \(4,\)"):
+        fl.tensor(numpy.ones((2, 3))) + fl.tensor(numpy.ones(4))
+
+
+@pytest.mark.parametrize(
+    "shape_a, shape_b", [((3,), (3,)), ((2, 3), (3,)), ((3,), (2, 3)), ((2, 1), (1, 3)), ((4, 1, 3), (2, 1))]
+)
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "maximum", "minimum", "pow"])
+def test_binary_gradients_with_broadcasting_on_both_sides(op, shape_a, shape_b, device):
+    rng = numpy.random.default_rng(1)
+    a = rng.uniform(0.5, 2.0, shape_a)
+    b = rng.uniform(0.5, 2.0, shape_b)
+    check_gradients(getattr(fl.ops, op), [a, b], device=device)
+
+
+def test_where_and_clip_gradients(device):
+    rng = numpy.random.default_rng(2)
+    cond = rng.random((3, 4)) > 0.5
+    check_gradients(lambda a, b: fl.ops.where(fl.tensor(cond, device=device), a, b),
+                    [rng.random((3, 4)), rng.random((4,))], device=device)
+    x = rng.uniform(-2, 2, (5, 3))
+    x[numpy.abs(numpy.abs(x) - 1) < 0.05] = 0.3  # keep away from the kinks
+    check_gradients(lambda a: fl.ops.clip(a, -1, 1), [x], device=device)
+    with pytest.raises(ValueError, match="low"):
+        fl.ops.clip(fl.tensor(x), None, None)
+
+
+def test_neg_gradient(device):
+    check_gradients(lambda a: -a, [numpy.arange(6.0).reshape(2, 3)], device=device)
