@@ -69,6 +69,8 @@ def backward(root, grad=None, retain_graph=False):
         out_grad = pending.pop(id(tensor), None)
         node = tensor._node
         if out_grad is not None:
+            if backend._cupy is not None:  # a graph may cross devices through to_device
+                xp = backend.array_module(out_grad)
             in_grads = node.primitive.backward(xp, out_grad, node.saved, node.needs, **node.attrs)
             for index, (parent, need, in_grad) in enumerate(zip(node.inputs, node.needs, in_grads)):
                 if not need or in_grad is None:
