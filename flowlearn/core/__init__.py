@@ -1,6 +1,6 @@
 """The op core: Tensor, autodiff, primitives on numpy/cupy, losses, metrics, optimizers,
 initializers and tracing. Imports nothing else of flowlearn."""
-from . import backend, losses, metrics, ops
+from . import backend, initializers, losses, metrics, ops, optimizers
 from .config import enable_grad, floatx, is_grad_enabled, is_training, no_grad, set_floatx, training_mode
 from .primitive import Primitive, apply, get_primitive
 from .tensor import Tensor, as_tensor, tensor

@@ -1,0 +1,332 @@
+"""The base class of every optimizer: learning rate, clipping, per-parameter slots, state and config.
+
+A subclass names its slots (``_slot_names``), turns the learning rate and the step number into a
+few scalars once per step (``_prepare``), and updates one parameter in place (``_update``) with a
+handful of ufuncs writing into the parameter, its slots or one scratch buffer.
+"""
+import numbers
+import weakref
+
+import numpy
+
+from .. import backend
+from ..tensor import Tensor
+from . import schedules
+from ._checks import check_optional_positive, check_real
+
+_REGISTRY = {}
+
+
+class Optimizer:
+    """Updates Tensors in place from their ``.grad``.
+
+    Parameters
+    ----------
+    learning_rate : float or LearningRateSchedule
+        A non-negative float, or a schedule called with :attr:`iterations` at every step.
+        Settable at any time (callbacks such as ReduceLROnPlateau do): ``opt.learning_rate = 1e-4``.
+    clipnorm : float, optional
+        Rescale each parameter's gradient so that its L2 norm is at most this.
+    clipvalue : float, optional
+        Clip each gradient element to ``[-clipvalue, clipvalue]``.
+    global_clipnorm : float, optional
+        Rescale all gradients together so that their joint L2 norm is at most this.
+        At most one of the three clipping arguments may be set (as in Keras).
+    weight_decay : float, optional
+        Decoupled weight decay (Keras 3 semantics): ``param *= 1 - lr * weight_decay`` before the
+        update, for any optimizer. This is PyTorch's AdamW decay; PyTorch's ``weight_decay`` of
+        SGD/Adam/RMSprop/Adagrad instead adds ``weight_decay * param`` to the gradient.
+
+    Notes
+    -----
+    State is kept per parameter object (lazily created at the first step where the parameter has a
+    gradient) and dropped when the parameter is garbage-collected. Gradients are never written to:
+    one gradient array may be shared by several parameters (``a + b`` hands the same array to
+    both), so clipping makes scaled copies. A gradient of another dtype is cast to the parameter's
+    dtype; a float32 parameter stays float32 and keeps its array (``param.data`` is updated in place).
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    def __init__(self, learning_rate, clipnorm=None, clipvalue=None, global_clipnorm=None, weight_decay=None):
+        owner = type(self).__name__
+        self.learning_rate = learning_rate
+        self.clipnorm = check_optional_positive(owner, "clipnorm", clipnorm)
+        self.clipvalue = check_optional_positive(owner, "clipvalue", clipvalue)
+        self.global_clipnorm = check_optional_positive(owner, "global_clipnorm", global_clipnorm)
+        if sum(value is not None for value in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError(
+                f"{owner}: only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. "
+                f"Received: clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}"
+            )
+        self.weight_decay = check_optional_positive(owner, "weight_decay", weight_decay)
+        self.iterations = 0
+        self._state = {}  # id(param) -> (weakref to param, {slot name: array})
+        self._last_params = []
+        self._buffers = {}  # (array module, dtype) -> flat scratch array, grown to the largest parameter
+
+    # -- learning rate ---------------------------------------------------------------------------
+    @property
+    def learning_rate(self):
+        """The learning rate as set: a float or a schedule (see :attr:`current_learning_rate`)."""
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        owner = type(self).__name__
+        if isinstance(value, dict):
+            value = schedules.deserialize(value)
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            value = check_real(owner, "learning_rate", value, 0.0)
+        elif not callable(value):
+            raise TypeError(
+                f"{owner}: expected a non-negative float or a learning-rate schedule for `learning_rate`; "
+                f"got learning_rate={value!r} ({type(value).__name__})."
+            )
+        self._learning_rate = value
+
+    @property
+    def current_learning_rate(self):
+        """The learning rate the next step uses, as a float (a schedule evaluated at :attr:`iterations`)."""
+        rate = self._learning_rate
+        return rate if type(rate) is float else float(rate(self.iterations))
+
+    # -- the update ------------------------------------------------------------------------------
+    def step(self, params):
+        """Update every Tensor of ``params`` that has a ``.grad`` (the others are skipped).
+
+        >>> import flowlearn as fl
+        >>> from flowlearn.core.optimizers import SGD
+        >>> w = fl.tensor([1.0, 2.0], requires_grad=True)
+        >>> w.grad = fl.tensor([0.5, -0.5]).data
+        >>> SGD(learning_rate=0.1).step([w])
+        >>> w
+        tensor([0.95, 2.05], dtype=float32, requires_grad=True)
+        """
+        params = self._param_list(params)
+        updates = []
+        for index, param in enumerate(params):
+            grad = param.grad
+            if grad is None:
+                continue
+            if isinstance(grad, Tensor):
+                grad = grad.data
+            data = param.data
+            if grad.dtype != data.dtype:
+                grad = grad.astype(data.dtype)
+            if grad.shape != data.shape:
+                raise ValueError(
+                    f"{type(self).__name__}.step: parameter {index} ({param.name or 'unnamed'}) has shape "
+                    f"{data.shape} but its gradient has shape {grad.shape}."
+                )
+            updates.append((param, grad))
+        if updates and (self.clipnorm or self.clipvalue or self.global_clipnorm):
+            updates = self._clip(updates)
+        lr = self.current_learning_rate
+        constants = self._prepare(lr, self.iterations + 1)
+        decay = 1.0 - lr * self.weight_decay if self.weight_decay else None
+        for param, grad in updates:
+            data = param.data
+            xp = backend.array_module(data)
+            if decay is not None:
+                data *= decay
+            self._update(xp, data, grad, self._slots_for(param, data), self._scratch(xp, data), constants)
+        self._last_params = params
+        self.iterations += 1
+
+    def zero_grad(self, params):
+        """Set ``.grad`` of every parameter to None."""
+        for param in self._param_list(params):
+            param.grad = None
+
+    def minimize(self, loss, params):
+        """One training step: clear the gradients, back-propagate ``loss``, :meth:`step`. Returns the loss.
+
+        ``loss`` is a scalar Tensor, or a function of no arguments that computes one (called here).
+        """
+        params = self._param_list(params)
+        if callable(loss):
+            loss = loss()
+        self.zero_grad(params)
+        loss.backward()
+        self.step(params)
+        return loss
+
+    # -- what subclasses define ------------------------------------------------------------------
+    def _slot_names(self):
+        """Names of the per-parameter arrays this optimizer keeps, given its hyperparameters."""
+        return ()
+
+    def _initial_slot_value(self, name):
+        return 0.0
+
+    def _prepare(self, lr, t):
+        """Scalars shared by every parameter of step ``t`` (1 for the first step)."""
+        return lr
+
+    def _update(self, xp, param, grad, slots, tmp, constants):
+        """Update the array ``param`` in place; ``tmp`` is scratch of its shape and dtype."""
+        raise NotImplementedError(f"{type(self).__name__} does not define _update.")
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _param_list(self, params):
+        if isinstance(params, Tensor):
+            params = [params]
+        elif isinstance(params, dict):
+            params = list(params.values())
+        else:
+            params = list(params)
+        for index, param in enumerate(params):
+            if not isinstance(param, Tensor):
+                raise TypeError(
+                    f"{type(self).__name__}: expected an iterable of Tensors as `params`; item {index} is "
+                    f"{type(param).__name__}."
+                )
+        return params
+
+    def _slots_for(self, param, data):
+        key = id(param)
+        entry = self._state.get(key)
+        if entry is None or entry[0]() is not param:
+            entry = self._new_entry(param)
+        slots = entry[1]
+        names = self._slot_names()
+        if len(slots) != len(names):  # first step, or a hyperparameter changed what is needed
+            xp = backend.array_module(data)
+            for name in names:
+                if name not in slots:
+                    slots[name] = xp.full(data.shape, self._initial_slot_value(name), dtype=data.dtype)
+        elif slots:
+            first = next(iter(slots.values()))
+            if first.shape != data.shape:
+                raise ValueError(
+                    f"{type(self).__name__}: parameter {param.name or 'unnamed'} changed shape to {data.shape} "
+                    f"after the optimizer created its state of shape {first.shape}."
+                )
+            if type(first) is not type(data):  # the parameter moved to another device (model.to("gpu"))
+                device = backend.device_of(data)
+                for name in slots:
+                    slots[name] = backend.to_device(slots[name], device)
+        return slots
+
+    def _new_entry(self, param):
+        key = id(param)
+        state = self._state
+        # The callback drops the state when the parameter dies, before its id can be reused.
+        entry = (weakref.ref(param, lambda _, key=key, state=state: state.pop(key, None)), {})
+        state[key] = entry
+        return entry
+
+    def _scratch(self, xp, like):
+        key = (xp, like.dtype)
+        buffer = self._buffers.get(key)
+        size = like.size
+        if buffer is None or buffer.size < size:
+            buffer = self._buffers[key] = xp.empty(size, dtype=like.dtype)
+        return buffer[:size].reshape(like.shape)
+
+    def _clip(self, updates):
+        """Clipped copies of the gradients; the gradient arrays themselves are left as they were."""
+        if self.clipvalue:
+            limit = self.clipvalue
+            return [(param, backend.array_module(grad).clip(grad, -limit, limit)) for param, grad in updates]
+        norms = [_l2_norm(grad) for _, grad in updates]
+        if self.clipnorm:
+            limit = self.clipnorm
+            return [
+                (param, grad * (limit / norm) if norm > limit else grad)
+                for (param, grad), norm in zip(updates, norms)
+            ]
+        total = float(numpy.sqrt(sum(norm * norm for norm in norms)))
+        if total <= self.global_clipnorm:
+            return updates
+        scale = self.global_clipnorm / total
+        return [(param, grad * scale) for param, grad in updates]
+
+    # -- config and state ------------------------------------------------------------------------
+    def get_config(self):
+        """The hyperparameters as plain JSON (a schedule as ``{"class_name": ..., "config": ...}``)."""
+        rate = self._learning_rate
+        return {
+            "learning_rate": rate if isinstance(rate, float) else schedules.serialize(rate),
+            "clipnorm": self.clipnorm,
+            "clipvalue": self.clipvalue,
+            "global_clipnorm": self.global_clipnorm,
+            "weight_decay": self.weight_decay,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def state_dict(self, params=None):
+        """Everything needed to resume: ``{"config": ..., "slots": {"<i>/<slot>": numpy array}}``.
+
+        ``config`` is JSON (``class_name``, the hyperparameters under ``config``, ``iterations``);
+        the slot arrays are numpy copies, keyed by the position ``i`` of their parameter in
+        ``params`` (by default the list given to the last :meth:`step`). Save both with
+        ``json`` and ``numpy.savez`` (no pickle) and restore with :meth:`load_state_dict`,
+        passing the same parameters in the same order.
+        """
+        params = self._last_params if params is None else self._param_list(params)
+        slots = {}
+        for index, param in enumerate(params):
+            entry = self._state.get(id(param))
+            if entry is None or entry[0]() is not param:
+                continue
+            for name, array in entry[1].items():
+                host = backend.to_numpy(array)
+                slots[f"{index}/{name}"] = host.copy() if host is array else host
+        config = {"class_name": type(self).__name__, "config": self.get_config(), "iterations": self.iterations}
+        return {"config": config, "slots": slots}
+
+    def load_state_dict(self, state, params):
+        """Restore :meth:`state_dict` output onto ``params`` (the same parameters, in the same order).
+
+        Replaces everything: hyperparameters (the learning rate included), ``iterations`` and the
+        slots; parameters without saved slots start fresh at their next step.
+        """
+        owner = f"{type(self).__name__}.load_state_dict"
+        params = self._param_list(params)
+        config = state["config"]
+        if config.get("class_name") != type(self).__name__:
+            raise ValueError(
+                f"{owner}: the state was saved by {config.get('class_name')!r}; expected {type(self).__name__!r}."
+            )
+        fresh = type(self).from_config(config["config"])
+        loaded = {}
+        for key, array in state["slots"].items():
+            index, _, name = key.partition("/")
+            if not index.isdigit() or int(index) >= len(params) or name not in fresh._slot_names():
+                raise ValueError(
+                    f"{owner}: unexpected slot {key!r}: expected '<index>/<slot>' with index below "
+                    f"{len(params)} and slot one of {fresh._slot_names()}."
+                )
+            data = params[int(index)].data
+            if tuple(array.shape) != data.shape:
+                raise ValueError(
+                    f"{owner}: slot {key!r} has shape {tuple(array.shape)}; parameter {index} has shape {data.shape}."
+                )
+            loaded.setdefault(int(index), {})[name] = backend.array_module(data).array(array, dtype=data.dtype)
+        vars(self).clear()
+        vars(self).update(vars(fresh))
+        self.iterations = int(config["iterations"])
+        for index, slots in loaded.items():
+            self._new_entry(params[index])[1].update(slots)
+        self._last_params = params
+
+    def __repr__(self):
+        rate = self._learning_rate
+        return f"{type(self).__name__}(learning_rate={rate!r}, iterations={self.iterations})"
+
+
+def _l2_norm(grad):
+    flat = grad.ravel()
+    return float(numpy.sqrt(float(backend.array_module(grad).vdot(flat, flat))))
+
+
+def serialize(optimizer):
+    """``{"class_name": ..., "config": ...}`` for ``optimizer`` (no state; see ``state_dict``)."""
+    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
