@@ -13,9 +13,7 @@ def install():
     from .. import ops
 
     def bind(method, function_name, reflected=False):
-        function = getattr(ops, function_name, None)
-        if function is None:  # TODO(integration): make strict once every family has landed
-            return
+        function = getattr(ops, function_name)
         setattr(Tensor, method, _swap(function) if reflected else function)
 
     for method, name in [
