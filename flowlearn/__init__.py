@@ -3,5 +3,19 @@ from .core import (
     Graph, Tensor, backend, enable_grad, floatx, is_grad_enabled, is_training, no_grad, ops, set_floatx,
     tensor, trace, training_mode,
 )
+from . import callbacks, io, layers
+from .layers import Sequential, VariableStore, load_model, variable_scope
 
 __version__ = "0.1.0"
+
+_ESTIMATORS = ("LinearRegressor", "LinearClassifier", "DNNClassifier", "DNNRegressor", "AutoEncoder", "CNNClassifier")
+
+
+def __getattr__(name):
+    # The estimators import scikit-learn (about a second): loaded on first use, not by `import flowlearn`.
+    if name == "estimators" or name in _ESTIMATORS:
+        import importlib
+
+        estimators = importlib.import_module(".estimators", __name__)
+        return estimators if name == "estimators" else getattr(estimators, name)
+    raise AttributeError(f"module 'flowlearn' has no attribute {name!r}")

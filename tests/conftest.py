@@ -24,3 +24,9 @@ def device(request):
 @pytest.fixture
 def rng():
     return numpy.random.default_rng(0)
+
+
+def pytest_report_header(config):
+    if backend.gpu_available():
+        return "flowlearn devices: cpu, gpu (cupy) - gpu-marked cases run"
+    return "flowlearn devices: cpu only - every gpu-marked case is skipped (no cupy or no CUDA device)"

@@ -1,0 +1,581 @@
+"""What every scikit-learn estimator of flowlearn shares: parameters, validation, training, prediction, pickling.
+
+An estimator class only describes its network (``_build_layers``); the classifier and regressor bases
+below describe the heads (targets, loss, held-out score, outputs). The rest is written once, here:
+
+* parameters are declared once in ``_parameter_constraints`` and checked by scikit-learn's
+  ``_fit_context``; ``__init__`` only stores them;
+* input goes through ``sklearn.utils.validation.validate_data`` (``n_features_in_``,
+  ``feature_names_in_``, DataFrames, the errors scikit-learn users know); X becomes float32
+  (``fl.floatx()``) at most once and is never copied again: shuffling and the validation split
+  permute row indices;
+* training runs in flowlearn's one training loop (:func:`flowlearn.layers.training.run_training`) with
+  sample weights in the loss, early stopping (held-out score or training loss), warm start and
+  one-epoch ``partial_fit``;
+* prediction runs in batches of one fixed size (the last one padded), so memory stays bounded for any
+  number of rows and a row's output is the same, bit for bit, whatever other rows share the call;
+* pickling stores numpy arrays and layer configs, so a model trained on the GPU loads without cupy.
+"""
+import math
+import numbers
+import warnings
+
+import numpy
+from scipy import special
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ..core import backend, floatx, losses, no_grad, optimizers, training_mode
+from ..core.tensor import tensor
+from ..layers import Dropout, deserialize, regularizers, serialize
+from ..layers.callbacks import EarlyStopping
+from ..layers.sequential import Sequential
+from ..layers.training import GradientStep, array_batches, run_training
+
+# Multiply-adds in one prediction batch (~5 ms of float32 work on two cores); see _prediction_rows.
+PREDICT_WORK = 2 ** 28
+
+HIDDEN_ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid", "softplus", "linear")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
+
+
+def check_unit_tuple(owner, name, value, allow_empty=True):
+    """``value`` (an int or a sequence of ints >= 1) as a tuple of ints, or a scikit-learn-style ValueError."""
+    items = (value,) if isinstance(value, numbers.Integral) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        items = None
+    ok = items is not None and (allow_empty or len(items) > 0) and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in items
+    )
+    if not ok:
+        what = "a sequence of positive integers" + ("" if allow_empty else " (at least one)")
+        raise ValueError(f"The '{name}' parameter of {owner} must be {what}. Got {value!r} instead.")
+    return tuple(int(v) for v in items)
+
+
+COMMON_PARAMETERS = """\
+    optimizer : {"adam", "adamw", "sgd", "rmsprop", "adagrad"} or Optimizer, default="adam"
+        The optimizer, by name or as a :mod:`flowlearn.core.optimizers` instance (copied at each fit;
+        ``learning_rate`` replaces its own).
+    learning_rate : float, default={learning_rate}
+        Step size of the optimizer.
+    batch_size : int or "auto", default="auto"
+        Rows per training step; "auto" is ``min(200, n_samples)``, as scikit-learn's MLP.
+    epochs : int, default={epochs}
+        Passes over the training data (fewer when the stopping rule below triggers).
+    l2 : float, default=0.0
+        L2 penalty ``l2 * sum(kernel ** 2)`` on every kernel, added to each batch's mean loss.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows (stratified for classifiers), stop when their score
+        has not improved by ``tol`` for ``n_iter_no_change`` epochs, and keep the best epoch's weights.
+        Without it, the same rule watches the training loss.
+    validation_fraction : float, default=0.1
+        Share of the rows held out when ``early_stopping`` is True.
+    n_iter_no_change : int or None, default=10
+        Epochs without improvement before training stops; None trains for all ``epochs``.
+    tol : float, default=1e-4
+        Smallest change of the watched quantity that counts as an improvement.
+    warm_start : bool, default=False
+        Keep the trained network and optimizer state between calls to ``fit`` and train further.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial weights, dropout masks, shuffling and the validation split: two fits with the
+        same int give bit-identical models.
+    verbose : int, default=0
+        1 shows a progress bar per epoch with the loss (and validation score), 2 one line per epoch.
+    device : {"cpu", "gpu"}, default="cpu"
+        Where the network trains ("gpu" needs cupy). The fitted estimator pickles as numpy arrays and
+        loads on machines without a GPU.
+"""
+
+COMMON_ATTRIBUTES = """\
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X was a DataFrame with string column names.
+    loss_curve_ : list of float
+        Mean training loss of each epoch (the penalty included; regression on standardized targets).
+    validation_scores_ : list of float or None
+        Held-out score of each epoch when ``early_stopping`` is True, else None.
+    n_iter_ : int
+        Epochs trained so far (they add up over warm starts and ``partial_fit`` calls).
+    history_ : dict of str to list
+        Everything the training loop logged per epoch (``"loss"``, ``"val_score"``).
+"""
+
+
+def fill_doc(**values):
+    """Class decorator: put the shared parameter and attribute text into the class docstring.
+
+    ``{common_parameters}`` and ``{common_attributes}`` are replaced by the shared text, then every
+    ``{key}`` of ``values`` (blocks of text, or the class's defaults quoted in the shared text).
+    """
+
+    def decorate(cls):
+        doc = cls.__doc__
+        for key, text in (("common_parameters", COMMON_PARAMETERS), ("common_attributes", COMMON_ATTRIBUTES)):
+            doc = doc.replace("{" + key + "}", text.rstrip())
+        for key, value in values.items():
+            doc = doc.replace("{" + key + "}", str(value).rstrip())
+        cls.__doc__ = doc
+        return cls
+
+    return decorate
+
+
+def _generators(random_state, count):
+    """``count`` independent numpy Generators from a scikit-learn ``random_state``.
+
+    An int always gives the same streams, None fresh ones; a RandomState instance is drawn from (it
+    advances, as scikit-learn's own estimators advance it).
+    """
+    if isinstance(random_state, numpy.random.RandomState):
+        random_state = int(random_state.randint(numpy.iinfo(numpy.int32).max))
+    return [numpy.random.default_rng(seed) for seed in numpy.random.SeedSequence(random_state).spawn(count)]
+
+
+class _BaseNetwork(BaseEstimator):
+    """Base class of the network estimators (use the concrete classes)."""
+
+    _parameter_constraints: dict = {
+        "optimizer": [StrOptions(set(OPTIMIZERS)), optimizers.Optimizer],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "l2": [Interval(numbers.Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": [Interval(numbers.Integral, 0, 2, closed="both"), "boolean"],
+        "device": [StrOptions({"cpu", "gpu"})],
+    }
+
+    def __init__(self, *, optimizer, learning_rate, batch_size, epochs, l2, early_stopping, validation_fraction,
+                 n_iter_no_change, tol, warm_start, random_state, verbose, device):
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.l2 = l2
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+
+    # The most rows in a prediction batch (see _prediction_rows).
+    _predict_batch_size = 8192
+    # Keyword arguments for validate_data's y check; None: the estimator takes no y.
+    _y_check = None
+
+    # -- what subclasses define ---------------------------------------------------------------------
+    def _build_layers(self, n_features, n_outputs):
+        """The network as a list of unbuilt layers: 2-D rows in, ``n_outputs`` columns out."""
+        raise NotImplementedError
+
+    def _prepare_targets(self, y, weights, first_call, classes):
+        """``(targets, n_outputs)``: the array the loss compares the outputs with (None: X itself)."""
+        return None, self.n_features_in_
+
+    def _batch_loss(self, outputs, targets, weights):
+        """The loss of one batch summed over its rows (weighted when ``weights`` is not None)."""
+        return losses.mean_squared_error(targets, outputs, weights=weights, reduction="sum")
+
+    def _validation_score(self, X, targets, weights, rows):
+        """Score of the held-out ``rows`` (higher is better) that early stopping watches."""
+        raise NotImplementedError
+
+    def _check_parameters(self):
+        """Checks of parameter values that ``_parameter_constraints`` cannot express (sequences)."""
+
+    def _after_fit(self, X, weights):
+        """Fitted attributes computed from the trained network (e.g. an outlier threshold)."""
+
+    # -- fitting ------------------------------------------------------------------------------------
+    def _validate_training_data(self, X, y, reset):
+        """X as ``floatx()`` (float32; copied only when it is not that already) and y checked against it."""
+        if self._y_check is None:
+            return validate_data(self, X, reset=reset, dtype=floatx()), None
+        return validate_data(self, X, y, reset=reset, dtype=floatx(), **self._y_check)
+
+    def _fit(self, X, y=None, sample_weight=None, *, partial=False, classes=None):
+        self._check_parameters()
+        if partial and self.early_stopping:
+            raise ValueError(
+                "partial_fit does not support early_stopping=True: there is no held-out set across calls. "
+                "Use fit, or set early_stopping=False."
+            )
+        first_call = not hasattr(self, "_model") or (not partial and not self.warm_start)
+        X, y = self._validate_training_data(X, y, reset=first_call)
+        weights = None
+        if sample_weight is not None:
+            weights = _check_sample_weight(sample_weight, X, dtype=floatx(), ensure_non_negative=True)
+        targets, n_outputs = self._prepare_targets(y, weights, first_call, classes)
+        weights = self._combine_weights(y, weights, partial)
+        if first_call:
+            self._initialize(X.shape[1], n_outputs)
+        elif n_outputs != self._n_outputs:
+            raise ValueError(
+                f"{type(self).__name__} was fitted with {self._n_outputs} output(s); y has {n_outputs}. "
+                "Fit anew (warm_start=False) to change the number of outputs."
+            )
+
+        train_rows = validation_rows = validate = None
+        if self.early_stopping:
+            train_rows, validation_rows = self._split(X.shape[0], y)
+
+            def validate():
+                return {"score": self._validation_score(X, targets, weights, validation_rows)}
+
+        n_train = X.shape[0] if train_rows is None else len(train_rows)
+        batch_size = min(200 if self.batch_size == "auto" else self.batch_size, n_train)
+        stopper = None
+        if self.n_iter_no_change is not None and not partial:
+            stopper = EarlyStopping(
+                monitor="val_score" if self.early_stopping else "loss", mode="max" if self.early_stopping else "min",
+                min_delta=self.tol, patience=self.n_iter_no_change, restore_best_weights=self.early_stopping,
+            )
+        epochs = 1 if partial else self.epochs
+        history = self._run_epochs(X, targets, weights, train_rows, batch_size, epochs,
+                                   [] if stopper is None else [stopper], validate)
+        ran_out = stopper is not None and stopper.stopped_epoch == 0
+        if ran_out and stopper.best_weights is not None:
+            self._model.set_weights(stopper.best_weights)  # no stop, yet the best epoch is what to keep
+        self._record(history)
+        self._after_fit(X, weights)
+        if ran_out and len(history.epoch) == epochs:
+            watched = "validation score" if self.early_stopping else "training loss"
+            warnings.warn(
+                f"{type(self).__name__}: trained all epochs={epochs} before the {watched} settled (it improved by "
+                f"more than tol={self.tol} within the last n_iter_no_change={self.n_iter_no_change} epochs). Raise "
+                "`epochs` (or `learning_rate`) to train to convergence.",
+                ConvergenceWarning,
+            )
+        return self
+
+    def _combine_weights(self, y, weights, partial):
+        """Sample weights with anything the estimator adds (class weights); None means all ones."""
+        return weights
+
+    def _initialize(self, n_features, n_outputs):
+        """A fresh network, optimizer, random streams and records: what every fit without warm start rebuilds."""
+        backend.module_for_device(self.device)  # fails now, with the reason, when device="gpu" has no GPU
+        init_rng, self._dropout_rng, self._batch_rng, self._split_rng = _generators(self.random_state, 4)
+        layers = self._build_layers(n_features, n_outputs)
+        for layer in layers:
+            layer._rng = self._dropout_rng if isinstance(layer, Dropout) else init_rng
+        model = Sequential(layers, name=type(self).__name__)
+        model.build((None, n_features))
+        if self.device != "cpu":
+            model.to(self.device)
+        self._model = model
+        self._optimizer = self._make_optimizer()
+        self._n_outputs = n_outputs
+        self.loss_curve_ = []
+        self.validation_scores_ = [] if self.early_stopping else None
+        self.history_ = {}
+        self.n_iter_ = 0
+
+    def _make_optimizer(self):
+        if isinstance(self.optimizer, optimizers.Optimizer):
+            # A fresh copy from its config: the instance given is never trained, so clones stay independent.
+            return optimizers.deserialize(optimizers.serialize(self.optimizer), learning_rate=self.learning_rate)
+        return optimizers.get(self.optimizer, learning_rate=self.learning_rate)
+
+    def _kernel_regularizer(self):
+        return regularizers.L2(self.l2) if self.l2 > 0 else None
+
+    def _split(self, n_samples, y):
+        """(train rows, validation rows): a seeded split of row indices, stratified for classifiers."""
+        seed = int(self._split_rng.integers(numpy.iinfo(numpy.int32).max))
+        stratify = y if isinstance(self, ClassifierMixin) else None
+        train, validation = train_test_split(
+            numpy.arange(n_samples), test_size=self.validation_fraction, random_state=seed, stratify=stratify
+        )
+        if len(validation) < 2:
+            raise ValueError(
+                f"The validation set is too small: {len(validation)} sample(s) from validation_fraction="
+                f"{self.validation_fraction} of {n_samples}. Increase 'validation_fraction' or the size of your "
+                "dataset, or set early_stopping=False."
+            )
+        return numpy.sort(train), numpy.sort(validation)
+
+    def _run_epochs(self, X, targets, weights, train_rows, batch_size, epochs, callbacks, validate):
+        model, device = self._model, self.device
+        for layer in model.layers:  # after unpickling, dropout draws from the estimator's stream again
+            if isinstance(layer, Dropout):
+                layer._rng = self._dropout_rng
+
+        def forward(batch):
+            xb, tb, wb = batch
+            outputs = model(tensor(xb, device=device))
+            # The batch's weighted mean, sum(w * loss) / sum(w), as scikit-learn's MLP.
+            total = float(wb.sum(dtype=numpy.float64)) if wb is not None else len(xb)
+            loss = self._batch_loss(outputs, xb if tb is None else tb, wb) * (1.0 / total if total > 0 else 0.0)
+            for penalty in model.regularization_losses():
+                loss = loss + penalty
+            return loss, None, None
+
+        parameters = model.trainable_weights
+        step = GradientStep(forward, self._optimizer, lambda: parameters)
+        n_train = X.shape[0] if train_rows is None else len(train_rows)
+
+        def batches(epoch):
+            return array_batches((X, targets, weights), batch_size, shuffle=True, rng=self._batch_rng,
+                                 indices=train_rows)
+
+        return run_training(step, batches, epochs=epochs, steps=-(-n_train // batch_size), callbacks=callbacks,
+                            validate=validate, model=model, verbose=int(self.verbose))
+
+    def _record(self, history):
+        logs = history.history
+        self.loss_curve_.extend(logs.get("loss", []))
+        if "val_score" in logs:
+            self.validation_scores_ = (self.validation_scores_ or []) + logs["val_score"]
+        for key, values in logs.items():
+            self.history_.setdefault(key, []).extend(values)
+        self.n_iter_ = len(self.loss_curve_)
+
+    # -- prediction ---------------------------------------------------------------------------------
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "_model")
+
+    def _validate_input(self, X):
+        """X for prediction, checked against the fit (feature count and names); float32/float64 kept as is."""
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, dtype=(numpy.float32, numpy.float64))
+
+    def _prediction_rows(self):
+        """Rows per prediction batch: a power of two giving about ``PREDICT_WORK`` multiply-adds.
+
+        Large enough for BLAS to run at full speed, small enough to bound memory and the padding a lone
+        row pays; between 64 and ``_predict_batch_size``. A function of the network only, so every call
+        of one fitted estimator uses the same size.
+        """
+        rows = PREDICT_WORK // max(self._model.count_params(), 1)
+        return int(min(self._predict_batch_size, max(64, 2 ** int(math.log2(max(rows, 1))))))
+
+    def _forward(self, X, rows=None, start=0, stop=None):
+        """Outputs of the layers ``start:stop`` for ``X`` (or ``X[rows]``) as a float64 array.
+
+        Rows go through the network in batches of exactly ``_prediction_rows()`` (the last one padded
+        with zeros), so the matrix products always have the same shapes and a row's output does not
+        depend on which other rows are in the call; memory is bounded for any number of rows, and only
+        one batch at a time is converted to the network's dtype.
+        """
+        layers = self._model.layers[start:stop]
+        n = X.shape[0] if rows is None else len(rows)
+        size = self._prediction_rows()
+        buffer = numpy.zeros((size,) + X.shape[1:], dtype=self._model.dtype)
+        outputs = None
+        with no_grad(), training_mode(False):
+            for first in range(0, n, size):
+                last = min(first + size, n)
+                count = last - first
+                buffer[:count] = X[first:last] if rows is None else X[rows[first:last]]
+                buffer[count:] = 0
+                result = tensor(buffer, device=self._model.device)
+                for layer in layers:
+                    result = layer(result)
+                values = backend.to_numpy(result.data[:count])
+                if outputs is None:
+                    outputs = numpy.empty((n,) + values.shape[1:], dtype=numpy.float64)
+                outputs[first:last] = values
+        return outputs
+
+    # -- pickling -----------------------------------------------------------------------------------
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # a copy: object.__getstate__ hands out the live __dict__
+        model = state.pop("_model", None)
+        optimizer = state.pop("_optimizer", None)
+        if model is not None:
+            state["_network"] = {
+                "layers": [serialize(layer) for layer in model.layers],
+                "input_shape": [None, self.n_features_in_],
+                "weights": model.get_weights(),
+                "optimizer": optimizer.state_dict(model.trainable_weights),
+            }
+        return state
+
+    def __setstate__(self, state):
+        network = state.pop("_network", None)
+        super().__setstate__(state)
+        if network is None:
+            return
+        model = Sequential([deserialize(layer) for layer in network["layers"]], name=type(self).__name__)
+        model.build(tuple(network["input_shape"]))
+        model.set_weights(network["weights"])
+        optimizer = optimizers.deserialize(network["optimizer"]["config"])
+        optimizer.load_state_dict(network["optimizer"], model.trainable_weights)
+        # A model trained on the GPU goes back there where there is one, and stays on the CPU elsewhere.
+        if self.device == "gpu" and backend.gpu_available():
+            model.to("gpu")
+        self._model = model
+        self._optimizer = optimizer
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+class _ClassifierNetwork(ClassifierMixin, _BaseNetwork):
+    """Classification head: one logit and the sigmoid cross-entropy for two classes, softmax for more."""
+
+    _y_check = {}
+
+    def _class_weight(self):
+        """The ``class_weight`` parameter where the estimator has one."""
+        return None
+
+    def _validate_training_data(self, X, y, reset):
+        X, y = super()._validate_training_data(X, y, reset)
+        check_classification_targets(y)
+        return X, y
+
+    def _prepare_targets(self, y, weights, first_call, classes):
+        name = type(self).__name__
+        if classes is not None:
+            classes = unique_labels(classes)
+            if not first_call and not numpy.array_equal(classes, self.classes_):
+                raise ValueError(
+                    f"`classes={classes.tolist()}` differs from the classes of the first call to partial_fit: "
+                    f"{self.classes_.tolist()}."
+                )
+        if first_call:
+            self.classes_ = classes if classes is not None else unique_labels(y)
+            if len(self.classes_) < 2:
+                raise ValueError(
+                    f"{name} needs samples of at least 2 classes; the data contains only one class: "
+                    f"{self.classes_.tolist()[0]!r}."
+                )
+        unseen = numpy.setdiff1d(unique_labels(y), self.classes_)
+        if len(unseen):
+            raise ValueError(
+                f"y contains labels not in classes_ {self.classes_.tolist()}: {unseen.tolist()}. The classes are "
+                "fixed by the first fit, or by `classes` in the first call to partial_fit (pass every label there)."
+            )
+        codes = numpy.searchsorted(self.classes_, y)
+        if len(self.classes_) == 2:
+            return codes.astype(floatx()).reshape(-1, 1), 1
+        return codes, len(self.classes_)
+
+    def _combine_weights(self, y, weights, partial):
+        class_weight = self._class_weight()
+        if class_weight is None:
+            return weights
+        if partial and class_weight == "balanced":
+            raise ValueError(
+                "class_weight='balanced' is not supported by partial_fit: the class frequencies of the whole "
+                "data are unknown. Pass class_weight as a dict {label: weight}."
+            )
+        extra = compute_sample_weight(class_weight, y).astype(floatx())
+        return extra if weights is None else weights * extra
+
+    def _batch_loss(self, outputs, targets, weights):
+        if len(self.classes_) == 2:
+            return losses.sigmoid_cross_entropy(targets, outputs, weights=weights, reduction="sum")
+        return losses.sparse_softmax_cross_entropy(targets, outputs, weights=weights, reduction="sum")
+
+    def _predicted_codes(self, scores):
+        return (scores > 0).astype(numpy.intp) if scores.ndim == 1 else scores.argmax(axis=1)
+
+    def _validation_score(self, X, targets, weights, rows):
+        codes = self._predicted_codes(self._decision(X, rows))
+        truth = targets[rows].ravel().astype(numpy.intp)
+        return accuracy_score(truth, codes, sample_weight=None if weights is None else weights[rows])
+
+    def _decision(self, X, rows=None):
+        scores = self._forward(X, rows)
+        return scores.ravel() if len(self.classes_) == 2 else scores
+
+    def decision_function(self, X):
+        """The logits: shape (n_samples,) for two classes (> 0 means ``classes_[1]``), else (n_samples, n_classes)."""
+        return self._decision(self._validate_input(X))
+
+    def predict(self, X):
+        """The most probable class of each row, from ``classes_``."""
+        codes = self._predicted_codes(self.decision_function(X))
+        return self.classes_[codes]
+
+    def predict_log_proba(self, X):
+        """Log-probabilities of the classes, shape (n_samples, n_classes), columns in the order of ``classes_``."""
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            return numpy.column_stack([special.log_expit(-scores), special.log_expit(scores)])
+        return special.log_softmax(scores, axis=1)
+
+    def predict_proba(self, X):
+        """Probabilities of the classes, shape (n_samples, n_classes), columns in the order of ``classes_``."""
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            return numpy.column_stack([special.expit(-scores), special.expit(scores)])
+        return special.softmax(scores, axis=1)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Train on X, y (with per-row ``sample_weight`` if given) and return self."""
+        return self._fit(X, y, sample_weight)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch over X, y. ``classes`` (every label there will ever be) is required on the first call."""
+        if not hasattr(self, "_model") and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        return self._fit(X, y, sample_weight, partial=True, classes=classes)
+
+
+class _RegressorNetwork(RegressorMixin, _BaseNetwork):
+    """Regression head: linear outputs and the squared error, trained on standardized targets.
+
+    Targets are standardized with the (weighted) mean and standard deviation of the first fit, so the
+    default learning rate suits targets of any scale; predictions are mapped back.
+    """
+
+    _y_check = {"multi_output": True, "y_numeric": True}
+
+    def _prepare_targets(self, y, weights, first_call, classes):
+        columns = y.reshape(-1, 1) if y.ndim == 1 else y
+        if first_call:
+            self._single_target = y.ndim == 1
+            mean = numpy.average(columns, axis=0, weights=weights)
+            spread = numpy.sqrt(numpy.average((columns - mean) ** 2, axis=0, weights=weights))
+            self._y_mean, self._y_scale = mean, numpy.where(spread > 0, spread, 1.0)
+        targets = ((columns - self._y_mean) / self._y_scale).astype(floatx())
+        return targets, columns.shape[1]
+
+    def _validation_score(self, X, targets, weights, rows):
+        return r2_score(targets[rows], self._forward(X, rows), sample_weight=None if weights is None else weights[rows])
+
+    def predict(self, X):
+        """Predicted targets: shape (n_samples,) when fitted on a 1-D y, else (n_samples, n_outputs)."""
+        outputs = self._forward(self._validate_input(X)) * self._y_scale + self._y_mean
+        return outputs.ravel() if self._single_target else outputs
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Train on X, y (with per-row ``sample_weight`` if given) and return self."""
+        return self._fit(X, y, sample_weight)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over X, y; the first call fixes the target standardization."""
+        return self._fit(X, y, sample_weight, partial=True)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags

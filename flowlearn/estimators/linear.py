@@ -1,0 +1,138 @@
+"""Linear models trained by gradient descent: LinearRegressor and LinearClassifier.
+
+One Dense layer: least squares for regression (several targets at once if y has columns), logistic
+regression for two classes and softmax (multinomial) regression for more. These are the taxi-fare and
+logistic-regression models of the worked examples, with scikit-learn's interface.
+"""
+from ..layers import Dense
+from ._base import _ClassifierNetwork, _BaseNetwork, _RegressorNetwork, fill_doc
+
+
+class _LinearMixin:
+    """The network of both linear models, and their scikit-learn-style ``coef_`` / ``intercept_``."""
+
+    def _build_layers(self, n_features, n_outputs):
+        return [Dense(n_outputs, kernel_regularizer=self._kernel_regularizer(), name="linear")]
+
+    def _coefficients(self):
+        kernel, bias = self._model.layers[0].get_weights()
+        return kernel.T.astype("float64"), bias.astype("float64")
+
+
+@fill_doc(learning_rate=0.02, epochs=200)
+class LinearRegressor(_LinearMixin, _RegressorNetwork):
+    """Least-squares linear regression trained by mini-batch gradient descent (tf.estimator's LinearRegressor).
+
+    Minimises the mean squared error of ``X @ coef_.T + intercept_`` (plus the optional L2 penalty). The
+    targets are standardized internally, so the default learning rate suits any target scale. y may
+    have several columns (one model per column, trained together).
+
+    Parameters
+    ----------
+{common_parameters}
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_features,) or (n_targets, n_features)
+        Coefficients, in the units of X and y.
+    intercept_ : float or ndarray of shape (n_targets,)
+{common_attributes}
+
+    See Also
+    --------
+    sklearn.linear_model.LinearRegression : The exact least-squares solution.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from flowlearn.estimators import LinearRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(500, 3))
+    >>> y = X @ [1.5, -2.0, 0.5] + 3.0
+    >>> model = LinearRegressor(random_state=0).fit(X, y)
+    >>> np.round(model.coef_, 2), round(float(model.intercept_), 2)
+    (array([ 1.5, -2. ,  0.5]), 3.0)
+    """
+
+    _parameter_constraints = dict(_BaseNetwork._parameter_constraints)
+
+    def __init__(self, *, optimizer="adam", learning_rate=0.02, batch_size="auto", epochs=200, l2=0.0,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False,
+                 random_state=None, verbose=0, device="cpu"):
+        super().__init__(optimizer=optimizer, learning_rate=learning_rate, batch_size=batch_size, epochs=epochs,
+                         l2=l2, early_stopping=early_stopping, validation_fraction=validation_fraction,
+                         n_iter_no_change=n_iter_no_change, tol=tol, warm_start=warm_start, random_state=random_state,
+                         verbose=verbose, device=device)
+
+    @property
+    def coef_(self):
+        kernel, _ = self._fitted_coefficients()
+        return kernel.ravel() if self._single_target else kernel
+
+    @property
+    def intercept_(self):
+        _, bias = self._fitted_coefficients()
+        return float(bias[0]) if self._single_target else bias
+
+    def _fitted_coefficients(self):
+        # The network fits standardized targets: scale back to y's units.
+        if not hasattr(self, "_model"):
+            raise AttributeError("coef_ and intercept_ exist once the model is fitted: call fit first.")
+        kernel, bias = self._coefficients()
+        return kernel * self._y_scale[:, None], bias * self._y_scale + self._y_mean
+
+
+@fill_doc(learning_rate=0.02, epochs=200)
+class LinearClassifier(_LinearMixin, _ClassifierNetwork):
+    """Logistic regression (two classes) or multinomial softmax regression (more), trained by gradient descent.
+
+    tf.estimator's LinearClassifier with scikit-learn's interface: labels of any type (strings,
+    non-contiguous integers), ``predict_proba`` with one column per class of ``classes_``.
+
+    Parameters
+    ----------
+{common_parameters}
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels, sorted.
+    coef_ : ndarray of shape (1, n_features) for two classes, else (n_classes, n_features)
+    intercept_ : ndarray of shape (1,) or (n_classes,)
+{common_attributes}
+
+    See Also
+    --------
+    sklearn.linear_model.LogisticRegression : The same model, fitted by a second-order solver.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from flowlearn.estimators import LinearClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> model = LinearClassifier(random_state=0).fit(X, y)
+    >>> bool(model.score(X, y) > 0.9)
+    True
+    """
+
+    _parameter_constraints = dict(_BaseNetwork._parameter_constraints)
+
+    def __init__(self, *, optimizer="adam", learning_rate=0.02, batch_size="auto", epochs=200, l2=0.0,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False,
+                 random_state=None, verbose=0, device="cpu"):
+        super().__init__(optimizer=optimizer, learning_rate=learning_rate, batch_size=batch_size, epochs=epochs,
+                         l2=l2, early_stopping=early_stopping, validation_fraction=validation_fraction,
+                         n_iter_no_change=n_iter_no_change, tol=tol, warm_start=warm_start, random_state=random_state,
+                         verbose=verbose, device=device)
+
+    @property
+    def coef_(self):
+        if not hasattr(self, "_model"):
+            raise AttributeError("coef_ exists once the model is fitted: call fit first.")
+        return self._coefficients()[0]
+
+    @property
+    def intercept_(self):
+        if not hasattr(self, "_model"):
+            raise AttributeError("intercept_ exists once the model is fitted: call fit first.")
+        return self._coefficients()[1]

@@ -1,0 +1,186 @@
+"""Saving and loading whole models: one zip file of JSON and ``.npy`` arrays, never pickle.
+
+Layout of a ``.flmodel`` file (a zip archive, entries stored uncompressed)::
+
+    config.json              format and version, the model config (layer class names and their
+                             get_config()), its build input shape, the compile config (optimizer
+                             config and step count, loss, metrics) and the list of array entries
+    weights/00000.npy ...    the model's weights, in the order of ``model.weights``
+    optimizer/00000.npy ...  the optimizer's slot arrays (e.g. Adam's moments)
+
+Loading is safe on files from anywhere: JSON is parsed as data, arrays are read with
+``allow_pickle=False`` and must be numeric, and layer classes are looked up by name among
+flowlearn's registered layers (plus the ``custom_objects`` the caller passes); an unknown name is a
+ValueError, and nothing named in the file is imported or evaluated.
+"""
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+
+import numpy
+
+from ..core import backend
+from ..core import losses as losses_module
+from ..core import optimizers as optimizers_module
+from .serialization import deserialize, serialize
+
+__all__ = ["save_model", "load_model"]
+
+FORMAT = "flowlearn.model"
+FORMAT_VERSION = 1
+
+
+def _model_config(model):
+    """config.json's content and the (entry name, array) pairs to store beside it."""
+    entries = []
+    weights = []
+    for index, weight in enumerate(model.weights):
+        name = f"weights/{index:05d}.npy"
+        entries.append((name, backend.to_numpy(weight.data)))
+        weights.append({"name": weight.name, "file": name})
+    compile_config = model.get_compile_config() if hasattr(model, "get_compile_config") else None
+    if getattr(model, "compiled", False) and compile_config is None:
+        warnings.warn(
+            "save: the model's loss or a metric is a plain function, which cannot be stored as data; the model "
+            "is saved without its compile settings and optimizer state (compile it again after loading).",
+            UserWarning,
+            stacklevel=3,
+        )
+    optimizer = None
+    if compile_config is not None:
+        state = model.optimizer.state_dict(model.trainable_weights)
+        slots = []
+        for index, (key, array) in enumerate(sorted(state["slots"].items())):
+            name = f"optimizer/{index:05d}.npy"
+            entries.append((name, array))
+            slots.append({"key": key, "file": name})
+        optimizer = {"state": state["config"], "slots": slots}
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": serialize(model),
+        "weights": weights,
+        "compile": compile_config,
+        "optimizer": optimizer,
+    }
+    return config, entries
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save_model(model, path):
+    """Write ``model`` (architecture, weights, compile settings, optimizer state) to the file ``path``.
+
+    The file is written atomically: into a temporary file in the same folder, flushed and synced to
+    disk, then renamed over ``path``, so a crash never leaves a half-written model behind.
+
+    >>> model.save("mnist.flmodel")  # doctest: +SKIP
+    >>> restored = flowlearn.load_model("mnist.flmodel")  # doctest: +SKIP
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"save: expected a file path; {path!r} is a directory.")
+    config, entries = _model_config(model)
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED) as archive:
+                archive.writestr("config.json", json.dumps(config, indent=1))
+                for name, array in entries:
+                    with archive.open(name, "w", force_zip64=array.nbytes > 2**31 - 2**20) as entry:
+                        numpy.lib.format.write_array(entry, numpy.ascontiguousarray(array), allow_pickle=False)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would make saved models private
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def _read_array(archive, name, path):
+    try:
+        with archive.open(name) as entry:
+            array = numpy.lib.format.read_array(entry, allow_pickle=False)
+    except KeyError:
+        raise ValueError(f"load_model: {path!r} is damaged: its config lists {name!r}, which the file lacks.") from None
+    except ValueError as error:
+        raise ValueError(f"load_model: {path!r}: cannot read {name!r} as a numeric array ({error}).") from None
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"load_model: {path!r}: {name!r} holds dtype {array.dtype}; expected numbers.")
+    return array
+
+
+def _read_config(archive, path):
+    try:
+        config = json.loads(archive.read("config.json"))
+    except KeyError:
+        raise ValueError(f"load_model: {path!r} is not a flowlearn model: it has no config.json.") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ValueError(f"load_model: {path!r} is not a flowlearn model file (format {FORMAT!r} expected).")
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(
+            f"load_model: {path!r} has format version {version!r}; this flowlearn reads versions up to "
+            f"{FORMAT_VERSION}. Upgrade flowlearn to load it."
+        )
+    return config
+
+
+def _build_model(entry, custom_objects):
+    from .sequential import Sequential
+
+    # deserialize() does not hand custom_objects on to a container's layers; Sequential's own from_config does.
+    if isinstance(entry, dict) and entry.get("class_name") == "Sequential" and isinstance(entry.get("config"), dict):
+        return Sequential.from_config(entry["config"], custom_objects)
+    return deserialize(entry, custom_objects)
+
+
+def _compile(model, config, archive, path):
+    settings = config["compile"]
+    state = config["optimizer"]["state"]
+    optimizer = optimizers_module.deserialize({"class_name": state["class_name"], "config": state["config"]})
+    loss = settings["loss"]
+    loss = losses_module.get(loss) if isinstance(loss, dict) else loss
+    model.compile(optimizer=optimizer, loss=loss, metrics=list(settings["metrics"]))
+    slots = {item["key"]: _read_array(archive, item["file"], path) for item in config["optimizer"]["slots"]}
+    optimizer.load_state_dict({"config": state, "slots": slots}, model.trainable_weights)
+
+
+def load_model(path, compile=True, custom_objects=None):  # noqa: A002 (Keras's argument name)
+    """The model saved at ``path`` by :func:`save_model` / ``model.save``, ready to predict or train on.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    compile : bool
+        Restore the optimizer (with its state, so training continues where it stopped), loss and metrics.
+    custom_objects : dict of str to Layer subclass, optional
+        Your own layer classes, by the class names stored in the file.
+
+    >>> model = flowlearn.load_model("mnist.flmodel")  # doctest: +SKIP
+    """
+    path = os.fspath(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise ValueError(f"load_model: {path!r} is not a flowlearn model file (not a zip archive).") from None
+    with archive:
+        config = _read_config(archive, path)
+        model = _build_model(config["model"], custom_objects)
+        arrays = [_read_array(archive, item["file"], path) for item in config["weights"]]
+        if arrays or model.weights:
+            model.set_weights(arrays)
+        if compile and config.get("compile") is not None:
+            _compile(model, config, archive, path)
+    return model

@@ -1,0 +1,599 @@
+"""Sequential: a stack of layers trained with compile / fit / evaluate / predict, as in Keras.
+
+Training runs through the shared loop of :mod:`flowlearn.layers.training`; saving and loading are
+in :mod:`flowlearn.layers.saving`.
+"""
+import numbers
+
+import numpy
+
+from ..core import backend, no_grad, training_mode
+from ..core import losses as losses_module
+from ..core import metrics as metrics_module
+from ..core import optimizers as optimizers_module
+from ..core.ops import mean as _mean
+from ..core.ops.activation import get_activation
+from ..core.tensor import Tensor, tensor
+from . import _args, seeding
+from .base import InputSpec, Layer, _shape_repr
+from .input_layer import InputLayer
+from .serialization import deserialize, serialize
+from .training import (
+    GradientStep, NonFiniteLossError, array_batches, evaluate_batches, make_metric, run_training,
+)
+
+# Probability-input cross-entropies, and the last-layer activation whose logits they can take instead.
+_FUSABLE = {
+    losses_module.SparseCategoricalCrossentropy: "softmax",
+    losses_module.CategoricalCrossentropy: "softmax",
+    losses_module.BinaryCrossentropy: "sigmoid",
+}
+
+
+def _host_array(what, name, value):
+    """``value`` as a numpy array (Tensors and array-likes accepted), refusing empty data."""
+    if isinstance(value, Tensor):
+        value = value.numpy()
+    array = numpy.asarray(value)
+    if array.ndim == 0 or len(array) == 0:
+        raise ValueError(f"{what}: expected `{name}` with at least one sample; got an array of shape {array.shape}.")
+    return array
+
+
+def _check_finite(what, name, array):
+    if array.dtype.kind == "f" and not numpy.isfinite(array).all():
+        row = int(numpy.argwhere(~numpy.isfinite(array))[0][0])
+        raise ValueError(
+            f"{what}: `{name}` contains NaN or infinite values (first in sample {row}). Clean the data, or pass "
+            "allow_nan=True if the model is meant to see them."
+        )
+
+
+class Sequential(Layer):
+    """A linear stack of layers, with Keras's training API.
+
+    Parameters
+    ----------
+    layers : list of Layer, optional
+        Added in order with :meth:`add`. A first :class:`InputLayer` (``fl.layers.Input(shape)``) or a
+        first layer given ``input_shape=`` builds the model at once; otherwise it is built from the
+        first data it sees (or an explicit :meth:`build`).
+    name : str, optional
+
+    Examples
+    --------
+    >>> import numpy as np, flowlearn as fl
+    >>> model = fl.Sequential([fl.layers.Input((4,)), fl.layers.Dense(8, activation="relu"),
+    ...                        fl.layers.Dense(3, activation="softmax")])
+    >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    >>> x, y = np.random.rand(64, 4), np.random.randint(0, 3, 64)
+    >>> history = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    >>> model.predict(x[:5]).shape
+    (5, 3)
+    """
+
+    def __init__(self, layers=None, name=None, trainable=True):
+        super().__init__(name=name, trainable=trainable)
+        self._layers = []
+        self._output_shapes = []
+        self.optimizer = None
+        self.loss = None
+        self.compiled = False
+        self.stop_training = False
+        self.history = None
+        self._loss_fn = None
+        self._metric_ids = []
+        for layer in layers or []:
+            self.add(layer)
+
+    # -- structure ------------------------------------------------------------------------------
+    @property
+    def layers(self):
+        """The layers, without the InputLayer (as Keras lists them)."""
+        return [layer for layer in self._layers if not isinstance(layer, InputLayer)]
+
+    def add(self, layer):
+        """Append ``layer``; a built model builds it at once from the current output shape."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f'Sequential "{self.name}": add() expected a Layer instance; got {type(layer).__name__}.')
+        if isinstance(layer, InputLayer) and self._layers:
+            raise ValueError(f'Sequential "{self.name}": an InputLayer can only be the first layer.')
+        if any(layer is existing for existing in self._layers):
+            raise ValueError(f'Sequential "{self.name}": layer "{layer.name}" is already in the model.')
+        self._layers.append(layer)
+        first = self._layers[0]
+        # Integer inputs (for an Embedding, or an integer InputLayer) must reach the first layer uncast.
+        self._autocast = first._autocast and not (isinstance(first, InputLayer) and first.dtype.kind != "f")
+        if self.built:
+            self._propagate(self.build_input_shape)
+        elif len(self._layers) == 1 and first.input_shape is not None:
+            self.build((None,) + tuple(first.input_shape))
+
+    def build(self, input_shape):
+        """Build every layer for inputs of ``input_shape`` (batch dimension first, may be None)."""
+        if not self._layers:
+            raise ValueError(f'Sequential "{self.name}": cannot build a model with no layers; add layers first.')
+        shape = (None,) + tuple(input_shape[1:])
+        self._propagate(shape)
+        self.input_spec = InputSpec(shape=shape)
+
+    def _propagate(self, shape):
+        shapes = []
+        for layer in self._layers:
+            if not layer.built and not layer._weights:
+                layer._device = self._device
+            layer.build(shape)
+            shape = tuple(layer.compute_output_shape(shape))
+            shapes.append(shape)
+        self._output_shapes = shapes
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        for layer in self._layers:
+            shape = tuple(layer.compute_output_shape(shape))
+        return shape
+
+    @property
+    def output_shape(self):
+        self._require_built("output_shape")
+        return self._output_shapes[-1]
+
+    def _require_built(self, what):
+        if not self.built:
+            raise ValueError(
+                f'Sequential "{self.name}": {what} needs the model built. Build it with build(input_shape), give '
+                "it an Input layer first, or call it (or fit) on data."
+            )
+
+    # -- computation ----------------------------------------------------------------------------
+    def call(self, inputs, training=None):
+        return self._forward(inputs, logits=False, training=training)
+
+    def _forward(self, inputs, logits, training=None):
+        """The stack's output, or with ``logits`` the last layer's pre-activation output.
+
+        ``training=None`` lets each layer read the mode set by ``fl.training_mode`` (as fit and
+        evaluate set it).
+        """
+        layers = self._layers
+        for layer in layers[:-1]:
+            inputs = layer(inputs, training=training)
+        last = layers[-1]
+        return last.call_logits(inputs, training=training) if logits else last(inputs, training=training)
+
+    # -- compile --------------------------------------------------------------------------------
+    def compile(self, optimizer="adam", loss=None, metrics=None):
+        """Choose the optimizer, the loss and the metrics that ``fit`` and ``evaluate`` use.
+
+        Parameters
+        ----------
+        optimizer : str or Optimizer
+            A name ("adam", "sgd", "rmsprop", "adagrad", "adamw") with default settings, or an instance.
+        loss : str, Loss or callable
+            Keras names ("mse", "mae", "huber", "binary_crossentropy", "categorical_crossentropy",
+            "sparse_categorical_crossentropy"), a Loss object, or ``f(y_true, y_pred) -> Tensor``
+            (per-sample values are weighted by sample weights and averaged; a scalar is used as is).
+            String cross-entropies take probabilities, as in Keras. When the last layer's activation is
+            softmax (categorical losses) or sigmoid (binary), the loss is computed from that layer's
+            pre-activation output with the fused from-logits loss: same value, stabler and faster.
+        metrics : list, optional
+            Names ("accuracy", "mae", "rmse", "auc", "precision", "recall"), Metric objects, or
+            ``f(y_true, y_pred) -> number`` functions (averaged over batches).
+        """
+        self.optimizer = optimizers_module.get(optimizer)
+        self._loss_fn = losses_module.get(loss)
+        self.loss = loss
+        if metrics is None:
+            metrics = []
+        if isinstance(metrics, (str, dict)) or not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"compile: expected `metrics` to be a list; got {metrics!r}.")
+        for metric in metrics:
+            make_metric(metric)  # fail now, not in the middle of fit
+        self._metric_ids = list(metrics)
+        self.compiled = True
+
+    @property
+    def metrics_names(self):
+        """``["loss", <metric names>]``: the order of ``evaluate``'s list result."""
+        return ["loss"] + [make_metric(metric).name for metric in self._metric_ids]
+
+    def _require_compiled(self, what):
+        if not self.compiled or self._loss_fn is None:
+            raise ValueError(
+                f'Sequential "{self.name}": {what} needs a loss; call compile(optimizer=..., loss=...) first.'
+            )
+
+    def _loss_plan(self):
+        """(loss function, compute from logits, activation of the last layer)."""
+        loss = self._loss_fn
+        last = self._layers[-1]
+        activation = getattr(last, "activation", None)
+        wanted = _FUSABLE.get(type(loss))
+        if wanted is not None and activation == wanted and not loss.from_logits and hasattr(last, "call_logits"):
+            fused = type(loss).from_config({**loss.get_config(), "from_logits": True})
+            return fused, True, get_activation(activation)
+        return loss, False, None
+
+    def _make_forward(self):
+        """``forward(batch) -> (loss, y_true, y_pred)`` for the current loss plan: the one function that
+        training steps, validation and evaluate run."""
+        loss_fn, from_logits, activation = self._loss_plan()
+        plain = not isinstance(loss_fn, losses_module.Loss)
+        want_predictions = bool(self._metric_ids)
+        device = self._device
+
+        def forward(batch):
+            x, y, sample_weight = batch
+            inputs = tensor(x, device=device)
+            outputs = self._forward(inputs, logits=from_logits)
+            if plain:
+                loss = self._call_plain_loss(loss_fn, y, outputs, sample_weight)
+            else:
+                loss = loss_fn(y, outputs, sample_weight=sample_weight)
+            penalties = self.regularization_losses()
+            for penalty in penalties:
+                loss = loss + penalty
+            predictions = None
+            if want_predictions:
+                predictions = outputs
+                if from_logits:
+                    with no_grad():
+                        predictions = activation(outputs)
+            return loss, y, predictions
+
+        return forward
+
+    @staticmethod
+    def _call_plain_loss(function, y, outputs, sample_weight):
+        """A user loss ``f(y_true, y_pred)``: per-sample values are weighted and averaged, as in Keras."""
+        value = function(tensor(y, device=outputs.device), outputs)
+        if not isinstance(value, Tensor):
+            raise TypeError(f"The loss function {function!r} must return a Tensor; got {type(value).__name__}.")
+        if value.ndim == 0:
+            return value
+        if sample_weight is not None:
+            weights = tensor(sample_weight.reshape((-1,) + (1,) * (value.ndim - 1)), dtype=value.dtype,
+                             device=value.device)
+            value = value * weights
+        return _mean(value)
+
+    # -- data checks ----------------------------------------------------------------------------
+    def _prepare_x(self, what, x, allow_nan=False):
+        """``x`` as one numpy array of the model's input dtype (converted once), checked against the model."""
+        x = _host_array(what, "x", x)
+        if self._autocast and x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        if not allow_nan:
+            _check_finite(what, "x", x)
+        if not self._layers:
+            raise ValueError(f'Sequential "{self.name}": {what} needs layers; add some first.')
+        try:
+            if not self.built:
+                self.build((None,) + x.shape[1:])
+            else:
+                self.input_spec.check(self.name, x.shape)
+        except ValueError as error:
+            raise ValueError(f"{what}: {error}") from None
+        return x
+
+    def _target_kind(self):
+        loss = self._loss_fn
+        for kind, cls in (("sparse", losses_module.SparseCategoricalCrossentropy),
+                          ("categorical", losses_module.CategoricalCrossentropy),
+                          ("binary", losses_module.BinaryCrossentropy)):
+            if isinstance(loss, cls):
+                return kind
+        return "other"
+
+    def _prepare_y(self, what, y, n, allow_nan=False):
+        y = _host_array(what, "y", y)
+        if len(y) != n:
+            raise ValueError(f"{what}: x and y must hold the same number of samples; got {n} and {len(y)}.")
+        output = self._output_shapes[-1]
+        kind = self._target_kind()
+        if y.dtype.kind not in "biuf":
+            raise TypeError(f"{what}: expected numeric targets `y`; got dtype {y.dtype}.")
+        if y.dtype.kind == "f" and not allow_nan:
+            _check_finite(what, "y", y)
+        if kind == "sparse":
+            classes = output[-1]
+            if y.shape[1:] not in (tuple(output[1:-1]), tuple(output[1:-1]) + (1,)):
+                raise ValueError(
+                    f"{what}: sparse_categorical_crossentropy expects integer class labels of shape "
+                    f"{_shape_repr((n,) + tuple(output[1:-1]))} for a model output of shape {_shape_repr(output)}; "
+                    f"got y of shape {y.shape}."
+                )
+            if y.dtype.kind == "f" and not numpy.array_equal(y, numpy.floor(y)):
+                raise ValueError(f"{what}: sparse_categorical_crossentropy expects integer class labels; got fractions.")
+            bad = (y < 0) | (y >= classes)
+            if bad.any():
+                raise ValueError(
+                    f"{what}: labels must be class indices in [0, {classes}) for a model with {classes} outputs; got "
+                    f"out-of-range values {numpy.unique(y[bad])[:10].tolist()}."
+                )
+            return y.astype(numpy.int64, copy=False)
+        if kind == "categorical" and y.shape[1:] != tuple(output[1:]):
+            hint = " For integer class labels use loss='sparse_categorical_crossentropy'." if y.ndim == 1 else ""
+            raise ValueError(
+                f"{what}: categorical_crossentropy expects one-hot targets of shape "
+                f"{_shape_repr((n,) + tuple(output[1:]))}; got y of shape {y.shape}.{hint}"
+            )
+        if kind == "binary" and ((y < 0) | (y > 1)).any():
+            raise ValueError(f"{what}: binary_crossentropy expects targets in [0, 1]; got values from {y.min()} to {y.max()}.")
+        return y.astype(self.dtype, copy=False) if y.dtype.kind == "f" or kind != "other" else y
+
+    def _class_labels(self, y):
+        """Class index per sample, for class_weight."""
+        if self._target_kind() == "categorical" or (y.ndim > 1 and y.shape[-1] > 1):
+            return y.reshape(len(y), -1, y.shape[-1]).argmax(axis=-1)[:, 0]
+        return numpy.rint(y.reshape(len(y), -1)[:, 0]).astype(numpy.int64)
+
+    def _prepare_weights(self, what, y, sample_weight, class_weight):
+        weights = None
+        if sample_weight is not None:
+            weights = numpy.asarray(sample_weight.numpy() if isinstance(sample_weight, Tensor) else sample_weight)
+            if weights.shape not in ((len(y),), (len(y), 1)):
+                raise ValueError(f"{what}: expected `sample_weight` of shape ({len(y)},); got {weights.shape}.")
+            weights = weights.reshape(-1).astype(self.dtype)
+            _check_finite(what, "sample_weight", weights)
+        if class_weight is not None:
+            if not isinstance(class_weight, dict) or not all(
+                    isinstance(c, numbers.Integral) and not isinstance(c, bool) and c >= 0 for c in class_weight):
+                raise TypeError(
+                    f"{what}: expected `class_weight` to be a dict {{class index >= 0: weight}}; got {class_weight!r}."
+                )
+            labels = self._class_labels(y)
+            per_class = numpy.ones(max(int(labels.max()) + 1, max(class_weight, default=0) + 1), dtype=self.dtype)
+            for label, weight in class_weight.items():
+                per_class[int(label)] = weight
+            from_classes = per_class[labels]
+            weights = from_classes if weights is None else weights * from_classes
+        return weights
+
+    def _prepare(self, what, x, y, sample_weight=None, class_weight=None, allow_nan=False):
+        x = self._prepare_x(what, x, allow_nan)
+        y = self._prepare_y(what, y, len(x), allow_nan)
+        return x, y, self._prepare_weights(what, y, sample_weight, class_weight)
+
+    # -- training and inference -----------------------------------------------------------------
+    def fit(self, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
+            terminate_on_nan=True, allow_nan=False):
+        """Train for ``epochs`` epochs over ``x`` and ``y``; returns the :class:`~flowlearn.callbacks.History`.
+
+        Parameters
+        ----------
+        x, y : array-like
+            Inputs (float64 or integer data are converted once to the model's float32) and targets:
+            class indices for sparse cross-entropy, one-hot rows for categorical, 0/1 for binary.
+        batch_size, epochs, initial_epoch : int
+            As in Keras: the epochs run are ``range(initial_epoch, epochs)``.
+        verbose : {0, 1, 2}
+            0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+        callbacks : list of Callback, optional
+        validation_split : float
+            The fraction of the data, taken from the end before shuffling, held out for validation.
+        validation_data : tuple, optional
+            ``(x_val, y_val)`` or ``(x_val, y_val, sample_weight_val)``; wins over ``validation_split``.
+        shuffle : bool
+            Visit the training samples in a new random order each epoch (drawn from the generator that
+            :func:`flowlearn.layers.set_random_seed` seeds).
+        class_weight : dict, optional
+            ``{class index: weight}`` multiplying the loss of each sample of that class (unlisted: 1).
+        sample_weight : array-like, optional
+            One weight per sample.
+        terminate_on_nan : bool
+            True (default): if a batch's loss is NaN or infinite, stop with
+            :class:`~flowlearn.layers.training.NonFiniteLossError` and keep the weights and optimizer
+            state from before that batch. False: keep training whatever the loss (Keras's behaviour).
+        allow_nan : bool
+            False (default): NaN or infinite values in ``x`` or ``y`` raise ValueError before training.
+
+        Returns
+        -------
+        History
+            ``history.history`` maps "loss", the metric names and their "val_" forms to per-epoch lists.
+        """
+        self._require_compiled("fit")
+        batch_size = _args.positive_int("fit", "batch_size", batch_size)
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"Received an invalid value for `verbose`: expected 0, 1 or 2; got {verbose!r}.")
+        if not isinstance(validation_split, numbers.Real) or not 0.0 <= validation_split < 1.0:
+            raise ValueError(
+                f"Received an invalid value for `validation_split`: expected a number in [0, 1); got {validation_split!r}."
+            )
+        x, y, weights = self._prepare("fit", x, y, sample_weight, class_weight, allow_nan)
+        validation = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError(
+                    "fit: expected `validation_data` as (x_val, y_val) or (x_val, y_val, sample_weight_val); got "
+                    f"{type(validation_data).__name__} {str(validation_data)[:60]}."
+                )
+            validation = self._prepare("fit (validation_data)", *validation_data[:2],
+                                       sample_weight=validation_data[2] if len(validation_data) == 3 else None,
+                                       allow_nan=allow_nan)
+        elif validation_split:
+            split = int(len(x) * (1.0 - validation_split))
+            if split == 0 or split == len(x):
+                raise ValueError(
+                    f"fit: validation_split={validation_split} of {len(x)} samples leaves "
+                    f"{split} for training and {len(x) - split} for validation; both need at least one."
+                )
+            validation = (x[split:], y[split:], None if weights is None else weights[split:])
+            x, y, weights = x[:split], y[:split], None if weights is None else weights[:split]
+
+        forward = self._make_forward()
+        step = self._gradient_step(forward, terminate_on_nan)
+        rng = seeding.shuffle_rng()
+        data = (x, y, weights)
+        validate = None
+        if validation is not None:
+            def validate():
+                return evaluate_batches(forward, array_batches(validation, batch_size), self._metric_ids)
+
+        return run_training(
+            step, lambda epoch: array_batches(data, batch_size, shuffle=bool(shuffle), rng=rng),
+            epochs=epochs, initial_epoch=initial_epoch, steps=-(-len(x) // batch_size), callbacks=callbacks,
+            validate=validate, model=self, verbose=verbose, terminate_on_nan=terminate_on_nan,
+        )
+
+    def _gradient_step(self, forward, skip_nonfinite):
+        parameters = self.trainable_weights
+        # Weights a layer keeps out of the gradient step while itself active (batch-norm statistics) are
+        # the ones its forward pass updates; they are restored if a batch's loss is not finite.
+        state = [w for layer, active in self._walk() if active for w, trainable in layer._weights if not trainable]
+        return GradientStep(forward, self.optimizer, lambda: parameters, metrics=self._metric_ids,
+                            skip_nonfinite=skip_nonfinite, state=lambda: state)
+
+    def _results(self, logs, return_dict):
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def evaluate(self, x, y, batch_size=32, verbose=0, sample_weight=None, return_dict=False, allow_nan=False):
+        """The loss (regularization included) and metrics over ``x``, ``y``, computed in batches.
+
+        Returns the loss as a float when there are no metrics, else ``[loss, *metrics]`` in the order
+        of :attr:`metrics_names` (a dict with ``return_dict=True``), as Keras does. ``verbose`` is
+        accepted for Keras compatibility; evaluation prints nothing.
+        """
+        self._require_compiled("evaluate")
+        batch_size = _args.positive_int("evaluate", "batch_size", batch_size)
+        data = self._prepare("evaluate", x, y, sample_weight, allow_nan=allow_nan)
+        logs = evaluate_batches(self._make_forward(), array_batches(data, batch_size), self._metric_ids)
+        return self._results(logs, return_dict)
+
+    def predict(self, x, batch_size=32, verbose=0):
+        """The model's outputs for ``x`` as a numpy array, computed ``batch_size`` samples at a time in
+        inference mode with no graph recorded (only the result is allocated whole).
+
+        ``verbose`` is accepted for Keras compatibility.
+        """
+        batch_size = _args.positive_int("predict", "batch_size", batch_size)
+        x = self._prepare_x("predict", x, allow_nan=True)
+        result = None
+        with no_grad(), training_mode(False):
+            for start in range(0, len(x), batch_size):
+                output = backend.to_numpy(self._forward(tensor(x[start:start + batch_size], device=self._device),
+                                                        logits=False).data)
+                if result is None:
+                    result = numpy.empty((len(x),) + output.shape[1:], dtype=output.dtype)
+                result[start:start + len(output)] = output
+        return result
+
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
+        """One gradient step on one batch; returns its loss (and metrics) as ``evaluate`` does.
+
+        A NaN or infinite loss raises NonFiniteLossError without changing the weights.
+        """
+        self._require_compiled("train_on_batch")
+        batch = self._prepare("train_on_batch", x, y, sample_weight, class_weight)
+        logs = self._gradient_step(self._make_forward(), True)(batch)
+        if not numpy.isfinite(logs["loss"]):
+            raise NonFiniteLossError(
+                f"train_on_batch: the loss is {logs['loss']}; the update was not applied and the weights are unchanged."
+            )
+        return self._results(logs, return_dict)
+
+    def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
+        """The loss (and metrics) on one batch, in inference mode."""
+        self._require_compiled("test_on_batch")
+        batch = self._prepare("test_on_batch", x, y, sample_weight)
+        return self._results(evaluate_batches(self._make_forward(), [batch], self._metric_ids), return_dict)
+
+    def predict_on_batch(self, x):
+        """The outputs for one batch as a numpy array (inference mode, no graph)."""
+        return self.predict(x, batch_size=max(len(x), 1))
+
+    # -- summary, config, saving ----------------------------------------------------------------
+    def summary(self, print_fn=print):
+        """The Keras table of layers, output shapes and parameter counts.
+
+        Printed with ``print_fn`` (default ``print``); with ``print_fn=None`` the text is returned
+        instead.
+        """
+        self._require_built("summary()")
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        for layer, shape in zip(self._layers, self._output_shapes):
+            if not isinstance(layer, InputLayer):
+                rows.append((f"{layer.name} ({type(layer).__name__})", _shape_repr(shape), str(layer.count_params())))
+        widths = [max(len(row[i]) for row in rows) + 3 for i in range(3)]
+        widths = [max(widths[0], 29), max(widths[1], 26), max(widths[2], 10)]
+        line = sum(widths)
+
+        def format_row(row):
+            return "".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+
+        trainable = sum(int(numpy.prod(w.shape)) for w in self.trainable_weights)
+        total = self.count_params()
+        lines = [f'Model: "{self.name}"', "_" * line, format_row(rows[0]), "=" * line]
+        for index, row in enumerate(rows[1:]):
+            if index:
+                lines.append("")
+            lines.append(format_row(row))
+        lines += [
+            "=" * line,
+            f"Total params: {total:,}",
+            f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}",
+            "_" * line,
+        ]
+        text = "\n".join(lines)
+        if print_fn is None:
+            return text
+        print_fn(text)
+        return None
+
+    def get_config(self):
+        """The layers' configs and the input shape the model was built with (plain JSON)."""
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": self.dtype.name,
+            "layers": [serialize(layer) for layer in self._layers],
+            "build_input_shape": None if not self.built else list(self.build_input_shape),
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A new model from :meth:`get_config` output, built (with fresh weights) if it was built.
+
+        Layer classes are looked up by name among flowlearn's registered layers (and
+        ``custom_objects``); nothing named in the config is imported or run.
+        """
+        config = dict(config)
+        model = cls(name=config.get("name"), trainable=config.get("trainable", True))
+        for entry in config.get("layers", []):
+            model.add(deserialize(entry, custom_objects))
+        shape = config.get("build_input_shape")
+        if shape is not None and not model.built:
+            model.build(tuple(shape))
+        return model
+
+    def get_compile_config(self):
+        """The compile arguments as plain JSON, or None when they cannot be (a loss or metric function)."""
+        if not self.compiled:
+            return None
+        loss = self.loss
+        if isinstance(loss, losses_module.Loss):
+            loss = {"class_name": type(loss).__name__, "config": loss.get_config()}
+        elif loss is not None and not isinstance(loss, str):
+            return None
+        metrics = []
+        for metric in self._metric_ids:
+            if isinstance(metric, metrics_module.Metric):
+                metrics.append({"class_name": type(metric).__name__, "config": metric.get_config()})
+            elif isinstance(metric, (str, dict)):
+                metrics.append(metric)
+            else:
+                return None
+        return {"optimizer": optimizers_module.serialize(self.optimizer), "loss": loss, "metrics": metrics}
+
+    def save(self, path):
+        """Save architecture, weights, compile settings and optimizer state to one file (see
+        :func:`flowlearn.layers.saving.save_model`); ``flowlearn.load_model(path)`` restores it."""
+        from .saving import save_model
+
+        save_model(self, path)

@@ -1,0 +1,67 @@
+"""scikit-learn's own estimator checks, on every estimator in its default configuration.
+
+One check is expected to fail, for a reason of arithmetic rather than design:
+``check_sample_weight_equivalence_on_dense_data`` compares a fit with integer sample weights to a fit
+on the rows repeated that many times at rtol=1e-7, which is below float32 resolution (eps = 1.2e-7)
+while the estimators train in float32 by default. The two fits differ only in the order of float32
+sums (1e-7 relative); the tests at the bottom run the same check in float64, where it passes.
+"""
+import numpy
+import pytest
+from sklearn.utils.estimator_checks import (
+    check_sample_weight_equivalence_on_dense_data, parametrize_with_checks,
+)
+
+import flowlearn as fl
+from flowlearn.estimators import (
+    AutoEncoder, CNNClassifier, DNNClassifier, DNNRegressor, LinearClassifier, LinearRegressor,
+)
+
+ESTIMATORS = [LinearRegressor(), LinearClassifier(), DNNClassifier(), DNNRegressor(), AutoEncoder(), CNNClassifier()]
+
+FLOAT32_SUMS = (
+    "trains in float32: weighted and repeated rows give sums in a different order, so the fits agree to "
+    "~1e-7 relative, the float32 resolution, while the check asks rtol=1e-7 (it passes in float64, see "
+    "test_sample_weight_equivalence_in_float64)"
+)
+
+
+def expected_failures(estimator):
+    reason = FLOAT32_SUMS
+    if isinstance(estimator, CNNClassifier):
+        reason += "; and dropout=0.5 draws masks per row, so repeated rows get masks of their own"
+    return {"check_sample_weight_equivalence_on_dense_data": reason}
+
+
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failures)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture
+def float64():
+    previous = fl.floatx()
+    fl.set_floatx("float64")
+    yield
+    fl.set_floatx(previous)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [LinearRegressor(), LinearClassifier(), DNNClassifier(), DNNRegressor(), AutoEncoder(), CNNClassifier(dropout=0.0)],
+    ids=lambda estimator: type(estimator).__name__,
+)
+def test_sample_weight_equivalence_in_float64(estimator, float64):
+    # The same scikit-learn check, exact once the arithmetic is: integer weights == repeated rows.
+    check_sample_weight_equivalence_on_dense_data(type(estimator).__name__, estimator)
+
+
+def test_sample_weight_equivalence_in_float32_to_float32_precision():
+    rng = numpy.random.default_rng(42)
+    X, y = rng.random((15, 30)), rng.integers(0, 3, 15)
+    weights = rng.integers(0, 5, 15)
+    weighted = DNNClassifier(random_state=0).fit(X, y, sample_weight=weights)
+    repeated = DNNClassifier(random_state=0).fit(X.repeat(weights, axis=0), y.repeat(weights))
+    numpy.testing.assert_allclose(weighted.predict_proba(X), repeated.predict_proba(X), rtol=1e-4, atol=1e-6)

@@ -1,0 +1,119 @@
+"""VariableStore and variable_scope: get-or-create by name, reuse across entries, prefixes, errors."""
+import numpy
+import pytest
+
+import flowlearn as fl
+from flowlearn import layers
+
+X = numpy.random.default_rng(0).standard_normal((4, 3)).astype("float32")
+
+
+def _model(store, x, second_name=None):
+    with fl.variable_scope(store):
+        h = layers.dense(x, 5, activation="relu")
+        return layers.dense(h, 2, name=second_name)
+
+
+def test_calls_in_fresh_scopes_reuse_the_same_weights():
+    store = fl.VariableStore()
+    first = _model(store, X).numpy()
+    variables = store.variables
+    assert [w.name for w in variables] == ["dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias"]
+    numpy.testing.assert_array_equal(_model(store, X).numpy(), first)
+    assert all(a is b for a, b in zip(store.variables, variables)) and len(store.variables) == 4
+    assert [layer.name for layer in store.layers] == ["dense", "dense_1"]
+
+
+def test_distinct_names_create_distinct_weights():
+    store = fl.VariableStore()
+    _model(store, X, second_name="logits")
+    _model(store, X, second_name="other")
+    names = [w.name for w in store.variables]
+    assert names == ["dense/kernel", "dense/bias", "logits/kernel", "logits/bias", "other/kernel", "other/bias"]
+    assert not numpy.array_equal(store.variables[2].numpy(), store.variables[4].numpy())
+
+
+def test_explicit_names_share_weights_within_one_call_and_auto_names_skip_them():
+    store = fl.VariableStore()
+    with fl.variable_scope(store):
+        a = layers.dense(X, 3, name="shared")
+        b = layers.dense(X, 3, name="shared")
+        layers.dense(X, 3, name="dense")
+        layers.dense(X, 3)  # "dense" is taken in this scope entry: this one is dense_1
+    numpy.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert [layer.name for layer in store.layers] == ["shared", "dense", "dense_1"]
+
+
+def test_store_lists_trainable_and_non_trainable_variables_and_penalties():
+    store = fl.VariableStore()
+    with fl.variable_scope(store):
+        h = layers.dense(X, 4, kernel_regularizer="l2")
+        layers.batch_normalization(h, training=True)
+    assert [w.name for w in store.trainable_variables] == [
+        "dense/kernel", "dense/bias", "batch_normalization/gamma", "batch_normalization/beta"]
+    assert [w.name for w in store.non_trainable_variables] == [
+        "batch_normalization/moving_mean", "batch_normalization/moving_variance"]
+    (penalty,) = store.regularization_losses()
+    assert penalty.item() == pytest.approx(0.01 * float((store.variables[0].numpy() ** 2).sum()), rel=1e-5)
+
+
+def test_name_prefixes_nest():
+    store = fl.VariableStore()
+    with fl.variable_scope(store, name="encoder"):
+        layers.dense(X, 2)
+        with fl.variable_scope(name="inner"):
+            layers.dense(X, 2)
+    assert [layer.name for layer in store.layers] == ["encoder/dense", "encoder/inner/dense"]
+    assert store.variables[0].name == "encoder/dense/kernel"
+
+
+def test_reuse_with_other_arguments_or_class_is_an_error():
+    store = fl.VariableStore()
+    with fl.variable_scope(store):
+        layers.dense(X, 3, name="head")
+    with fl.variable_scope(store):
+        with pytest.raises(ValueError, match=r"'head' already holds a Dense created with units=3; got units=4\."):
+            layers.dense(X, 4, name="head")
+    with fl.variable_scope(store):
+        with pytest.raises(ValueError, match="'head' already holds a Dense.*request for a Conv2D"):
+            layers.conv2d(numpy.ones((1, 4, 4, 1)), 3, 3, name="head")
+
+
+def test_functional_forms_with_weights_need_a_scope():
+    with pytest.raises(RuntimeError, match=r"layers.dense creates weights, so it must run inside `with fl.var"):
+        layers.dense(X, 2)
+    with pytest.raises(RuntimeError, match="layers.batch_normalization"):
+        layers.batch_normalization(X)
+    with pytest.raises(TypeError, match="expected a VariableStore"):
+        with fl.variable_scope({}):
+            pass
+
+
+def test_seeded_stores_are_reproducible_and_weights_round_trip():
+    a, b = fl.VariableStore(seed=4), fl.VariableStore(seed=4)
+    numpy.testing.assert_array_equal(_model(a, X).numpy(), _model(b, X).numpy())
+    weights = a.get_weights()
+    assert sorted(weights) == ["dense/bias", "dense/kernel", "dense_1/bias", "dense_1/kernel"]
+    c = fl.VariableStore(seed=5)
+    _model(c, X)
+    c.set_weights(weights)
+    numpy.testing.assert_array_equal(_model(c, X).numpy(), _model(a, X).numpy())
+    with pytest.raises(ValueError, match=r"unknown: \['extra'\], missing: \[\]"):
+        c.set_weights(dict(weights, extra=numpy.ones(1)))
+    with pytest.raises(ValueError, match=r"'dense/bias' expected shape \(5,\); got \(4,\)"):
+        c.set_weights(dict(weights, **{"dense/bias": numpy.ones(4)}))
+
+
+def test_get_variable():
+    store = fl.VariableStore(seed=0)
+    with fl.variable_scope(store, name="net"):
+        w = layers.get_variable("w", (3, 2), regularizer="l1")
+        b = layers.get_variable("b", (2,), initializer="ones", trainable=False)
+    with fl.variable_scope(store, name="net"):
+        assert layers.get_variable("w", (3, 2)) is w
+        with pytest.raises(ValueError, match=r"'net/w' exists with shape \(3, 2\); got shape \(2, 3\)"):
+            layers.get_variable("w", (2, 3))
+    assert w.name == "net/w" and store.trainable_variables == [w] and store.non_trainable_variables == [b]
+    assert len(store.regularization_losses()) == 1
+    with pytest.raises(RuntimeError, match="get_variable"):
+        layers.get_variable("w", (3, 2))
