@@ -34,12 +34,20 @@ def peak_rss_mb():
 
 
 def median_time(fn, repeats):
+    """``{"median_s", "times"}`` of ``repeats`` calls of ``fn``, after one warm-up call (first-touch
+    allocations, BLAS threads, lazy builds)."""
+    fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), times
+    return {"median_s": statistics.median(times), "times": times}
+
+
+def report(name, result):
+    """Print a worker's result as the JSON line :func:`run_worker` reads, with the process's peak RSS."""
+    print(json.dumps({"name": name, **result, "peak_rss_mb": result.get("peak_rss_mb", peak_rss_mb())}))
 
 
 def run_worker(script, name, timeout=900):
@@ -60,3 +68,12 @@ def machine_line():
             for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
     return (f"{platform.node()} - {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
             f"Python {platform.python_version()}, numpy {numpy.__version__}, {', '.join(blas)}")
+
+
+def main_or_worker(main, worker):
+    """The entry point of a benchmark script: ``--worker NAME`` runs one workload in this process (as
+    :func:`run_worker` starts it), anything else the whole benchmark."""
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        worker(sys.argv[2])
+    else:
+        main()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line, median_time, mnist, peak_rss_mb, run_worker  # noqa: E402
+from _common import machine_line, main_or_worker, median_time, mnist, report, run_worker  # noqa: E402
 
 THREADS = 2
 MLP_EPOCHS = 5
@@ -215,10 +215,7 @@ WORKERS = {
 
 def worker(name):
     make, repeats = WORKERS[name]
-    fn = make()
-    fn()  # warm-up: first-touch allocations, BLAS thread start
-    median, times = median_time(fn, repeats)
-    print(json.dumps({"name": name, "median_s": median, "times": times, "peak_rss_mb": peak_rss_mb()}))
+    report(name, median_time(make(), repeats))
 
 
 def main():
@@ -240,7 +237,4 @@ def main():
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        worker(sys.argv[2])
-    else:
-        main()
+    main_or_worker(main, worker)

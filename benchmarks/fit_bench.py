@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line, median_time, mnist, peak_rss_mb, run_worker  # noqa: E402
+from _common import machine_line, main_or_worker, median_time, mnist, report, run_worker  # noqa: E402
 from core_bench import cnn_weights, mlp_weights  # noqa: E402
 
 THREADS = 2
@@ -139,10 +139,8 @@ SIDES = {"flowlearn": flowlearn_fit, "pytorch": torch_fit, "keras": keras_fit}
 def worker(name):
     kind, side = name.split("-")
     fit, spec = SIDES[side](kind)
-    fit()  # warm-up: first-touch allocations, BLAS threads, lazy builds
-    median, times = median_time(fit, spec["repeats"])
-    print(json.dumps({"name": name, "median_s": median, "times": times, "samples_per_s": spec["rows"] / median,
-                      "peak_rss_mb": peak_rss_mb()}))
+    result = median_time(fit, spec["repeats"])
+    report(name, {**result, "samples_per_s": spec["rows"] / result["median_s"]})
 
 
 def main():
@@ -169,7 +167,4 @@ def main():
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        worker(sys.argv[2])
-    else:
-        main()
+    main_or_worker(main, worker)

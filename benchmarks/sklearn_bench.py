@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line, mnist, peak_rss_mb, run_worker  # noqa: E402
+from _common import machine_line, main_or_worker, mnist, peak_rss_mb, report, run_worker  # noqa: E402
 
 THREADS = 2
 EPOCHS = 10
@@ -134,7 +134,7 @@ def worker(name):
     warnings.simplefilter("ignore")  # ConvergenceWarning of the fixed-epoch fits
     with threadpool_limits(limits=THREADS):
         result = WORKERS[name]()
-    print(json.dumps({"name": name, **result, "peak_rss_mb": result.get("peak_rss_mb", peak_rss_mb())}))
+    report(name, result)
 
 
 def _median_round(runs):
@@ -166,7 +166,4 @@ def main():
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        worker(sys.argv[2])
-    else:
-        main()
+    main_or_worker(main, worker)

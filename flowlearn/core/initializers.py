@@ -20,6 +20,8 @@ import numbers
 
 import numpy
 
+from .serialization import Registry, Serializable
+
 __all__ = [
     "Initializer", "Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal", "TruncatedNormal",
     "VarianceScaling", "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal", "LecunNormal", "LecunUniform",
@@ -112,33 +114,18 @@ def _normal(rng, shape, dtype, mean, stddev, truncated):
     return values.astype(dtype, copy=False)
 
 
-_REGISTRY = {}
+class Initializer(Serializable):
+    """Base class: ``__call__(shape, dtype="float32", rng=None) -> numpy array``.
 
-
-class Initializer:
-    """Base class: ``__call__(shape, dtype="float32", rng=None) -> numpy array`` and ``get_config()``.
-
-    Subclasses register under their class name, so :func:`get` rebuilds them from
+    The config is the constructor arguments (see :class:`~flowlearn.core.serialization.Serializable`);
+    subclasses register under their class name, so :func:`get` rebuilds them from
     ``{"class_name": ..., "config": ...}`` (for a subclass defined before the call).
     """
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        _REGISTRY[cls.__name__] = cls
+    registry = Registry("initializer", fold=lambda name: name.lower().replace("_", ""))
 
     def __call__(self, shape, dtype="float32", rng=None):
         raise NotImplementedError
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class Constant(Initializer):
@@ -154,9 +141,6 @@ class Constant(Initializer):
     def __call__(self, shape, dtype="float32", rng=None):
         return numpy.full(_shape(shape), self.value, dtype=numpy.dtype(dtype))
 
-    def get_config(self):
-        return {"value": self.value}
-
 
 class Zeros(Constant):
     """All zeros.
@@ -168,18 +152,12 @@ class Zeros(Constant):
     def __init__(self):
         super().__init__(0.0)
 
-    def get_config(self):
-        return {}
-
 
 class Ones(Constant):
     """All ones."""
 
     def __init__(self):
         super().__init__(1.0)
-
-    def get_config(self):
-        return {}
 
 
 class RandomUniform(Initializer):
@@ -200,9 +178,6 @@ class RandomUniform(Initializer):
         dtype = _float_dtype("RandomUniform", dtype)
         return _uniform(_generator(rng), _shape(shape), dtype, self.minval, self.maxval)
 
-    def get_config(self):
-        return {"minval": self.minval, "maxval": self.maxval}
-
 
 class RandomNormal(Initializer):
     """Normal values with the given mean and standard deviation."""
@@ -217,9 +192,6 @@ class RandomNormal(Initializer):
     def __call__(self, shape, dtype="float32", rng=None):
         dtype = _float_dtype(type(self).__name__, dtype)
         return _normal(_generator(rng), _shape(shape), dtype, self.mean, self.stddev, self._truncated)
-
-    def get_config(self):
-        return {"mean": self.mean, "stddev": self.stddev}
 
 
 class TruncatedNormal(RandomNormal):
@@ -274,76 +246,59 @@ class VarianceScaling(Initializer):
         stddev = math.sqrt(variance) / (_TRUNCATED_STD if truncated else 1.0)
         return _normal(rng, shape, dtype, 0.0, stddev, truncated)
 
-    def get_config(self):
-        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution}
 
-
-class _Preset(VarianceScaling):
-    """A VarianceScaling with fixed arguments; its config is empty, as in Keras."""
-
-    def get_config(self):
-        return {}
-
-
-class GlorotUniform(_Preset):
+# The presets fix VarianceScaling's arguments and take none, so their config is empty (as in Keras).
+class GlorotUniform(VarianceScaling):
     """Glorot (Xavier) uniform: ``U(-limit, limit)`` with ``limit = sqrt(6 / (fan_in + fan_out))``."""
 
     def __init__(self):
         super().__init__(1.0, "fan_avg", "uniform")
 
 
-class GlorotNormal(_Preset):
+class GlorotNormal(VarianceScaling):
     """Glorot (Xavier) normal: truncated normal of standard deviation ``sqrt(2 / (fan_in + fan_out))``."""
 
     def __init__(self):
         super().__init__(1.0, "fan_avg", "truncated_normal")
 
 
-class HeUniform(_Preset):
+class HeUniform(VarianceScaling):
     """He uniform: ``U(-limit, limit)`` with ``limit = sqrt(6 / fan_in)``."""
 
     def __init__(self):
         super().__init__(2.0, "fan_in", "uniform")
 
 
-class HeNormal(_Preset):
+class HeNormal(VarianceScaling):
     """He normal: truncated normal of standard deviation ``sqrt(2 / fan_in)``."""
 
     def __init__(self):
         super().__init__(2.0, "fan_in", "truncated_normal")
 
 
-class LecunNormal(_Preset):
+class LecunNormal(VarianceScaling):
     """LeCun normal: truncated normal of standard deviation ``sqrt(1 / fan_in)``."""
 
     def __init__(self):
         super().__init__(1.0, "fan_in", "truncated_normal")
 
 
-class LecunUniform(_Preset):
+class LecunUniform(VarianceScaling):
     """LeCun uniform: ``U(-limit, limit)`` with ``limit = sqrt(3 / fan_in)``."""
 
     def __init__(self):
         super().__init__(1.0, "fan_in", "uniform")
 
 
-_NAMES = {
-    "zeros": Zeros, "ones": Ones, "constant": Constant, "random_uniform": RandomUniform,
-    "random_normal": RandomNormal, "truncated_normal": TruncatedNormal, "variance_scaling": VarianceScaling,
-    "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal, "he_uniform": HeUniform,
-    "he_normal": HeNormal, "lecun_normal": LecunNormal, "lecun_uniform": LecunUniform,
-}
-# Names match in any case with or without underscores, so class names ("GlorotUniform") work too;
-# plus Keras's short aliases.
-_LOOKUP = {name.replace("_", ""): cls for name, cls in _NAMES.items()}
-_LOOKUP.update(zero=Zeros, one=Ones, uniform=RandomUniform, normal=RandomNormal)
-
-
-def _lookup(name):
-    cls = _REGISTRY.get(name) or _LOOKUP.get(name.lower().replace("_", ""))
-    if cls is None:
-        raise ValueError(f"Unknown initializer {name!r}: expected one of {sorted(_NAMES)} (or a class name).")
-    return cls
+# Names match in any case with or without underscores (the registry folds them), so class names
+# ("GlorotUniform") work too; the aliases are Keras's short names.
+Initializer.registry.names.update(
+    zeros=Zeros, ones=Ones, constant=Constant, random_uniform=RandomUniform, random_normal=RandomNormal,
+    truncated_normal=TruncatedNormal, variance_scaling=VarianceScaling, glorot_uniform=GlorotUniform,
+    glorot_normal=GlorotNormal, he_uniform=HeUniform, he_normal=HeNormal, lecun_normal=LecunNormal,
+    lecun_uniform=LecunUniform,
+)
+Initializer.registry.aliases.update(zero=Zeros, one=Ones, uniform=RandomUniform, normal=RandomNormal)
 
 
 def serialize(initializer):
@@ -352,14 +307,9 @@ def serialize(initializer):
     >>> serialize(Constant(0.5))
     {'class_name': 'Constant', 'config': {'value': 0.5}}
     """
-    if initializer is None:
-        return None
-    if not isinstance(initializer, Initializer):
-        raise TypeError(
-            f"Cannot serialize the initializer {initializer!r}: only Initializer instances have a config; "
-            "subclass flowlearn.core.initializers.Initializer and define get_config()."
-        )
-    return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
+    return Initializer.registry.serialize(
+        initializer, "only Initializer instances have a config; subclass flowlearn.core.initializers.Initializer."
+    )
 
 
 def get(identifier):
@@ -375,11 +325,9 @@ def get(identifier):
     if identifier is None or isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str):
-        return _lookup(identifier)()
+        return Initializer.registry.find(identifier)()
     if isinstance(identifier, dict):
-        if "class_name" not in identifier:
-            raise ValueError(f"Expected a dict {{'class_name': ..., 'config': ...}}; got {identifier!r}.")
-        return _lookup(identifier["class_name"]).from_config(dict(identifier.get("config") or {}))
+        return Initializer.registry.from_dict(identifier)
     if inspect.isclass(identifier) and issubclass(identifier, Initializer):
         return identifier()
     if callable(identifier):

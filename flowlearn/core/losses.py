@@ -39,6 +39,7 @@ import numpy
 
 from . import backend
 from .primitive import Primitive, apply
+from .serialization import Registry, Serializable
 from .tensor import Tensor, as_tensor
 
 __all__ = [
@@ -528,37 +529,29 @@ def sparse_categorical_crossentropy(labels, predictions, *, from_logits=False, w
 
 
 # -- Keras-style loss objects -------------------------------------------------------------------
-class Loss:
+class Loss(Serializable):
     """Base of the Keras-style losses: ``loss(y_true, y_pred, sample_weight=None)`` returns a Tensor.
 
     ``reduction`` is "mean" (= Keras "sum_over_batch_size"), "sum" or "none"; ``get_config()`` gives
     the constructor arguments, so ``type(loss).from_config(loss.get_config())`` rebuilds it.
     """
 
+    registry = Registry("loss")
     function = None  # the functional form, called as function(y_true, y_pred, weights=, reduction=, **options)
-    default_name = None
+    default_name = None  # None: the function's name
 
-    def __init__(self, reduction="mean", name=None):
+    def __init__(self, reduction="mean", name=None, **options):
         self.reduction = _check_reduction(type(self).__name__, reduction)
-        self.name = self.default_name if name is None else name
-
-    def _options(self):
-        return {}
+        self.name = (self.default_name or type(self).function.__name__) if name is None else name
+        # The function's own arguments (delta, from_logits): attributes too, and part of the config.
+        self._options = options
+        vars(self).update(options)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        return type(self).function(y_true, y_pred, weights=sample_weight, reduction=self.reduction,
-                                   **self._options())
+        return type(self).function(y_true, y_pred, weights=sample_weight, reduction=self.reduction, **self._options)
 
     def get_config(self):
-        return {"name": self.name, "reduction": self.reduction, **self._options()}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
+        return {"name": self.name, "reduction": self.reduction, **self._options}
 
 
 class MeanSquaredError(Loss):
@@ -569,14 +562,12 @@ class MeanSquaredError(Loss):
     """
 
     function = staticmethod(mean_squared_error)
-    default_name = "mean_squared_error"
 
 
 class MeanAbsoluteError(Loss):
     """Keras ``MeanAbsoluteError``: see :func:`mean_absolute_error`."""
 
     function = staticmethod(mean_absolute_error)
-    default_name = "mean_absolute_error"
 
 
 class Huber(Loss):
@@ -586,20 +577,12 @@ class Huber(Loss):
     default_name = "huber_loss"
 
     def __init__(self, delta=1.0, reduction="mean", name=None):
-        super().__init__(reduction, name)
-        self.delta = float(delta)
-
-    def _options(self):
-        return {"delta": self.delta}
+        super().__init__(reduction, name, delta=float(delta))
 
 
 class _Crossentropy(Loss):
     def __init__(self, from_logits=False, reduction="mean", name=None):
-        super().__init__(reduction, name)
-        self.from_logits = bool(from_logits)
-
-    def _options(self):
-        return {"from_logits": self.from_logits}
+        super().__init__(reduction, name, from_logits=bool(from_logits))
 
 
 class BinaryCrossentropy(_Crossentropy):
@@ -610,35 +593,28 @@ class BinaryCrossentropy(_Crossentropy):
     """
 
     function = staticmethod(binary_crossentropy)
-    default_name = "binary_crossentropy"
 
 
 class CategoricalCrossentropy(_Crossentropy):
     """Keras ``CategoricalCrossentropy``: one-hot/probability labels; see :func:`categorical_crossentropy`."""
 
     function = staticmethod(categorical_crossentropy)
-    default_name = "categorical_crossentropy"
 
 
 class SparseCategoricalCrossentropy(_Crossentropy):
     """Keras ``SparseCategoricalCrossentropy``: integer labels; see :func:`sparse_categorical_crossentropy`."""
 
     function = staticmethod(sparse_categorical_crossentropy)
-    default_name = "sparse_categorical_crossentropy"
 
 
-_CLASSES = {cls.__name__: cls for cls in (
-    MeanSquaredError, MeanAbsoluteError, Huber, BinaryCrossentropy, CategoricalCrossentropy,
-    SparseCategoricalCrossentropy,
-)}
-_NAMES = {
-    "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
-    "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
-    "huber": Huber, "huber_loss": Huber,
-    "binary_crossentropy": BinaryCrossentropy,
-    "categorical_crossentropy": CategoricalCrossentropy,
-    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
-}
+Loss.registry.names.update(
+    mse=MeanSquaredError, mean_squared_error=MeanSquaredError,
+    mae=MeanAbsoluteError, mean_absolute_error=MeanAbsoluteError,
+    huber=Huber, huber_loss=Huber,
+    binary_crossentropy=BinaryCrossentropy,
+    categorical_crossentropy=CategoricalCrossentropy,
+    sparse_categorical_crossentropy=SparseCategoricalCrossentropy,
+)
 
 
 def get(identifier):
@@ -655,15 +631,9 @@ def get(identifier):
     if identifier is None or isinstance(identifier, Loss):
         return identifier
     if isinstance(identifier, str):
-        cls = _NAMES.get(identifier) or _CLASSES.get(identifier)
-        if cls is None:
-            raise ValueError(f"Unknown loss {identifier!r}; expected one of {sorted(_NAMES)} or {sorted(_CLASSES)}.")
-        return cls()
+        return Loss.registry.find(identifier)()
     if isinstance(identifier, dict):
-        name = identifier.get("class_name")
-        if name not in _CLASSES:
-            raise ValueError(f"Unknown loss class_name {name!r}; expected one of {sorted(_CLASSES)}.")
-        return _CLASSES[name].from_config(identifier.get("config", {}))
+        return Loss.registry.from_dict(identifier)
     if callable(identifier):
         return identifier
     raise TypeError(

@@ -17,6 +17,7 @@ import math
 import numpy
 
 from . import backend
+from .serialization import Registry, Serializable
 from .tensor import Tensor
 
 __all__ = [
@@ -74,9 +75,13 @@ def _broadcast_weights(name, xp, weights, shape):
 
 
 # -- base classes -------------------------------------------------------------------------------
-class Metric:
-    """Base of the streaming metrics: ``update_state``, ``result`` (a float), ``reset_state``."""
+class Metric(Serializable):
+    """Base of the streaming metrics: ``update_state``, ``result`` (a float), ``reset_state``.
 
+    ``get_config()`` gives the constructor arguments (the name, and the threshold where there is one).
+    """
+
+    registry = Registry("metric")
     default_name = None
 
     def __init__(self, name=None):
@@ -96,17 +101,6 @@ class Metric:
         """Update with one batch and return the running result."""
         self.update_state(y_true, y_pred, sample_weight)
         return self.result()
-
-    def get_config(self):
-        return {"name": self.name}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class _MeanMetric(Metric):
@@ -138,9 +132,6 @@ class _ThresholdMixin:
     def __init__(self, threshold=0.5, name=None):
         self.threshold = float(threshold)
         super().__init__(name)
-
-    def get_config(self):
-        return {**super().get_config(), "threshold": self.threshold}
 
 
 # -- the metrics --------------------------------------------------------------------------------
@@ -339,13 +330,12 @@ def recall(y_true, y_pred, sample_weight=None, threshold=0.5):
     return _once(Recall(threshold), y_true, y_pred, sample_weight)
 
 
-_CLASSES = {cls.__name__: cls for cls in (Accuracy, RootMeanSquaredError, MeanAbsoluteError, AUC, Precision, Recall)}
-_NAMES = {
-    "accuracy": Accuracy, "acc": Accuracy,
-    "rmse": RootMeanSquaredError, "root_mean_squared_error": RootMeanSquaredError,
-    "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
-    "auc": AUC, "precision": Precision, "recall": Recall,
-}
+Metric.registry.names.update(
+    accuracy=Accuracy, acc=Accuracy,
+    rmse=RootMeanSquaredError, root_mean_squared_error=RootMeanSquaredError,
+    mae=MeanAbsoluteError, mean_absolute_error=MeanAbsoluteError,
+    auc=AUC, precision=Precision, recall=Recall,
+)
 
 
 def get(identifier):
@@ -354,20 +344,14 @@ def get(identifier):
     callables are returned as they are.
 
     >>> get("acc")
-    Accuracy(name='acc', threshold=0.5)
+    Accuracy(threshold=0.5, name='acc')
     """
     if isinstance(identifier, Metric):
         return identifier
     if isinstance(identifier, str):
-        cls = _NAMES.get(identifier) or _CLASSES.get(identifier)
-        if cls is None:
-            raise ValueError(f"Unknown metric {identifier!r}; expected one of {sorted(_NAMES)}.")
-        return cls(name=identifier)
+        return Metric.registry.find(identifier)(name=identifier)
     if isinstance(identifier, dict):
-        name = identifier.get("class_name")
-        if name not in _CLASSES:
-            raise ValueError(f"Unknown metric class_name {name!r}; expected one of {sorted(_CLASSES)}.")
-        return _CLASSES[name].from_config(identifier.get("config", {}))
+        return Metric.registry.from_dict(identifier)
     if callable(identifier):
         return identifier
     raise TypeError(f"Could not interpret metric identifier: expected a string, dict, Metric or callable; "

@@ -33,10 +33,10 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ..core import backend, floatx, losses, no_grad, optimizers, training_mode
 from ..core.tensor import tensor
-from ..layers import Dropout, deserialize, regularizers, serialize
+from ..layers import Activation, BatchNormalization, Dense, Dropout, deserialize, regularizers, serialize
 from ..layers.callbacks import EarlyStopping
 from ..layers.sequential import Sequential
-from ..layers.training import GradientStep, array_batches, run_training
+from ..layers.training import GradientStep, array_batches, forward_state, run_training
 
 # Multiply-adds in one prediction batch (~5 ms of float32 work on two cores); see _prediction_rows.
 PREDICT_WORK = 2 ** 28
@@ -59,6 +59,34 @@ def check_unit_tuple(owner, name, value, allow_empty=True):
         what = "a sequence of positive integers" + ("" if allow_empty else " (at least one)")
         raise ValueError(f"The '{name}' parameter of {owner} must be {what}. Got {value!r} instead.")
     return tuple(int(v) for v in items)
+
+
+def store_parameters(estimator, arguments):
+    """Set every ``__init__`` argument as the attribute of the same name, as scikit-learn expects.
+
+    Call it first thing in ``__init__`` with ``locals()``: the arguments are stored as given, nothing else.
+    """
+    for name, value in arguments.items():
+        if name != "self":
+            setattr(estimator, name, value)
+
+
+def dense_layers(units, activation, regularizer, prefix, *, dropout=0.0, batch_norm=False):
+    """Dense layers of ``units`` named ``<prefix>_<index>``, each optionally batch-normalized before its
+    activation and followed by dropout."""
+    layers = []
+    for index, size in enumerate(units):
+        if batch_norm:
+            layers += [
+                Dense(size, kernel_regularizer=regularizer, name=f"{prefix}_{index}"),
+                BatchNormalization(name=f"batch_norm_{index}"),
+                Activation(activation, name=f"activation_{index}"),
+            ]
+        else:
+            layers.append(Dense(size, activation=activation, kernel_regularizer=regularizer, name=f"{prefix}_{index}"))
+        if dropout > 0:
+            layers.append(Dropout(dropout, name=f"dropout_{index}"))
+    return layers
 
 
 COMMON_PARAMETERS = """\
@@ -159,22 +187,6 @@ class _BaseNetwork(BaseEstimator):
         "verbose": [Interval(numbers.Integral, 0, 2, closed="both"), "boolean"],
         "device": [StrOptions({"cpu", "gpu"})],
     }
-
-    def __init__(self, *, optimizer, learning_rate, batch_size, epochs, l2, early_stopping, validation_fraction,
-                 n_iter_no_change, tol, warm_start, random_state, verbose, device):
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.l2 = l2
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.warm_start = warm_start
-        self.random_state = random_state
-        self.verbose = verbose
-        self.device = device
 
     # The most rows in a prediction batch (see _prediction_rows).
     _predict_batch_size = 8192
@@ -330,7 +342,8 @@ class _BaseNetwork(BaseEstimator):
             return loss, None, None
 
         parameters = model.trainable_weights
-        step = GradientStep(forward, self._optimizer, lambda: parameters)
+        state = forward_state(model)  # batch-norm statistics, put back after a non-finite loss
+        step = GradientStep(forward, self._optimizer, lambda: parameters, state=lambda: state)
         n_train = X.shape[0] if train_rows is None else len(train_rows)
 
         def batches(epoch):

@@ -13,7 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from ..layers import Dense
-from ._base import HIDDEN_ACTIVATIONS, _BaseNetwork, check_unit_tuple, fill_doc
+from ._base import HIDDEN_ACTIVATIONS, _BaseNetwork, check_unit_tuple, dense_layers, fill_doc, store_parameters
 
 # Rows whose reconstruction error is computed at once (bounded memory for any X).
 _ERROR_CHUNK = 16384
@@ -97,14 +97,7 @@ class AutoEncoder(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixi
                  contamination="auto", optimizer="adam", learning_rate=0.001, batch_size="auto", epochs=200, l2=0.0,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False,
                  random_state=None, verbose=0, device="cpu"):
-        super().__init__(optimizer=optimizer, learning_rate=learning_rate, batch_size=batch_size, epochs=epochs,
-                         l2=l2, early_stopping=early_stopping, validation_fraction=validation_fraction,
-                         n_iter_no_change=n_iter_no_change, tol=tol, warm_start=warm_start, random_state=random_state,
-                         verbose=verbose, device=device)
-        self.hidden_units = hidden_units
-        self.activation = activation
-        self.output_activation = output_activation
-        self.contamination = contamination
+        store_parameters(self, locals())
 
     # -- network ------------------------------------------------------------------------------------
     def _check_parameters(self):
@@ -113,11 +106,9 @@ class AutoEncoder(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixi
     def _build_layers(self, n_features, n_outputs):
         units = check_unit_tuple(type(self).__name__, "hidden_units", self.hidden_units, allow_empty=False)
         regularizer = self._kernel_regularizer()
-        encoder = [Dense(size, activation=self.activation, kernel_regularizer=regularizer, name=f"encoder_{index}")
-                   for index, size in enumerate(units[:-1])]
+        encoder = dense_layers(units[:-1], self.activation, regularizer, "encoder")
         encoder.append(Dense(units[-1], kernel_regularizer=regularizer, name="codes"))
-        decoder = [Dense(size, activation=self.activation, kernel_regularizer=regularizer, name=f"decoder_{index}")
-                   for index, size in enumerate(reversed(units[:-1]))]
+        decoder = dense_layers(reversed(units[:-1]), self.activation, regularizer, "decoder")
         decoder.append(Dense(n_outputs, activation=self.output_activation, kernel_regularizer=regularizer,
                              name="reconstruction"))
         self._n_encoder_layers = len(encoder)

@@ -11,8 +11,8 @@ import numbers
 import numpy
 from sklearn.utils._param_validation import Interval
 
-from ..layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D, Reshape
-from ._base import _BaseNetwork, _ClassifierNetwork, check_unit_tuple, fill_doc
+from ..layers import Conv2D, Dense, Flatten, MaxPooling2D, Reshape
+from ._base import _BaseNetwork, _ClassifierNetwork, check_unit_tuple, dense_layers, fill_doc, store_parameters
 
 
 def _pair(sizes):
@@ -80,16 +80,7 @@ class CNNClassifier(_ClassifierNetwork):
                  image_shape=None, optimizer="adam", learning_rate=0.001, batch_size="auto", epochs=10, l2=0.0,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False,
                  random_state=None, verbose=0, device="cpu"):
-        super().__init__(optimizer=optimizer, learning_rate=learning_rate, batch_size=batch_size, epochs=epochs,
-                         l2=l2, early_stopping=early_stopping, validation_fraction=validation_fraction,
-                         n_iter_no_change=n_iter_no_change, tol=tol, warm_start=warm_start, random_state=random_state,
-                         verbose=verbose, device=device)
-        self.conv_filters = conv_filters
-        self.kernel_size = kernel_size
-        self.pool_size = pool_size
-        self.dense_units = dense_units
-        self.dropout = dropout
-        self.image_shape = image_shape
+        store_parameters(self, locals())
 
     # -- images in, flat rows through validation ---------------------------------------------------
     def _flatten_images(self, X, reset):
@@ -161,9 +152,7 @@ class CNNClassifier(_ClassifierNetwork):
                 MaxPooling2D(pool, padding="same", name=f"pool_{index}"),
             ]
         layers.append(Flatten(name="flatten"))
-        for index, units in enumerate(check_unit_tuple(name, "dense_units", self.dense_units)):
-            layers.append(Dense(units, activation="relu", kernel_regularizer=regularizer, name=f"dense_{index}"))
-            if self.dropout > 0:
-                layers.append(Dropout(self.dropout, name=f"dropout_{index}"))
+        layers += dense_layers(check_unit_tuple(name, "dense_units", self.dense_units), "relu", regularizer, "dense",
+                               dropout=self.dropout)
         layers.append(Dense(n_outputs, kernel_regularizer=regularizer, name="output"))
         return layers

@@ -3,8 +3,9 @@ import numbers
 
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..layers import Activation, BatchNormalization, Dense, Dropout
-from ._base import HIDDEN_ACTIVATIONS, _BaseNetwork, _ClassifierNetwork, _RegressorNetwork, check_unit_tuple, fill_doc
+from ..layers import Dense
+from ._base import (HIDDEN_ACTIVATIONS, _BaseNetwork, _ClassifierNetwork, _RegressorNetwork, check_unit_tuple,
+                    dense_layers, fill_doc, store_parameters)
 
 _DNN_CONSTRAINTS = {
     "hidden_units": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
@@ -34,21 +35,10 @@ class _DNNMixin:
 
     def _build_layers(self, n_features, n_outputs):
         regularizer = self._kernel_regularizer()
-        layers = []
-        for index, units in enumerate(check_unit_tuple(type(self).__name__, "hidden_units", self.hidden_units)):
-            if self.batch_norm:
-                layers += [
-                    Dense(units, kernel_regularizer=regularizer, name=f"hidden_{index}"),
-                    BatchNormalization(name=f"batch_norm_{index}"),
-                    Activation(self.activation, name=f"activation_{index}"),
-                ]
-            else:
-                layers.append(Dense(units, activation=self.activation, kernel_regularizer=regularizer,
-                                    name=f"hidden_{index}"))
-            if self.dropout > 0:
-                layers.append(Dropout(self.dropout, name=f"dropout_{index}"))
-        layers.append(Dense(n_outputs, kernel_regularizer=regularizer, name="output"))
-        return layers
+        units = check_unit_tuple(type(self).__name__, "hidden_units", self.hidden_units)
+        hidden = dense_layers(units, self.activation, regularizer, "hidden", dropout=self.dropout,
+                              batch_norm=self.batch_norm)
+        return hidden + [Dense(n_outputs, kernel_regularizer=regularizer, name="output")]
 
 
 @fill_doc(dnn_parameters=DNN_PARAMETERS, learning_rate=0.001, epochs=200)
@@ -98,15 +88,7 @@ class DNNClassifier(_DNNMixin, _ClassifierNetwork):
                  optimizer="adam", learning_rate=0.001, batch_size="auto", epochs=200, l2=0.0, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False, random_state=None,
                  verbose=0, device="cpu"):
-        super().__init__(optimizer=optimizer, learning_rate=learning_rate, batch_size=batch_size, epochs=epochs,
-                         l2=l2, early_stopping=early_stopping, validation_fraction=validation_fraction,
-                         n_iter_no_change=n_iter_no_change, tol=tol, warm_start=warm_start, random_state=random_state,
-                         verbose=verbose, device=device)
-        self.hidden_units = hidden_units
-        self.activation = activation
-        self.dropout = dropout
-        self.batch_norm = batch_norm
-        self.class_weight = class_weight
+        store_parameters(self, locals())
 
     def _class_weight(self):
         return self.class_weight
@@ -151,11 +133,4 @@ class DNNRegressor(_DNNMixin, _RegressorNetwork):
                  learning_rate=0.001, batch_size="auto", epochs=200, l2=0.0, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False, random_state=None,
                  verbose=0, device="cpu"):
-        super().__init__(optimizer=optimizer, learning_rate=learning_rate, batch_size=batch_size, epochs=epochs,
-                         l2=l2, early_stopping=early_stopping, validation_fraction=validation_fraction,
-                         n_iter_no_change=n_iter_no_change, tol=tol, warm_start=warm_start, random_state=random_state,
-                         verbose=verbose, device=device)
-        self.hidden_units = hidden_units
-        self.activation = activation
-        self.dropout = dropout
-        self.batch_norm = batch_norm
+        store_parameters(self, locals())

@@ -5,16 +5,24 @@ regression for two classes and softmax (multinomial) regression for more. These 
 logistic-regression models of the worked examples, with scikit-learn's interface.
 """
 from ..layers import Dense
-from ._base import _ClassifierNetwork, _BaseNetwork, _RegressorNetwork, fill_doc
+from ._base import _ClassifierNetwork, _RegressorNetwork, fill_doc, store_parameters
 
 
 class _LinearMixin:
-    """The network of both linear models, and their scikit-learn-style ``coef_`` / ``intercept_``."""
+    """The network of both linear models, their parameters, and their scikit-learn-style ``coef_`` / ``intercept_``."""
+
+    def __init__(self, *, optimizer="adam", learning_rate=0.02, batch_size="auto", epochs=200, l2=0.0,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False,
+                 random_state=None, verbose=0, device="cpu"):
+        store_parameters(self, locals())
 
     def _build_layers(self, n_features, n_outputs):
         return [Dense(n_outputs, kernel_regularizer=self._kernel_regularizer(), name="linear")]
 
     def _coefficients(self):
+        """(coefficients, intercepts) of the fitted Dense layer as float64, one row per output."""
+        if not hasattr(self, "_model"):
+            raise AttributeError("coef_ and intercept_ exist once the model is fitted: call fit first.")
         kernel, bias = self._model.layers[0].get_weights()
         return kernel.T.astype("float64"), bias.astype("float64")
 
@@ -54,16 +62,6 @@ class LinearRegressor(_LinearMixin, _RegressorNetwork):
     (array([ 1.5, -2. ,  0.5]), 3.0)
     """
 
-    _parameter_constraints = dict(_BaseNetwork._parameter_constraints)
-
-    def __init__(self, *, optimizer="adam", learning_rate=0.02, batch_size="auto", epochs=200, l2=0.0,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False,
-                 random_state=None, verbose=0, device="cpu"):
-        super().__init__(optimizer=optimizer, learning_rate=learning_rate, batch_size=batch_size, epochs=epochs,
-                         l2=l2, early_stopping=early_stopping, validation_fraction=validation_fraction,
-                         n_iter_no_change=n_iter_no_change, tol=tol, warm_start=warm_start, random_state=random_state,
-                         verbose=verbose, device=device)
-
     @property
     def coef_(self):
         kernel, _ = self._fitted_coefficients()
@@ -76,8 +74,6 @@ class LinearRegressor(_LinearMixin, _RegressorNetwork):
 
     def _fitted_coefficients(self):
         # The network fits standardized targets: scale back to y's units.
-        if not hasattr(self, "_model"):
-            raise AttributeError("coef_ and intercept_ exist once the model is fitted: call fit first.")
         kernel, bias = self._coefficients()
         return kernel * self._y_scale[:, None], bias * self._y_scale + self._y_mean
 
@@ -115,24 +111,10 @@ class LinearClassifier(_LinearMixin, _ClassifierNetwork):
     True
     """
 
-    _parameter_constraints = dict(_BaseNetwork._parameter_constraints)
-
-    def __init__(self, *, optimizer="adam", learning_rate=0.02, batch_size="auto", epochs=200, l2=0.0,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False,
-                 random_state=None, verbose=0, device="cpu"):
-        super().__init__(optimizer=optimizer, learning_rate=learning_rate, batch_size=batch_size, epochs=epochs,
-                         l2=l2, early_stopping=early_stopping, validation_fraction=validation_fraction,
-                         n_iter_no_change=n_iter_no_change, tol=tol, warm_start=warm_start, random_state=random_state,
-                         verbose=verbose, device=device)
-
     @property
     def coef_(self):
-        if not hasattr(self, "_model"):
-            raise AttributeError("coef_ exists once the model is fitted: call fit first.")
         return self._coefficients()[0]
 
     @property
     def intercept_(self):
-        if not hasattr(self, "_model"):
-            raise AttributeError("intercept_ exists once the model is fitted: call fit first.")
         return self._coefficients()[1]

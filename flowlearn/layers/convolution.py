@@ -1,8 +1,7 @@
 """Convolution layers on NHWC images: Conv2D and its transpose, Conv2DTranspose."""
-from ..core import initializers, ops
-from . import _args, regularizers
-from .activation import ActivationMixin
-from .base import InputSpec, Layer
+from ..core import ops
+from . import _args
+from ._kernel import _KernelLayer
 
 
 def conv_output_size(size, kernel, stride, dilation, padding):
@@ -14,45 +13,30 @@ def conv_output_size(size, kernel, stride, dilation, padding):
     return (size - dilation * (kernel - 1) - 1) // stride + 1
 
 
-class _Conv2DBase(ActivationMixin, Layer):
-    """What Conv2D and Conv2DTranspose share: arguments, weights, bias, activation and config."""
+class _Conv2DBase(_KernelLayer):
+    """What Conv2D and Conv2DTranspose share: filters, window, strides and padding."""
+
+    _input_rank = {"ndim": 4}
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
                  bias_regularizer=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                         bias_regularizer, **kwargs)
         owner = type(self).__name__
         self.filters = _args.positive_int(owner, "filters", filters)
         self.kernel_size = _args.int_tuple(owner, "kernel_size", kernel_size)
         self.strides = _args.int_tuple(owner, "strides", strides)
         self.padding = _args.choice(owner, "padding", padding, ("valid", "same"))
-        self._set_activation(activation)
-        self.use_bias = _args.boolean(owner, "use_bias", use_bias)
-        self.kernel_initializer = _args.initializer(owner, "kernel_initializer", kernel_initializer)
-        self.bias_initializer = _args.initializer(owner, "bias_initializer", bias_initializer)
-        self.kernel_regularizer = _args.regularizer(owner, "kernel_regularizer", kernel_regularizer)
-        self.bias_regularizer = _args.regularizer(owner, "bias_regularizer", bias_regularizer)
-        self.kernel = self.bias = None
-        self.input_spec = InputSpec(ndim=4)
 
     def _kernel_shape(self, channels):
         raise NotImplementedError
 
+    def _weight_shapes(self, channels):
+        return self._kernel_shape(channels), (self.filters,)
+
     def _convolve(self, inputs):
         raise NotImplementedError
-
-    def build(self, input_shape):
-        channels = input_shape[-1]
-        if channels is None:
-            raise ValueError(
-                f'Layer "{self.name}": the channel dimension of the input must be known; got {input_shape}.'
-            )
-        self.kernel = self.add_weight("kernel", self._kernel_shape(channels), self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer)
-        if self.use_bias:
-            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer,
-                                        regularizer=self.bias_regularizer)
-        self.input_spec = InputSpec(ndim=4, axes={-1: channels})
 
     def _pre_activation(self, inputs):
         outputs = self._convolve(inputs)
@@ -62,18 +46,8 @@ class _Conv2DBase(ActivationMixin, Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            filters=self.filters,
-            kernel_size=list(self.kernel_size),
-            strides=list(self.strides),
-            padding=self.padding,
-            activation=self.activation,
-            use_bias=self.use_bias,
-            kernel_initializer=initializers.serialize(self.kernel_initializer),
-            bias_initializer=initializers.serialize(self.bias_initializer),
-            kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
-            bias_regularizer=regularizers.serialize(self.bias_regularizer),
-        )
+        config.update(filters=self.filters, kernel_size=list(self.kernel_size), strides=list(self.strides),
+                      padding=self.padding)
         return config
 
 

@@ -13,6 +13,7 @@ import math
 import numbers
 
 from ..core import ops
+from ..core.serialization import Registry, Serializable
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "l1", "l2", "l1_l2", "get", "serialize"]
 
@@ -26,22 +27,13 @@ def _factor(owner, name, value):
     return float(value)
 
 
-class Regularizer:
-    """Base class: ``regularizer(weight) -> scalar Tensor``, plus ``get_config()``/``from_config()``."""
+class Regularizer(Serializable):
+    """Base class: ``regularizer(weight) -> scalar Tensor``; the config is the constructor arguments."""
+
+    registry = Registry("regularizer")
 
     def __call__(self, weight):
         raise NotImplementedError
-
-    def get_config(self):
-        raise NotImplementedError
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
     def __eq__(self, other):
         return type(self) is type(other) and self.get_config() == other.get_config()
@@ -66,9 +58,6 @@ class L1(Regularizer):
     def __call__(self, weight):
         return _l1_penalty(weight, self.l1)
 
-    def get_config(self):
-        return {"l1": self.l1}
-
 
 class L2(Regularizer):
     """``l2 * sum(w ** 2)``: weight decay."""
@@ -78,9 +67,6 @@ class L2(Regularizer):
 
     def __call__(self, weight):
         return _l2_penalty(weight, self.l2)
-
-    def get_config(self):
-        return {"l2": self.l2}
 
 
 class L1L2(Regularizer):
@@ -96,9 +82,6 @@ class L1L2(Regularizer):
         if self.l1:
             return _l1_penalty(weight, self.l1)
         return _l2_penalty(weight, self.l2)
-
-    def get_config(self):
-        return {"l1": self.l1, "l2": self.l2}
 
 
 def l1(l1=0.01):
@@ -116,8 +99,8 @@ def l1_l2(l1=0.01, l2=0.01):
     return L1L2(l1, l2)
 
 
-_BY_NAME = {"l1": L1, "l2": L2, "l1_l2": l1_l2, "l1l2": l1_l2, "L1": L1, "L2": L2, "L1L2": L1L2}
-_CLASSES = {"L1": L1, "L2": L2, "L1L2": L1L2}
+# "l1_l2" names the function, whose factors both default to 0.01 (as in Keras); the class L1L2 defaults to 0.
+Regularizer.registry.names.update(l1=L1, l2=L2, l1_l2=l1_l2, l1l2=l1_l2)
 
 
 def get(identifier):
@@ -128,19 +111,9 @@ def get(identifier):
     if identifier is None or isinstance(identifier, Regularizer):
         return identifier
     if isinstance(identifier, str):
-        if identifier not in _BY_NAME:
-            raise ValueError(
-                f"Unknown regularizer {identifier!r}; expected one of {sorted(set(k.lower() for k in _BY_NAME))}, "
-                "a dict from serialize(), a Regularizer or None."
-            )
-        return _BY_NAME[identifier]()
+        return Regularizer.registry.find(identifier)()
     if isinstance(identifier, dict):
-        name = identifier.get("class_name")
-        if name not in _CLASSES:
-            raise ValueError(
-                f"Unknown regularizer class_name {name!r} in {identifier!r}; expected one of {sorted(_CLASSES)}."
-            )
-        return _CLASSES[name].from_config(dict(identifier.get("config") or {}))
+        return Regularizer.registry.from_dict(identifier)
     if callable(identifier):
         return identifier
     raise TypeError(
@@ -150,10 +123,4 @@ def get(identifier):
 
 def serialize(regularizer):
     """``{"class_name", "config"}`` for a Regularizer; None stays None."""
-    if regularizer is None:
-        return None
-    if not isinstance(regularizer, Regularizer):
-        raise TypeError(
-            f"Cannot serialize the regularizer {regularizer!r}: only L1, L2 and L1L2 can be saved in a config."
-        )
-    return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
+    return Regularizer.registry.serialize(regularizer, "only L1, L2 and L1L2 can be saved in a config.")

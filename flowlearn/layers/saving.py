@@ -137,15 +137,6 @@ def _read_config(archive, path):
     return config
 
 
-def _build_model(entry, custom_objects):
-    from .sequential import Sequential
-
-    # deserialize() does not hand custom_objects on to a container's layers; Sequential's own from_config does.
-    if isinstance(entry, dict) and entry.get("class_name") == "Sequential" and isinstance(entry.get("config"), dict):
-        return Sequential.from_config(entry["config"], custom_objects)
-    return deserialize(entry, custom_objects)
-
-
 def _compile(model, config, archive, path):
     settings = config["compile"]
     state = config["optimizer"]["state"]
@@ -177,7 +168,7 @@ def load_model(path, compile=True, custom_objects=None):  # noqa: A002 (Keras's 
         raise ValueError(f"load_model: {path!r} is not a flowlearn model file (not a zip archive).") from None
     with archive:
         config = _read_config(archive, path)
-        model = _build_model(config["model"], custom_objects)
+        model = deserialize(config["model"], custom_objects)
         arrays = [_read_array(archive, item["file"], path) for item in config["weights"]]
         if arrays or model.weights:
             model.set_weights(arrays)

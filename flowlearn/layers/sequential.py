@@ -19,7 +19,7 @@ from .base import InputSpec, Layer, _shape_repr
 from .input_layer import InputLayer
 from .serialization import deserialize, serialize
 from .training import (
-    GradientStep, NonFiniteLossError, array_batches, evaluate_batches, make_metric, run_training,
+    GradientStep, NonFiniteLossError, array_batches, evaluate_batches, forward_state, make_metric, run_training,
 )
 
 # Probability-input cross-entropies, and the last-layer activation whose logits they can take instead.
@@ -440,9 +440,7 @@ class Sequential(Layer):
 
     def _gradient_step(self, forward, skip_nonfinite):
         parameters = self.trainable_weights
-        # Weights a layer keeps out of the gradient step while itself active (batch-norm statistics) are
-        # the ones its forward pass updates; they are restored if a batch's loss is not finite.
-        state = [w for layer, active in self._walk() if active for w, trainable in layer._weights if not trainable]
+        state = forward_state(self)  # restored if a batch's loss is not finite
         return GradientStep(forward, self.optimizer, lambda: parameters, metrics=self._metric_ids,
                             skip_nonfinite=skip_nonfinite, state=lambda: state)
 

@@ -26,7 +26,7 @@ from .callbacks import CallbackList, History, ProgressBar
 
 __all__ = [
     "NonFiniteLossError", "GradientStep", "MetricTracker", "array_batches", "batch_length", "evaluate_batches",
-    "make_metric", "run_training",
+    "forward_state", "make_metric", "run_training",
 ]
 
 
@@ -140,6 +140,16 @@ class MetricTracker:
 
 
 # -- steps --------------------------------------------------------------------------------------
+def forward_state(model):
+    """The Tensors that ``model``'s forward pass updates in training: what :class:`GradientStep` takes
+    as ``state``.
+
+    These are the weights that an active (not frozen) layer keeps out of the gradient step, i.e.
+    batch-norm moving statistics; a frozen layer runs in inference mode and updates nothing.
+    """
+    return [w for layer, active in model._walk() if active for w, trainable in layer._weights if not trainable]
+
+
 class GradientStep:
     """The standard training step: ``logs = step(batch)``, logs being running epoch values.
 

@@ -295,6 +295,23 @@ def test_optimizer_instance_is_copied_not_trained(digits):
     assert isinstance(model._optimizer, optimizers.SGD) and model._optimizer.learning_rate == 0.05
 
 
+def test_non_finite_loss_keeps_weights_and_batch_norm_statistics(digits, monkeypatch):
+    from flowlearn.layers.training import NonFiniteLossError
+
+    X, y = digits
+    model = small(DNNClassifier, batch_norm=True, random_state=0).fit(X, y)
+    before = weights(model)
+    statistics = [w.name for w in model._model.non_trainable_weights]
+    assert any(name.endswith("moving_mean") for name in statistics)
+    # The forward pass runs (updating the moving statistics in training mode) before the loss is seen.
+    monkeypatch.setattr(model, "_batch_loss", lambda outputs, targets, weights: outputs.sum() * float("nan"))
+    with pytest.raises(NonFiniteLossError, match="loss became nan"):
+        model.partial_fit(X + 3.0, y)
+    after = weights(model)
+    for weight, old, new in zip(model._model.weights, before, after):
+        numpy.testing.assert_array_equal(new, old, err_msg=weight.name)
+
+
 # -- progress, memory, device --------------------------------------------------------------------
 def test_verbose_shows_a_progress_bar_per_epoch(digits, capsys):
     X, y = digits

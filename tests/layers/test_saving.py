@@ -257,6 +257,42 @@ def test_custom_objects_resolve_user_layers(tmp_path):
     numpy.testing.assert_array_equal(restored.predict(x), model.predict(x))
 
 
+def test_custom_objects_reach_layers_inside_nested_containers(tmp_path):
+    class Scale(fl.layers.Layer):
+        def __init__(self, factor=2.0, **kwargs):
+            super().__init__(**kwargs)
+            self.factor = factor
+
+        def call(self, inputs, training=None):
+            return inputs * self.factor
+
+        def compute_output_shape(self, input_shape):
+            return tuple(input_shape)
+
+        def get_config(self):
+            return {**super().get_config(), "factor": self.factor}
+
+    inner = fl.Sequential([Dense(4, activation="relu"), fl.Sequential([Scale(3.0, name="scale"), Dense(3)])])
+    model = fl.Sequential([Input((6,)), inner, Dense(2)])
+    model.compile("adam", "mse")
+    model.save(tmp_path / "nested.flmodel")
+
+    def rename(config):  # a name flowlearn's registry cannot know, two containers deep
+        config["model"]["config"]["layers"][1]["config"]["layers"][1]["config"]["layers"][0]["class_name"] = "MyScale"
+
+    _rewrite(tmp_path / "nested.flmodel", rename)
+    with pytest.raises(ValueError, match="unknown layer class 'MyScale'"):
+        load_model(tmp_path / "nested.flmodel")
+    restored = load_model(tmp_path / "nested.flmodel", custom_objects={"MyScale": Scale})
+    scale = restored.layers[0].layers[1].layers[0]
+    assert type(scale) is Scale and scale.factor == 3.0
+    x, _ = _data()
+    numpy.testing.assert_array_equal(restored.predict(x), model.predict(x))
+    # The custom classes of one call do not leak into later calls.
+    with pytest.raises(ValueError, match="unknown layer class 'MyScale'"):
+        fl.layers.deserialize({"class_name": "MyScale", "config": {}})
+
+
 def test_save_to_a_directory_is_refused(tmp_path):
     with pytest.raises(ValueError, match="is a directory"):
         save_model(_mlp(), tmp_path)

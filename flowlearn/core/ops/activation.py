@@ -15,6 +15,7 @@ __all__ = [
 
 from ..primitive import Primitive, apply
 from ..tensor import as_tensor
+from ._args import float_input
 
 # Klambauer et al. 2017, "Self-Normalizing Neural Networks" (the values Keras and PyTorch use).
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -28,13 +29,6 @@ def _normalize_axis(op, axis, ndim):
     if not -ndim <= axis < ndim:
         raise ValueError(f"{op}: expected `axis` in [{-ndim}, {ndim}) for an input of rank {ndim}; got axis={axis}.")
     return int(axis) % ndim
-
-
-def _float_input(op, x):
-    x = as_tensor(x)
-    if x.data.dtype.kind != "f":
-        raise TypeError(f"{op}: expected a float tensor; got dtype {x.dtype}. Cast with .astype('float32') first.")
-    return x
 
 
 def _real(op, name, value):
@@ -236,7 +230,7 @@ def leaky_relu(x, alpha=0.2):
     >>> fl.ops.leaky_relu(fl.tensor([-1.0, 2.0]))
     tensor([-0.2,  2. ], dtype=float32)
     """
-    return apply(LeakyReLU, (_float_input("leaky_relu", x),), alpha=_real("leaky_relu", "alpha", alpha))
+    return apply(LeakyReLU, (float_input("leaky_relu", x),), alpha=_real("leaky_relu", "alpha", alpha))
 
 
 def elu(x, alpha=1.0):
@@ -246,7 +240,7 @@ def elu(x, alpha=1.0):
     >>> fl.ops.elu(fl.tensor([0.0, 2.0]))
     tensor([0., 2.], dtype=float32)
     """
-    return apply(ELU, (_float_input("elu", x),), alpha=_real("elu", "alpha", alpha))
+    return apply(ELU, (float_input("elu", x),), alpha=_real("elu", "alpha", alpha))
 
 
 def selu(x):
@@ -256,7 +250,7 @@ def selu(x):
     >>> fl.ops.selu(fl.tensor([0.0]))
     tensor([0.], dtype=float32)
     """
-    return apply(SELU, (_float_input("selu", x),))
+    return apply(SELU, (float_input("selu", x),))
 
 
 def sigmoid(x):
@@ -266,7 +260,7 @@ def sigmoid(x):
     >>> fl.ops.sigmoid(fl.tensor([0.0]))
     tensor([0.5], dtype=float32)
     """
-    return apply(Sigmoid, (_float_input("sigmoid", x),))
+    return apply(Sigmoid, (float_input("sigmoid", x),))
 
 
 def tanh(x):
@@ -276,7 +270,7 @@ def tanh(x):
     >>> fl.ops.tanh(fl.tensor([0.0]))
     tensor([0.], dtype=float32)
     """
-    return apply(Tanh, (_float_input("tanh", x),))
+    return apply(Tanh, (float_input("tanh", x),))
 
 
 def softplus(x):
@@ -286,7 +280,7 @@ def softplus(x):
     >>> fl.ops.softplus(fl.tensor([0.0])).item()  # log(2)
     0.6931471824645996
     """
-    return apply(Softplus, (_float_input("softplus", x),))
+    return apply(Softplus, (float_input("softplus", x),))
 
 
 def softmax(x, axis=-1):
@@ -296,7 +290,7 @@ def softmax(x, axis=-1):
     >>> fl.ops.softmax(fl.tensor([[0.0, 0.0]]))
     tensor([[0.5, 0.5]], dtype=float32)
     """
-    x = _float_input("softmax", x)
+    x = float_input("softmax", x)
     return apply(Softmax, (x,), axis=_normalize_axis("softmax", axis, x.ndim))
 
 
@@ -307,7 +301,7 @@ def log_softmax(x, axis=-1):
     >>> fl.ops.log_softmax(fl.tensor([[0.0, 0.0]])).exp()
     tensor([[0.5, 0.5]], dtype=float32)
     """
-    x = _float_input("log_softmax", x)
+    x = float_input("log_softmax", x)
     return apply(LogSoftmax, (x,), axis=_normalize_axis("log_softmax", axis, x.ndim))
 
 

@@ -110,31 +110,37 @@ class Pow(Primitive):
         return grad_a, grad_b
 
 
+def _selected(xp, grad, saved, need_a, need_b):
+    """Gradients of ``where(mask, a, b)`` for ``a`` and ``b``: ``grad`` where each was picked, 0 elsewhere.
+
+    ``saved`` is ``(mask, a.shape, a.dtype, b.shape, b.dtype)``.
+    """
+    mask, a_shape, a_dtype, b_shape, b_dtype = saved
+    return (
+        reduce_to_shape(xp.where(mask, grad, 0), a_shape, a_dtype) if need_a else None,
+        reduce_to_shape(xp.where(mask, 0, grad), b_shape, b_dtype) if need_b else None,
+    )
+
+
 class Maximum(Primitive):
     name = "maximum"
 
     @staticmethod
     def forward(xp, a, b):
+        # Ties pick the first operand (a >= b), as a subgradient must pick one side.
         return xp.maximum(a, b), (a >= b, a.shape, a.dtype, b.shape, b.dtype)
 
     @staticmethod
     def backward(xp, grad, saved, needs):
-        # Ties send the gradient to the first operand, as a subgradient must pick one side.
-        a_wins, a_shape, a_dtype, b_shape, b_dtype = saved
-        return (
-            reduce_to_shape(xp.where(a_wins, grad, 0), a_shape, a_dtype) if needs[0] else None,
-            reduce_to_shape(xp.where(a_wins, 0, grad), b_shape, b_dtype) if needs[1] else None,
-        )
+        return _selected(xp, grad, saved, needs[0], needs[1])
 
 
-class Minimum(Primitive):
+class Minimum(Maximum):
     name = "minimum"
 
     @staticmethod
     def forward(xp, a, b):
         return xp.minimum(a, b), (a <= b, a.shape, a.dtype, b.shape, b.dtype)
-
-    backward = Maximum.backward
 
 
 class Where(Primitive):
@@ -146,12 +152,7 @@ class Where(Primitive):
 
     @staticmethod
     def backward(xp, grad, saved, needs):
-        condition, a_shape, a_dtype, b_shape, b_dtype = saved
-        return (
-            None,
-            reduce_to_shape(xp.where(condition, grad, 0), a_shape, a_dtype) if needs[1] else None,
-            reduce_to_shape(xp.where(condition, 0, grad), b_shape, b_dtype) if needs[2] else None,
-        )
+        return (None,) + _selected(xp, grad, saved, needs[1], needs[2])
 
 
 class Clip(Primitive):

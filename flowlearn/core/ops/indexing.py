@@ -16,7 +16,7 @@ from .. import backend
 from ..config import floatx
 from ..primitive import Primitive, apply
 from ..tensor import Tensor, as_tensor
-from .shape import normalize_axis
+from ._args import normalize_axis
 
 
 class GetItem(Primitive):

@@ -6,7 +6,7 @@ __all__ = ["matmul"]
 from ..primitive import Primitive, apply
 from ..tensor import Tensor, as_tensor
 from ._broadcast import reduce_to_shape
-from .shape import common_dtype
+from ._args import common_dtype
 
 
 class MatMul(Primitive):

@@ -7,7 +7,7 @@ __all__ = ["exp", "log", "sqrt", "abs"]
 
 from ..primitive import Primitive, apply
 from ..tensor import as_tensor
-from .shape import as_float
+from ._args import as_float
 
 
 class Exp(Primitive):

@@ -17,6 +17,7 @@ __all__ = ["dropout"]
 from ..config import is_training
 from ..primitive import Primitive, apply
 from ..tensor import as_tensor
+from ._args import float_input
 
 # Seeds stay below 2**53 so that any JSON reader (JavaScript's included) keeps them exact.
 _SEED_BOUND = 2**53
@@ -90,6 +91,4 @@ def dropout(x, rate, training=None, seed=None, rng=None):
         training = is_training()
     if not training or rate == 0:
         return x
-    if x.data.dtype.kind != "f":
-        raise TypeError(f"dropout: expected a float tensor; got dtype {x.dtype}.")
-    return apply(Dropout, (x,), rate=float(rate), seed=_draw_seed(seed, rng))
+    return apply(Dropout, (float_input("dropout", x),), rate=float(rate), seed=_draw_seed(seed, rng))

@@ -31,7 +31,8 @@ __all__ = ["batch_norm"]
 from ..config import is_training
 from ..primitive import Primitive, apply
 from ..tensor import Tensor, as_tensor
-from .activation import _float_input, _normalize_axis
+from ._args import float_input
+from .activation import _normalize_axis
 
 
 class _Layout:
@@ -262,7 +263,7 @@ def batch_norm(x, gamma, beta, moving_mean=None, moving_variance=None, training=
     >>> mean, var  # 0.5 * old + 0.5 * batch: batch mean [2, 20], biased variance [1, 100]
     (tensor([ 1., 10.], dtype=float32), tensor([ 1. , 50.5], dtype=float32))
     """
-    x = _float_input("batch_norm", x)
+    x = float_input("batch_norm", x)
     axis = _normalize_axis("batch_norm", axis, x.ndim)
     epsilon = _check_number("epsilon", epsilon, float("inf"))
     channels = x.shape[axis]

@@ -10,7 +10,7 @@ __all__ = ["sum", "mean", "max", "min", "logsumexp"]
 
 from ..primitive import Primitive, apply
 from ..tensor import as_tensor
-from .shape import as_float, normalize_axes
+from ._args import as_float, normalize_axes
 
 
 def _kept_shape(shape, axes):
@@ -33,11 +33,14 @@ def _kept_grad(grad, shape, axes, keepdims):
 
 
 class Sum(Primitive):
-    name = "sum"
+    """Also serves mean through ``_method`` (Mean only rescales the gradient)."""
 
-    @staticmethod
-    def forward(xp, x, axis, keepdims):
-        return xp.asarray(x.sum(axis=axis, keepdims=keepdims)), x.shape
+    name = "sum"
+    _method = "sum"
+
+    @classmethod
+    def forward(cls, xp, x, axis, keepdims):
+        return xp.asarray(getattr(x, cls._method)(axis=axis, keepdims=keepdims)), x.shape
 
     @staticmethod
     def backward(xp, grad, shape, needs, axis, keepdims):
@@ -45,12 +48,9 @@ class Sum(Primitive):
         return (xp.broadcast_to(_kept_grad(grad, shape, axis, keepdims), shape),)
 
 
-class Mean(Primitive):
+class Mean(Sum):
     name = "mean"
-
-    @staticmethod
-    def forward(xp, x, axis, keepdims):
-        return xp.asarray(x.mean(axis=axis, keepdims=keepdims)), x.shape
+    _method = "mean"
 
     @staticmethod
     def backward(xp, grad, shape, needs, axis, keepdims):

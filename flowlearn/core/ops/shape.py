@@ -1,11 +1,6 @@
 """Shape and layout: reshape, transpose, expand_dims, squeeze, concat, stack, pad, broadcast_to,
-cast, and to_device (the copy between numpy and cupy that ``Tensor.to`` runs).
-
-Also the axis helpers that every op taking ``axis`` shares (:func:`normalize_axis`,
-:func:`normalize_axes`), so each reports a bad axis the same way.
-"""
+cast, and to_device (the copy between numpy and cupy that ``Tensor.to`` runs)."""
 import math
-import operator
 
 import numpy
 
@@ -15,55 +10,10 @@ __all__ = [
 ]
 
 from .. import backend
-from ..config import floatx
 from ..primitive import Primitive, apply
 from ..tensor import Tensor, as_tensor
+from ._args import common_dtype, normalize_axes, normalize_axis, shape_tuple
 from ._broadcast import reduce_to_shape
-
-
-# -- argument helpers shared by the op modules ------------------------------------------------------
-def _as_int(op, name, value):
-    try:
-        if isinstance(value, (bool, numpy.bool_)):
-            raise TypeError  # an index, but almost surely a mistake for a size or an axis
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{op}: expected `{name}` to be an integer; got {value!r}.") from None
-
-
-def normalize_axis(op, axis, ndim, name="axis"):
-    """``axis`` (negative counts from the end) as an int in ``[0, ndim)``, or a ValueError naming ``op``."""
-    index = _as_int(op, name, axis)
-    if not -ndim <= index < ndim:
-        valid = f"an integer in [{-ndim}, {ndim - 1}]" if ndim else "no axis (the tensor is 0-d)"
-        raise ValueError(f"{op}: `{name}`={axis} is out of range for a tensor of rank {ndim}; expected {valid}.")
-    return index % ndim
-
-
-def normalize_axes(op, axis, ndim):
-    """None stays None (all axes); an int or a sequence becomes a sorted tuple of distinct axes."""
-    if axis is None:
-        return None
-    if isinstance(axis, (tuple, list)):
-        axes = tuple(sorted(normalize_axis(op, a, ndim) for a in axis))
-        if len(set(axes)) != len(axes):
-            raise ValueError(f"{op}: expected distinct axes; got axis={tuple(axis)}.")
-        return axes
-    return (normalize_axis(op, axis, ndim),)
-
-
-def _shape_tuple(op, name, shape):
-    if isinstance(shape, (tuple, list)):
-        return tuple(_as_int(op, name, n) for n in shape)
-    return (_as_int(op, name, shape),)
-
-
-def as_float(x):
-    """``x`` as a float Tensor: integer and boolean tensors are cast to the default float dtype."""
-    x = as_tensor(x)
-    if x.data.dtype.kind != "f":
-        x = cast(x, floatx())
-    return x
 
 
 # -- reshape and friends: backward is a reshape back to the input shape -----------------------------
@@ -110,7 +60,7 @@ def reshape(x, shape, *more):
     (2, 2)
     """
     x = as_tensor(x)
-    shape = _shape_tuple("reshape", "shape", (shape,) + more if more else shape)
+    shape = shape_tuple("reshape", "shape", (shape,) + more if more else shape)
     if shape != x.data.shape:
         _check_reshape(x.data.shape, shape)
     return apply(Reshape, (x,), shape=shape)
@@ -191,7 +141,7 @@ def transpose(x, axes=None, *more):
     if axes is not None:
         ndim = x.data.ndim
         axes = (axes,) + more if more else axes
-        axes = tuple(normalize_axis("transpose", a, ndim, "axes") for a in _shape_tuple("transpose", "axes", axes))
+        axes = tuple(normalize_axis("transpose", a, ndim, "axes") for a in shape_tuple("transpose", "axes", axes))
         if sorted(axes) != list(range(ndim)):
             raise ValueError(
                 f"transpose: expected `axes` to be a permutation of the {ndim} axes of a tensor of shape "
@@ -239,17 +189,6 @@ def _join_inputs(op, tensors):
         raise ValueError(f"{op}: expected at least one tensor; got an empty sequence.")
     like = next((t for t in tensors if isinstance(t, Tensor)), None)
     return common_dtype([as_tensor(t, like=like) for t in tensors])
-
-
-def common_dtype(tensors):
-    """``tensors`` cast to one dtype: the widest float among them when any is float (so an integer
-    operand never drags float32 up to float64), else numpy's promotion of them all."""
-    dtypes = {t.data.dtype for t in tensors}
-    if len(dtypes) == 1:
-        return tensors
-    floats = [d for d in dtypes if d.kind == "f"]
-    target = numpy.result_type(*(floats or dtypes))
-    return [t if t.data.dtype == target else cast(t, target) for t in tensors]
 
 
 def concat(tensors, axis=0):
@@ -367,7 +306,7 @@ def broadcast_to(x, shape):
     (3, 2)
     """
     x = as_tensor(x)
-    shape = _shape_tuple("broadcast_to", "shape", shape)
+    shape = shape_tuple("broadcast_to", "shape", shape)
     old = x.data.shape
     extra = len(shape) - len(old)
     if extra < 0 or any(n != 1 and n != m for n, m in zip(old, shape[extra:])):

@@ -16,7 +16,7 @@ from . import schedules
 from .adagrad import Adagrad
 from .adam import Adam
 from .adamw import AdamW
-from .optimizer import _REGISTRY, Optimizer, serialize
+from .optimizer import Optimizer, serialize
 from .rmsprop import RMSProp, RMSprop
 from .sgd import SGD, GradientDescent
 
@@ -25,22 +25,17 @@ __all__ = [
     "schedules", "get", "serialize", "deserialize",
 ]
 
-_NAMES = {"sgd": SGD, "gradient_descent": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSProp, "adagrad": Adagrad}
-# Accepted spellings: the names above and the class names, in any case, with or without underscores.
-_LOOKUP = {name.replace("_", ""): cls for name, cls in _NAMES.items()}
-_LOOKUP["gradientdescent"] = SGD
+Optimizer.registry.names.update(
+    sgd=SGD, gradient_descent=SGD, adam=Adam, adamw=AdamW, rmsprop=RMSProp, adagrad=Adagrad,
+)
 
 
 def deserialize(config, **overrides):
-    """The optimizer described by ``{"class_name": ..., "config": ...}`` (see :func:`serialize`)."""
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(
-            f"Expected a dict {{'class_name': ..., 'config': ...}} describing an optimizer; got {config!r}."
-        )
-    cls = _REGISTRY.get(config["class_name"])
-    if cls is None:
-        raise ValueError(f"Unknown optimizer class {config['class_name']!r}: expected one of {sorted(_REGISTRY)}.")
-    return cls.from_config({**config.get("config", {}), **overrides})
+    """The optimizer described by ``{"class_name": ..., "config": ...}`` (see :func:`serialize`).
+
+    ``overrides`` replace entries of the config, e.g. ``deserialize(config, learning_rate=0.1)``.
+    """
+    return Optimizer.registry.from_dict(config, **overrides)
 
 
 def get(identifier, **overrides):
@@ -63,13 +58,7 @@ def get(identifier, **overrides):
     if isinstance(identifier, dict):
         return deserialize(identifier, **overrides)
     if isinstance(identifier, str):
-        cls = _LOOKUP.get(identifier.lower().replace("_", ""))
-        if cls is None:
-            raise ValueError(
-                f"Unknown optimizer {identifier!r}: expected one of {sorted(_NAMES)} (any case) "
-                "or an Optimizer instance."
-            )
-        return cls(**overrides)
+        return Optimizer.registry.find(identifier)(**overrides)
     raise TypeError(
         f"get(): expected an optimizer name, a config dict or an Optimizer instance; got {type(identifier).__name__}."
     )

@@ -45,8 +45,3 @@ class Adagrad(Optimizer):
         xp.divide(grad, tmp, out=tmp)
         tmp *= lr
         param -= tmp
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(initial_accumulator_value=self.initial_accumulator_value, epsilon=self.epsilon)
-        return config

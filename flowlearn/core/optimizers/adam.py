@@ -64,8 +64,3 @@ class Adam(Optimizer):
         xp.divide(m, tmp, out=tmp)
         tmp *= alpha
         param -= tmp
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon, amsgrad=self.amsgrad)
-        return config

@@ -10,14 +10,13 @@ import weakref
 import numpy
 
 from .. import backend
+from ..serialization import Registry, Serializable
 from ..tensor import Tensor
 from . import schedules
 from ._checks import check_optional_positive, check_real
 
-_REGISTRY = {}
 
-
-class Optimizer:
+class Optimizer(Serializable):
     """Updates Tensors in place from their ``.grad``.
 
     Parameters
@@ -46,9 +45,8 @@ class Optimizer:
     dtype; a float32 parameter stays float32 and keeps its array (``param.data`` is updated in place).
     """
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        _REGISTRY[cls.__name__] = cls
+    # Names for get(): the class names and the short ones, in any case, with or without underscores.
+    registry = Registry("optimizer", fold=lambda name: name.lower().replace("_", ""))
 
     def __init__(self, learning_rate, clipnorm=None, clipvalue=None, global_clipnorm=None, weight_decay=None):
         owner = type(self).__name__
@@ -247,19 +245,11 @@ class Optimizer:
 
     # -- config and state ------------------------------------------------------------------------
     def get_config(self):
-        """The hyperparameters as plain JSON (a schedule as ``{"class_name": ..., "config": ...}``)."""
+        """The constructor arguments as plain JSON (a schedule as ``{"class_name": ..., "config": ...}``)."""
+        config = super().get_config()
         rate = self._learning_rate
-        return {
-            "learning_rate": rate if isinstance(rate, float) else schedules.serialize(rate),
-            "clipnorm": self.clipnorm,
-            "clipvalue": self.clipvalue,
-            "global_clipnorm": self.global_clipnorm,
-            "weight_decay": self.weight_decay,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        config["learning_rate"] = rate if isinstance(rate, float) else schedules.serialize(rate)
+        return config
 
     def state_dict(self, params=None):
         """Everything needed to resume: ``{"config": ..., "slots": {"<i>/<slot>": numpy array}}``.
@@ -329,4 +319,4 @@ def _l2_norm(grad):
 
 def serialize(optimizer):
     """``{"class_name": ..., "config": ...}`` for ``optimizer`` (no state; see ``state_dict``)."""
-    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+    return Optimizer.registry.serialize(optimizer, "expected an Optimizer.")

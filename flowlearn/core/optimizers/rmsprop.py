@@ -67,10 +67,5 @@ class RMSProp(Optimizer):
         else:
             param -= tmp
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(rho=self.rho, momentum=self.momentum, epsilon=self.epsilon, centered=self.centered)
-        return config
-
 
 RMSprop = RMSProp

@@ -10,37 +10,23 @@ An optimizer given a schedule uses ``lr = schedule(optimizer.iterations)`` for e
 """
 import math
 
+from ..serialization import Registry, Serializable
 from ._checks import check_bool, check_positive_int, check_real
 
 __all__ = ["LearningRateSchedule", "Constant", "ExponentialDecay", "StepDecay", "serialize", "deserialize"]
 
-_REGISTRY = {}
 
+class LearningRateSchedule(Serializable):
+    """Base class: subclasses define ``__call__(step) -> float``.
 
-class LearningRateSchedule:
-    """Base class: subclasses define ``__call__(step) -> float`` and ``get_config()``.
-
-    Subclasses register under their class name, so :func:`deserialize` rebuilds them from
-    ``{"class_name": ..., "config": ...}``.
+    The config is the constructor arguments; subclasses register under their class name, so
+    :func:`deserialize` rebuilds them from ``{"class_name": ..., "config": ...}``.
     """
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        _REGISTRY[cls.__name__] = cls
+    registry = Registry("learning-rate schedule")
 
     def __call__(self, step):
         raise NotImplementedError
-
-    def get_config(self):
-        raise NotImplementedError
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 def _initial(owner, value):
@@ -59,9 +45,6 @@ class Constant(LearningRateSchedule):
 
     def __call__(self, step):
         return self.learning_rate
-
-    def get_config(self):
-        return {"learning_rate": self.learning_rate}
 
 
 class ExponentialDecay(LearningRateSchedule):
@@ -86,12 +69,6 @@ class ExponentialDecay(LearningRateSchedule):
             exponent = math.floor(exponent)
         return self.initial_learning_rate * self.decay_rate ** exponent
 
-    def get_config(self):
-        return {
-            "initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-            "decay_rate": self.decay_rate, "staircase": self.staircase,
-        }
-
 
 class StepDecay(LearningRateSchedule):
     """``initial_learning_rate * gamma ** (step // step_size)`` (PyTorch's StepLR, counted in steps).
@@ -108,28 +85,14 @@ class StepDecay(LearningRateSchedule):
     def __call__(self, step):
         return self.initial_learning_rate * self.gamma ** (int(step) // self.step_size)
 
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate, "step_size": self.step_size, "gamma": self.gamma}
-
 
 def serialize(schedule):
     """``{"class_name": ..., "config": ...}``: plain JSON that :func:`deserialize` turns back into ``schedule``."""
-    if not hasattr(schedule, "get_config"):
-        raise TypeError(
-            f"Cannot serialize the learning-rate schedule {schedule!r}: expected a LearningRateSchedule "
-            "(something with get_config()); subclass flowlearn.core.optimizers.schedules.LearningRateSchedule."
-        )
-    return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
+    return LearningRateSchedule.registry.serialize(
+        schedule, "expected a LearningRateSchedule; subclass flowlearn.core.optimizers.schedules.LearningRateSchedule."
+    )
 
 
 def deserialize(config):
     """The schedule described by ``{"class_name": ..., "config": ...}`` (see :func:`serialize`)."""
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"Expected a dict {{'class_name': ..., 'config': ...}} describing a schedule; got {config!r}.")
-    cls = _REGISTRY.get(config["class_name"])
-    if cls is None:
-        raise ValueError(
-            f"Unknown learning-rate schedule {config['class_name']!r}: expected one of {sorted(_REGISTRY)} "
-            "(or a LearningRateSchedule subclass defined before loading)."
-        )
-    return cls.from_config(dict(config.get("config", {})))
+    return LearningRateSchedule.registry.from_dict(config)

@@ -55,10 +55,5 @@ class SGD(Optimizer):
         else:
             param += velocity
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(momentum=self.momentum, nesterov=self.nesterov)
-        return config
-
 
 GradientDescent = SGD
