@@ -109,6 +109,15 @@ def torch_fit(kind):
 
 # -- Keras (only when it imports) -------------------------------------------------------------------
 def keras_fit(kind):
+    import importlib.util
+    import os
+
+    # Keras 3 runs on TensorFlow when it is installed, else on the PyTorch it shares with this benchmark.
+    if importlib.util.find_spec("tensorflow") is None:
+        os.environ.setdefault("KERAS_BACKEND", "torch")
+        import torch
+
+        torch.set_num_threads(THREADS)
     import keras
 
     try:
