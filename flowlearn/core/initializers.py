@@ -322,16 +322,9 @@ def get(identifier):
     >>> get({"class_name": "RandomUniform", "config": {"minval": 0.0, "maxval": 1.0}})
     RandomUniform(minval=0.0, maxval=1.0)
     """
-    if identifier is None or isinstance(identifier, Initializer):
-        return identifier
-    if isinstance(identifier, str):
-        return Initializer.registry.find(identifier)()
-    if isinstance(identifier, dict):
-        return Initializer.registry.from_dict(identifier)
     if inspect.isclass(identifier) and issubclass(identifier, Initializer):
         return identifier()
-    if callable(identifier):
-        return identifier
-    raise TypeError(
-        f"Could not interpret initializer {identifier!r}: expected a name, an Initializer, a callable or a config dict."
+    return Initializer.registry.resolve(
+        identifier,
+        "Could not interpret initializer {identifier!r}: expected a name, an Initializer, a callable or a config dict.",
     )

@@ -628,14 +628,7 @@ def get(identifier):
     >>> get({"class_name": "BinaryCrossentropy", "config": {"from_logits": True}}).from_logits
     True
     """
-    if identifier is None or isinstance(identifier, Loss):
-        return identifier
-    if isinstance(identifier, str):
-        return Loss.registry.find(identifier)()
-    if isinstance(identifier, dict):
-        return Loss.registry.from_dict(identifier)
-    if callable(identifier):
-        return identifier
-    raise TypeError(
-        f"Could not interpret loss identifier: expected a string, dict, Loss or callable; got {identifier!r}."
+    return Loss.registry.resolve(
+        identifier,
+        "Could not interpret loss identifier: expected a string, dict, Loss or callable; got {identifier!r}.",
     )

@@ -26,6 +26,7 @@ class Registry:
 
     def __init__(self, kind, fold=None):
         self.kind = kind
+        self.base = None  # the family's base class, set when it is defined
         self.classes = {}
         self.names = {}
         self.aliases = {}
@@ -37,6 +38,20 @@ class Registry:
         if found is None:
             raise ValueError(f"Unknown {self.kind} {name!r}; expected one of {sorted(self.names)} (or a class name).")
         return found
+
+    def resolve(self, identifier, error):
+        """A family's ``get``: None and instances pass through, a name makes a new default object, a
+        ``{"class_name", "config"}`` dict rebuilds one, another callable passes through; anything else is
+        a TypeError with ``error``, a template formatted with ``identifier``."""
+        if identifier is None or isinstance(identifier, self.base):
+            return identifier
+        if isinstance(identifier, str):
+            return self.find(identifier)()
+        if isinstance(identifier, dict):
+            return self.from_dict(identifier)
+        if callable(identifier):
+            return identifier
+        raise TypeError(error.format(identifier=identifier))
 
     def from_dict(self, data, **overrides):
         """A new object from ``{"class_name": ..., "config": ...}``; ``overrides`` replace config entries."""
@@ -78,6 +93,8 @@ class Serializable:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "registry" in vars(cls) and cls.registry is not None:
+            cls.registry.base = cls
         if cls.registry is not None and "registry" not in vars(cls) and not cls.__name__.startswith("_"):
             cls.registry.classes[cls.__name__] = cls
 

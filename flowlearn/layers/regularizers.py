@@ -108,16 +108,9 @@ def get(identifier):
 
     Plain callables ``f(weight) -> scalar Tensor`` are accepted too, but cannot be saved in a config.
     """
-    if identifier is None or isinstance(identifier, Regularizer):
-        return identifier
-    if isinstance(identifier, str):
-        return Regularizer.registry.find(identifier)()
-    if isinstance(identifier, dict):
-        return Regularizer.registry.from_dict(identifier)
-    if callable(identifier):
-        return identifier
-    raise TypeError(
-        f"Could not interpret regularizer {identifier!r}: expected a name, a dict, a Regularizer, a callable or None."
+    return Regularizer.registry.resolve(
+        identifier,
+        "Could not interpret regularizer {identifier!r}: expected a name, a dict, a Regularizer, a callable or None.",
     )
 
 
