@@ -13,6 +13,7 @@ Running :func:`apply` on tensors records a :class:`Node`, which backward and tra
 """
 from . import backend
 from .config import modes
+from .tensor import Tensor
 
 REGISTRY = {}
 
@@ -81,8 +82,6 @@ def apply(primitive, inputs, **attrs):
     The node is recorded when gradients are enabled and some input requires them, or while
     :func:`flowlearn.trace` is recording.
     """
-    from .tensor import Tensor  # local: tensor.py imports this module
-
     if backend._cupy is not None and len(inputs) > 1:
         _check_same_device(primitive, inputs)
     first = inputs[0].data
