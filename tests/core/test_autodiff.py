@@ -99,6 +99,22 @@ def test_binary_gradients_with_broadcasting_on_both_sides(op, shape_a, shape_b, 
     check_gradients(getattr(fl.ops, op), [a, b], device=device)
 
 
+@pytest.mark.parametrize("bias_shape", [(32,), (1, 1, 32), (1, 1, 1, 32), (28, 32), (8,)])
+def test_large_bias_gradients_match_float64_sums(bias_shape, device):
+    # Large enough (>= 4096 rows) for the BLAS ones-vector path of the broadcast reduction.
+    rng = numpy.random.default_rng(3)
+    x_shape = (40, 28, 28, bias_shape[-1]) if bias_shape != (8,) else (9000, 8)
+    x = fl.tensor(rng.standard_normal(x_shape), device=device)
+    bias = fl.tensor(numpy.zeros(bias_shape), requires_grad=True, device=device)
+    upstream = rng.standard_normal(x_shape)
+    (x + bias).backward(fl.tensor(upstream, device=device))
+    expected = upstream.sum(axis=tuple(range(len(x_shape) - len(bias_shape))))
+    expected = expected.sum(axis=tuple(i for i, n in enumerate(bias_shape) if n == 1), keepdims=True)
+    got = fl.tensor(bias.grad).numpy()
+    assert got.shape == bias_shape and got.dtype == numpy.float32
+    numpy.testing.assert_allclose(got, expected, rtol=2e-4, atol=2e-3)
+
+
 def test_where_and_clip_gradients(device):
     rng = numpy.random.default_rng(2)
     cond = rng.random((3, 4)) > 0.5

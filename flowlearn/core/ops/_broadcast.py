@@ -1,6 +1,9 @@
 """Broadcasting shared by every binary op: one shape check on the way in, one reduction on the way back."""
+import math
+
 import numpy
 
+from .. import backend
 from ..tensor import Tensor, as_tensor
 
 
@@ -33,8 +36,16 @@ def _promote_integers(a, b):
     return a, b
 
 
+# Below this many rows numpy's sum is as fast as a BLAS call; below this many columns numpy's
+# pairwise summation (more accurate for long single sums) is kept.
+_GEMV_MIN_ROWS = 4096
+_GEMV_MIN_COLUMNS = 8
+
+
 def reduce_to_shape(grad, shape, dtype):
     """Sum ``grad`` over the axes that broadcasting expanded so it matches ``shape`` (and ``dtype``)."""
+    if grad.shape != shape:
+        grad = _sum_leading_rows(grad, shape)
     if grad.shape != shape:
         extra = grad.ndim - len(shape)
         if extra:
@@ -45,3 +56,26 @@ def reduce_to_shape(grad, shape, dtype):
     if grad.dtype != dtype:
         grad = grad.astype(dtype)
     return grad
+
+
+def _sum_leading_rows(grad, shape):
+    """The sum of ``grad`` down to ``shape`` as one matrix-vector product, where that applies.
+
+    It applies when ``shape`` (leading ones aside) is the trailing part of ``grad``'s shape: a bias
+    gradient, (N, H, W, C) -> (C,). numpy sums over a leading axis one row at a time (1.3 ms for
+    100x28x28x32); a ones vector times the (rows, C) matrix runs on BLAS in 0.2 ms. Both accumulate
+    in the array's own float type. Returns ``grad`` unchanged where the fast path does not apply.
+    """
+    kept = tuple(shape)
+    while kept and kept[0] == 1:
+        kept = kept[1:]
+    if len(kept) >= grad.ndim or grad.shape[grad.ndim - len(kept):] != kept:
+        return grad
+    columns = math.prod(kept)
+    if grad.dtype.kind != "f" or not grad.flags.c_contiguous or columns < _GEMV_MIN_COLUMNS:
+        return grad
+    rows = grad.size // columns
+    if rows < _GEMV_MIN_ROWS:
+        return grad
+    ones = backend.array_module(grad).ones(rows, dtype=grad.dtype)
+    return (ones @ grad.reshape(rows, columns)).reshape(shape)
