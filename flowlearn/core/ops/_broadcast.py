@@ -5,6 +5,7 @@ import numpy
 
 from .. import backend
 from ..tensor import Tensor, as_tensor
+from ._gemm import gemm
 
 
 def broadcast_pair(op_name, a, b):
@@ -77,5 +78,6 @@ def _sum_leading_rows(grad, shape):
     rows = grad.size // columns
     if rows < _GEMV_MIN_ROWS:
         return grad
-    ones = backend.array_module(grad).ones(rows, dtype=grad.dtype)
-    return (ones @ grad.reshape(rows, columns)).reshape(shape)
+    xp = backend.array_module(grad)
+    ones = xp.ones((1, rows), dtype=grad.dtype)
+    return gemm(xp, ones, grad.reshape(rows, columns)).reshape(shape)

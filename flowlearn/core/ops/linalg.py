@@ -7,6 +7,7 @@ from ..primitive import Primitive, apply
 from ..tensor import Tensor, as_tensor
 from ._broadcast import reduce_to_shape
 from ._args import common_dtype
+from ._gemm import gemm
 
 
 class MatMul(Primitive):
@@ -16,14 +17,16 @@ class MatMul(Primitive):
     def forward(xp, a, b):
         if a.ndim > 2 and b.ndim == 2:
             # One GEMM over the flattened batch beats numpy's loop of per-matrix GEMMs.
-            return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + b.shape[-1:]), (a, b)
+            return gemm(xp, a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:]), (a, b)
+        if a.ndim == 2 and b.ndim == 2:
+            return gemm(xp, a, b), (a, b)
         return a @ b, (a, b)
 
     @staticmethod
     def backward(xp, grad, saved, needs):
         a, b = saved
         if a.ndim == 2 and b.ndim == 2:  # the dense-layer case: keep it to two GEMMs and no checks
-            return (grad @ b.T if needs[0] else None, a.T @ grad if needs[1] else None)
+            return (gemm(xp, grad, b.T) if needs[0] else None, gemm(xp, a.T, grad) if needs[1] else None)
         return _backward_general(xp, grad, a, b, needs)
 
 
@@ -39,9 +42,9 @@ def _backward_general(xp, grad, a, b, needs):
         k, n = b2.shape
         g_flat = g.reshape(-1, n)
         if needs[0]:
-            grad_a = (g_flat @ b2.T).reshape(a.shape)
+            grad_a = gemm(xp, g_flat, b2.T).reshape(a.shape)
         if needs[1]:
-            grad_b = (a2.reshape(-1, k).T @ g_flat).reshape(b.shape)
+            grad_b = gemm(xp, a2.reshape(-1, k).T, g_flat).reshape(b.shape)
         return grad_a, grad_b
     if needs[0]:
         grad_a = reduce_to_shape(g @ xp.swapaxes(b2, -1, -2), a2.shape, a.dtype).reshape(a.shape)

@@ -10,10 +10,15 @@ import weakref
 import numpy
 
 from .. import backend
+from ..parallel import parallel_slices
 from ..serialization import Registry, Serializable
 from ..tensor import Tensor
 from . import schedules
 from ._checks import check_optional_positive, check_real
+
+
+# Smallest slice of a parameter worth a thread of its own for the element-wise update.
+_SLICE_ELEMENTS = 1 << 18
 
 
 class Optimizer(Serializable):
@@ -130,9 +135,33 @@ class Optimizer(Serializable):
             xp = backend.array_module(data)
             if decay is not None:
                 data *= decay
-            self._update(xp, data, grad, self._slots_for(param, data), self._scratch(xp, data), constants)
+            slots, tmp = self._slots_for(param, data), self._scratch(xp, data)
+            if xp is numpy and data.size >= 2 * _SLICE_ELEMENTS:
+                self._update_in_slices(data, grad, slots, tmp, constants)
+            else:
+                self._update(xp, data, grad, slots, tmp, constants)
         self._last_params = params
         self.iterations += 1
+
+    def _update_in_slices(self, data, grad, slots, tmp, constants):
+        """:meth:`_update` over slices of the flattened arrays, one per thread.
+
+        Every update is element-wise, and a large parameter's update is a dozen memory-bound
+        passes (7 ms for Adam on 3.2 M floats): each thread runs them all on its own slice.
+        """
+        arrays = [data, tmp, *slots.values()]
+        if not all(array.flags.c_contiguous for array in arrays):
+            self._update(numpy, data, grad, slots, tmp, constants)
+            return
+        flat_grad = numpy.ascontiguousarray(grad).reshape(-1)
+        flat = [array.reshape(-1) for array in arrays]
+        names = list(slots)
+
+        def work(start, stop):
+            part = [array[start:stop] for array in flat]
+            self._update(numpy, part[0], flat_grad[start:stop], dict(zip(names, part[2:])), part[1], constants)
+
+        parallel_slices(data.size, work, grain=_SLICE_ELEMENTS)
 
     def zero_grad(self, params):
         """Set ``.grad`` of every parameter to None."""
