@@ -1,7 +1,7 @@
 """flowlearn: scikit-learn estimators and Keras-style layers on a compact autodiff core."""
 from .core import (
-    Graph, Tensor, backend, enable_grad, floatx, is_grad_enabled, is_training, no_grad, ops, set_floatx,
-    tensor, trace, training_mode,
+    Graph, Tensor, backend, enable_grad, floatx, get_num_threads, is_grad_enabled, is_training, no_grad, ops,
+    set_floatx, set_num_threads, tensor, trace, training_mode,
 )
 from . import callbacks, io, layers
 from .layers import Sequential, VariableStore, load_model, variable_scope

@@ -1,0 +1,210 @@
+"""Intra-op threads: the split itself, the BLAS thread setting around it, and that every op that
+splits its work gives the same numbers on one thread as on several."""
+import threading
+
+import numpy
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import flowlearn as fl
+from flowlearn.core import losses, optimizers, ops, parallel
+
+
+def _blas_threads():
+    return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+
+@pytest.fixture
+def threads():
+    """Run with flowlearn and BLAS both allowed two threads (whatever the machine has), then restore."""
+    previous = fl.get_num_threads()
+    with threadpool_limits(limits=2, user_api="blas"):
+        yield fl.set_num_threads
+    fl.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2", None])
+def test_set_num_threads_rejects_non_positive_ints(bad):
+    with pytest.raises(ValueError, match=r"set_num_threads: expected a positive int; got"):
+        fl.set_num_threads(bad)
+
+
+def test_environment_variable_sets_the_default(monkeypatch):
+    monkeypatch.setattr(parallel, "_num_threads", None)
+    monkeypatch.setenv("FLOWLEARN_NUM_THREADS", "3")
+    assert fl.get_num_threads() == 3
+    monkeypatch.setattr(parallel, "_num_threads", None)
+    monkeypatch.setenv("FLOWLEARN_NUM_THREADS", "zero")
+    with pytest.raises(ValueError, match=r"FLOWLEARN_NUM_THREADS must be a positive integer; got 'zero'"):
+        fl.get_num_threads()
+
+
+def test_slices_cover_the_range_in_order_on_separate_threads(threads):
+    threads(3)
+    ran_on = {}
+
+    def work(start, stop):
+        ran_on[start] = threading.get_ident()
+        return start, stop
+
+    assert parallel.parallel_slices(10, work) == [(0, 3), (3, 6), (6, 10)]
+    # The caller runs the first slice; the pool's threads run the rest (one may take both).
+    assert ran_on[0] == threading.get_ident()
+    assert ran_on[3] != ran_on[0] and ran_on[6] != ran_on[0]
+
+
+def test_grain_limits_the_number_of_slices(threads):
+    threads(4)
+    assert parallel.parallel_slices(10, lambda a, b: (a, b), grain=4) == [(0, 5), (5, 10)]
+    assert parallel.parallel_slices(10, lambda a, b: (a, b), grain=6) == [(0, 10)]
+
+
+def test_work_inside_a_slice_is_not_split_again(threads):
+    threads(2)
+    inner = parallel.parallel_slices(8, lambda a, b: parallel.parallel_slices(b - a, lambda c, d: (c, d)))
+    assert inner == [[(0, 4)], [(0, 4)]]
+
+
+def test_an_error_in_any_slice_reaches_the_caller_after_every_slice_ended(threads):
+    threads(2)
+    finished = []
+
+    def work(start, stop):
+        if start > 0:
+            raise RuntimeError("second slice failed")
+        finished.append(start)
+
+    with pytest.raises(RuntimeError, match="second slice failed"):
+        parallel.parallel_slices(10, work)
+    assert finished == [0]
+
+
+def test_blas_is_single_threaded_inside_a_split_and_restored_after(threads):
+    threads(2)
+    if not _blas_threads():
+        pytest.skip("no BLAS library that threadpoolctl can see")
+    inside = parallel.parallel_slices(4, lambda a, b: _blas_threads(), uses_blas=True)
+    assert inside == [[1] * len(_blas_threads())] * 2
+    assert set(_blas_threads()) == {2}
+    with pytest.raises(ZeroDivisionError):
+        parallel.parallel_slices(4, lambda a, b: 1 / 0, uses_blas=True)
+    assert set(_blas_threads()) == {2}
+
+
+def test_a_blas_thread_limit_keeps_flowlearn_on_one_thread():
+    with threadpool_limits(limits=1, user_api="blas"):
+        if not _blas_threads():
+            pytest.skip("no BLAS library that threadpoolctl can see")
+        assert parallel.parallel_slices(10, lambda a, b: (a, b), uses_blas=True) == [(0, 10)]
+
+
+def test_nested_single_thread_blocks_restore_the_outer_setting(threads):
+    threads(2)
+    if not _blas_threads():
+        pytest.skip("no BLAS library that threadpoolctl can see")
+    with parallel.blas_single_thread():
+        with parallel.blas_single_thread():
+            assert set(_blas_threads()) == {1}
+        assert set(_blas_threads()) == {1}
+    assert set(_blas_threads()) == {2}
+
+
+# -- the ops: one thread and two give the same numbers ----------------------------------------------
+def _assert_same_up_to_float32_rounding(one, two):
+    # Slices multiply fewer rows per BLAS call, and BLAS may pick another kernel (another summation
+    # order) for a smaller product: equal up to float32 rounding, not always bit for bit.
+    scale = float(numpy.abs(one).max())
+    numpy.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-6 * scale)
+
+
+def _cnn_step_results():
+    """Forward value and every gradient of a small CNN step large enough for every op to split."""
+    rng = numpy.random.default_rng(0)
+    x = fl.tensor(rng.standard_normal((64, 28, 28, 1)))
+    kernels = [fl.tensor(rng.standard_normal(shape) * 0.1, requires_grad=True)
+               for shape in [(5, 5, 1, 32), (5, 5, 32, 64)]]
+    biases = [fl.tensor(rng.standard_normal(n), requires_grad=True) for n in (32, 64)]
+    dense = fl.tensor(rng.standard_normal((7 * 7 * 64, 512)) * 0.01, requires_grad=True)
+    out = fl.tensor(rng.standard_normal((512, 10)) * 0.1, requires_grad=True)
+    h = ops.max_pool2d(ops.relu(ops.conv2d(x, kernels[0], padding="same") + biases[0]), 2)
+    h = ops.avg_pool2d(ops.relu(ops.conv2d(h, kernels[1], padding="same") + biases[1]), 3, strides=2,
+                       padding="same")
+    logits = ops.relu(h.reshape((64, -1)) @ dense) @ out
+    loss = losses.sparse_softmax_cross_entropy(fl.tensor(rng.integers(0, 10, 64)), logits)
+    loss.backward()
+    params = kernels + biases + [dense, out]
+    return [loss.numpy()] + [p.grad.copy() for p in params]
+
+
+def test_a_cnn_step_is_the_same_on_one_thread_and_on_two(threads):
+    threads(1)
+    serial = _cnn_step_results()
+    threads(2)
+    split = _cnn_step_results()
+    for one, two in zip(serial, split):
+        _assert_same_up_to_float32_rounding(one, two)
+
+
+def test_conv2d_transpose_is_the_same_on_one_thread_and_on_two(threads):
+    rng = numpy.random.default_rng(1)
+    x = rng.standard_normal((50, 14, 14, 32)).astype(numpy.float32)
+    kernel = rng.standard_normal((4, 4, 16, 32)).astype(numpy.float32)
+    results = []
+    for count in (1, 2):
+        threads(count)
+        xt, kt = fl.tensor(x, requires_grad=True), fl.tensor(kernel, requires_grad=True)
+        y = ops.conv2d_transpose(xt, kt, strides=2, padding="same")
+        (y * y).sum().backward()
+        results.append((y.numpy(), xt.grad.copy(), kt.grad.copy()))
+    for one, two in zip(*results):
+        _assert_same_up_to_float32_rounding(one, two)
+
+
+@pytest.mark.parametrize("make", [lambda: optimizers.Adam(1e-3, amsgrad=True), lambda: optimizers.SGD(0.1, momentum=0.9),
+                                  lambda: optimizers.RMSProp(1e-3), lambda: optimizers.AdamW(1e-3)])
+def test_large_parameter_updates_are_the_same_on_one_thread_and_on_two(make, threads):
+    rng = numpy.random.default_rng(2)
+    start = rng.standard_normal((1024, 700)).astype(numpy.float32)  # above the slice threshold
+    grads = [rng.standard_normal(start.shape).astype(numpy.float32) for _ in range(3)]
+    results = []
+    for count in (1, 2):
+        threads(count)
+        param, optimizer = fl.tensor(start.copy(), requires_grad=True), make()
+        for grad in grads:
+            param.grad = grad
+            optimizer.step([param])
+        results.append(param.numpy())
+    numpy.testing.assert_array_equal(results[0], results[1])  # element-wise: bit for bit
+    assert not numpy.array_equal(results[0], start)
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_overlapping_pooling_is_the_same_on_one_thread_and_on_two(pool, threads):
+    rng = numpy.random.default_rng(3)
+    x = rng.standard_normal((40, 28, 28, 32)).astype(numpy.float32)
+    x[:, :8] = 0.0  # blank rows: whole windows tie, and the first maximum must win on every thread
+    op = ops.max_pool2d if pool == "max" else ops.avg_pool2d
+    results = []
+    for count in (1, 2):
+        threads(count)
+        xt = fl.tensor(x, requires_grad=True)
+        y = op(xt, 3, strides=2, padding="same")
+        (y * y).sum().backward()
+        results.append((y.numpy(), xt.grad.copy()))
+    for one, two in zip(*results):
+        numpy.testing.assert_array_equal(one, two)  # no products: the same sums in the same order
+
+
+@pytest.mark.parametrize("shape", [(40, 30, 20), (300, 400, 500), (30, 2000, 3000), (2000, 3000, 30)])
+def test_gemm_matches_numpy_in_every_size_regime(shape, threads):
+    from flowlearn.core.ops._gemm import gemm
+
+    threads(2)
+    m, k, n = shape
+    rng = numpy.random.default_rng(4)
+    a = rng.standard_normal((m, k)).astype(numpy.float32)
+    b = rng.standard_normal((n, k)).astype(numpy.float32).T  # a transposed operand, as backward passes
+    expected = a.astype(numpy.float64) @ b.astype(numpy.float64)
+    out = numpy.empty((m, n), numpy.float32)
+    assert gemm(numpy, a, b, out=out) is out
+    numpy.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * numpy.sqrt(k))
