@@ -145,6 +145,18 @@ class _BlasThreads:
 _blas = _BlasThreads()
 
 
+def _after_fork_in_child():
+    # A forked child has none of the parent's threads: a pool inherited from it would queue work
+    # that no thread ever runs. Start from scratch, as if nothing had been split yet.
+    global _pool, _pool_size, _pool_lock, _local, _blas
+    _pool, _pool_size, _pool_lock, _local = None, 0, threading.Lock(), threading.local()
+    _blas = _BlasThreads()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def blas_single_thread():
     """Context manager: the BLAS libraries numpy loaded run on one thread inside it.
 
@@ -159,8 +171,13 @@ def _slice_count(total, grain, uses_blas):
     if getattr(_local, "inside", False):
         return 1
     count = min(get_num_threads(), total // max(grain, 1))
-    if count > 1 and uses_blas:
-        count = min(count, _blas.available())
+    if count > 1:
+        # The BLAS thread count bounds every split: a limit set for BLAS (joblib sets one in each
+        # of its workers so that n_jobs processes do not oversubscribe the cores) holds for
+        # flowlearn's threads too. Work that calls BLAS cannot split where BLAS threads cannot be set.
+        blas = _blas.available()
+        if blas or uses_blas:
+            count = min(count, blas)
     return max(count, 1)
 
 

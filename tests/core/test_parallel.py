@@ -16,9 +16,9 @@ def _blas_threads():
 
 @pytest.fixture
 def threads():
-    """Run with flowlearn and BLAS both allowed two threads (whatever the machine has), then restore."""
+    """Let the test choose flowlearn's thread count (BLAS allowed up to 4, whatever the machine has)."""
     previous = fl.get_num_threads()
-    with threadpool_limits(limits=2, user_api="blas"):
+    with threadpool_limits(limits=4, user_api="blas"):
         yield fl.set_num_threads
     fl.set_num_threads(previous)
 
@@ -85,17 +85,21 @@ def test_blas_is_single_threaded_inside_a_split_and_restored_after(threads):
         pytest.skip("no BLAS library that threadpoolctl can see")
     inside = parallel.parallel_slices(4, lambda a, b: _blas_threads(), uses_blas=True)
     assert inside == [[1] * len(_blas_threads())] * 2
-    assert set(_blas_threads()) == {2}
+    assert set(_blas_threads()) == {4}
     with pytest.raises(ZeroDivisionError):
         parallel.parallel_slices(4, lambda a, b: 1 / 0, uses_blas=True)
-    assert set(_blas_threads()) == {2}
+    assert set(_blas_threads()) == {4}
 
 
-def test_a_blas_thread_limit_keeps_flowlearn_on_one_thread():
+@pytest.mark.parametrize("uses_blas", [True, False])
+def test_a_blas_thread_limit_bounds_flowlearn_threads(uses_blas, threads):
+    threads(4)
     with threadpool_limits(limits=1, user_api="blas"):
         if not _blas_threads():
             pytest.skip("no BLAS library that threadpoolctl can see")
-        assert parallel.parallel_slices(10, lambda a, b: (a, b), uses_blas=True) == [(0, 10)]
+        assert parallel.parallel_slices(10, lambda a, b: (a, b), uses_blas=uses_blas) == [(0, 10)]
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert len(parallel.parallel_slices(10, lambda a, b: (a, b), uses_blas=uses_blas)) == 2
 
 
 def test_nested_single_thread_blocks_restore_the_outer_setting(threads):
@@ -106,7 +110,27 @@ def test_nested_single_thread_blocks_restore_the_outer_setting(threads):
         with parallel.blas_single_thread():
             assert set(_blas_threads()) == {1}
         assert set(_blas_threads()) == {1}
-    assert set(_blas_threads()) == {2}
+    assert set(_blas_threads()) == {4}
+
+
+def _split_in_child(queue):
+    queue.put(parallel.parallel_slices(6, lambda a, b: (a, b)))
+
+
+def test_a_forked_child_can_split_work(threads):
+    import multiprocessing
+
+    threads(2)
+    parallel.parallel_slices(6, lambda a, b: (a, b))  # the parent's pool exists before the fork
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_split_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung in parallel_slices")
+    assert child.exitcode == 0 and queue.get(timeout=5) == [(0, 3), (3, 6)]
 
 
 # -- the ops: one thread and two give the same numbers ----------------------------------------------
