@@ -9,22 +9,26 @@ of a 100x14x14x32 -> 64, 5x5 convolution (25 products, 25 accumulations) took 17
 depending on how busy the host was, and 14 ms split in two halves of the batch, each half running
 its products on single-threaded BLAS and its own accumulations on its own core.
 
-:func:`parallel_slices` is that split. While a split that calls BLAS runs, the BLAS libraries that
-numpy loaded are set to one thread each (through threadpoolctl, which scikit-learn installs) and
-put back afterwards. The number of threads is :func:`get_num_threads` (all the cores this process
-may use, or ``FLOWLEARN_NUM_THREADS``), never more than the BLAS thread count in force, so
+:func:`parallel_slices` is that split. From the first split that calls BLAS on, the BLAS libraries
+that numpy loaded are held at one thread (through threadpoolctl, which scikit-learn installs) and
+handed back when a fit, evaluate or predict call ends (see :class:`_BlasThreads` for why not after
+every split). The number of threads is :func:`get_num_threads` (all the cores this process may
+use, or ``FLOWLEARN_NUM_THREADS``), never more than BLAS's own thread count, so
 ``threadpoolctl.threadpool_limits(1)`` keeps flowlearn on one thread too. Work is never split
 inside work that is already split, and never in slices smaller than the caller's ``grain``.
 
 Results depend only on the number of slices: an op splits its batch the same way on every call.
 """
 import contextlib
+import functools
 import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
-__all__ = ["get_num_threads", "set_num_threads", "parallel_slices", "blas_single_thread", "split_recently"]
+__all__ = [
+    "get_num_threads", "set_num_threads", "parallel_slices", "release_blas", "release_blas_if_idle", "hands_blas_back",
+]
 
 _ENV = "FLOWLEARN_NUM_THREADS"
 
@@ -50,7 +54,6 @@ _pool = None
 _pool_size = 0
 _pool_lock = threading.Lock()
 _local = threading.local()
-_last_blas_split = -float("inf")  # time.monotonic() of the last split that ran BLAS in threads
 
 
 def get_num_threads():
@@ -93,14 +96,31 @@ def _mark_worker():
 
 
 # -- BLAS threads ----------------------------------------------------------------------------------
+# Seconds without a split after which a product left to BLAS gets BLAS's own thread count back.
+RELEASE_AFTER = 1.0
+
+
 class _BlasThreads:
-    """The BLAS libraries numpy loaded, set to one thread while any split that uses BLAS runs."""
+    """The BLAS libraries numpy loaded, held at one thread while flowlearn splits BLAS work.
+
+    Setting OpenBLAS's thread count wakes its worker threads, which then spin for tens of
+    milliseconds on the cores flowlearn's threads need: setting one thread and back around every
+    split made a split 4096x100 @ 100x256 product take 2.1 ms instead of 1.1. So the count is set
+    to one at the first split and kept there; it is handed back (from the calling thread: OpenBLAS
+    may ignore a count set from another one) when a fit, evaluate or predict call ends, when a
+    product that BLAS should thread comes a second after the last split, or by :func:`release_blas`.
+    """
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._users = 0
-        self._saved = None
+        self._running = 0  # splits running now
+        self._saved = None  # the thread counts to hand back; None while BLAS is not held
+        self.last_split = 0.0
         self._libraries = None  # None: not looked up yet; (): no controllable BLAS found
+
+    @property
+    def holding(self):
+        return self._saved is not None
 
     def _lookup(self):
         if self._libraries is None:
@@ -113,57 +133,91 @@ class _BlasThreads:
         return self._libraries
 
     def available(self):
-        """The BLAS thread count in force outside any split (0 where BLAS threads cannot be set)."""
+        """The BLAS thread count outside flowlearn's hold (0 where BLAS threads cannot be set)."""
         with self._lock:
             libraries = self._lookup()
             if not libraries:
                 return 0
-            if self._saved is not None:
+            current = [library.get_num_threads() for library in libraries]
+            if self._saved is not None and max(current) == 1:
                 return max(self._saved)
-            return max(library.get_num_threads() for library in libraries)
+            return max(current)
 
     @contextlib.contextmanager
-    def single(self):
+    def held(self):
+        """BLAS on one thread inside, and still after, until :meth:`release`."""
         with self._lock:
-            self._lookup()
-            if self._users == 0:
-                self._saved = [library.get_num_threads() for library in self._libraries]
-                for library in self._libraries:
+            libraries = self._lookup()
+            current = [library.get_num_threads() for library in libraries]
+            if max(current, default=1) > 1:  # not held yet, or someone set a count since: hold that
+                self._saved = current
+                for library in libraries:
                     library.set_num_threads(1)
-            self._users += 1
+            self._running += 1
         try:
             yield
         finally:
             with self._lock:
-                self._users -= 1
-                if self._users == 0:
-                    for library, count in zip(self._libraries, self._saved):
+                self._running -= 1
+                self.last_split = time.monotonic()
+
+    def release(self):
+        """Hand BLAS its thread counts back (unless a split is running)."""
+        if self._saved is None:
+            return
+        with self._lock:
+            if self._running == 0 and self._saved is not None:
+                for library, count in zip(self._libraries, self._saved):
+                    if library.get_num_threads() == 1:  # a count set by someone else since is theirs
                         library.set_num_threads(count)
-                    self._saved = None
+                self._saved = None
 
 
 _blas = _BlasThreads()
 
 
+def release_blas():
+    """Give numpy's BLAS back the thread counts it had before flowlearn held it at one thread.
+
+    flowlearn holds BLAS at one thread from its first split product on, so that BLAS's own
+    threads do not spin on the cores its threads use, and hands the counts back when a ``fit``,
+    ``evaluate`` or ``predict`` call ends. Code that calls the ops directly (a hand-written
+    training loop) can call this when it is done, before numpy work of its own.
+    """
+    _blas.release()
+
+
+def hands_blas_back(function):
+    """Decorator for the calls that end a stretch of work (fit, evaluate, predict): whatever way
+    ``function`` ends, :func:`release_blas` runs after it, in the caller's thread."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _blas.release()
+    return wrapper
+
+
+def release_blas_if_idle():
+    """:func:`release_blas` if no split has run for :data:`RELEASE_AFTER` seconds."""
+    if _blas.holding and time.monotonic() - _blas.last_split >= RELEASE_AFTER:
+        _blas.release()
+
+
 def _after_fork_in_child():
     # A forked child has none of the parent's threads: a pool inherited from it would queue work
-    # that no thread ever runs. Start from scratch, as if nothing had been split yet.
-    global _pool, _pool_size, _pool_lock, _local, _blas
+    # that no thread ever runs, and a split running in the parent is not running here. Start
+    # from scratch, with BLAS's thread counts handed back.
+    global _pool, _pool_size, _pool_lock, _local
     _pool, _pool_size, _pool_lock, _local = None, 0, threading.Lock(), threading.local()
-    _blas = _BlasThreads()
+    _blas._lock = threading.Lock()
+    _blas._running = 0
+    _blas.release()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def blas_single_thread():
-    """Context manager: the BLAS libraries numpy loaded run on one thread inside it.
-
-    Nested and concurrent uses are counted: the thread counts in force before the first one are
-    put back when the last one ends.
-    """
-    return _blas.single()
 
 
 # -- the split -------------------------------------------------------------------------------------
@@ -202,15 +256,12 @@ def parallel_slices(total, work, grain=1, uses_blas=False):
     list
         The return values of ``work``, in slice order (one element when nothing was split).
     """
-    global _last_blas_split
     count = _slice_count(total, grain, uses_blas)
     if count == 1:
         return [work(0, total)]
-    if uses_blas:
-        _last_blas_split = time.monotonic()
     bounds = [total * k // count for k in range(count + 1)]
     pool = _worker_pool(count - 1)
-    with _blas.single() if uses_blas else contextlib.nullcontext():
+    with _blas.held() if uses_blas else contextlib.nullcontext():
         futures = [pool.submit(work, bounds[k], bounds[k + 1]) for k in range(1, count)]
         _local.inside = True
         try:
@@ -220,11 +271,3 @@ def parallel_slices(total, work, grain=1, uses_blas=False):
             wait(futures)  # no worker may still write into the caller's buffers once we return
         return [first] + [future.result() for future in futures]
 
-
-def split_recently(seconds=1.0):
-    """True when flowlearn split BLAS work over its own threads in the last ``seconds``.
-
-    A workload that does (a convolutional network's training step) should not wake BLAS's own
-    threads for its other products: they would spin on the cores its threads need.
-    """
-    return time.monotonic() - _last_blas_split < seconds

@@ -32,6 +32,7 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ..core import backend, floatx, losses, no_grad, optimizers, training_mode
+from ..core.parallel import hands_blas_back
 from ..core.tensor import tensor
 from ..layers import Activation, BatchNormalization, Dense, Dropout, deserialize, regularizers, serialize
 from ..layers.callbacks import EarlyStopping
@@ -381,6 +382,7 @@ class _BaseNetwork(BaseEstimator):
         rows = PREDICT_WORK // max(self._model.count_params(), 1)
         return int(min(self._predict_batch_size, max(64, 2 ** int(math.log2(max(rows, 1))))))
 
+    @hands_blas_back
     def _forward(self, X, rows=None, start=0, stop=None):
         """Outputs of the layers ``start:stop`` for ``X`` (or ``X[rows]``) as a float64 array.
 

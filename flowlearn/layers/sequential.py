@@ -13,6 +13,7 @@ from ..core import metrics as metrics_module
 from ..core import optimizers as optimizers_module
 from ..core.ops import mean as _mean
 from ..core.ops.activation import get_activation
+from ..core.parallel import hands_blas_back
 from ..core.tensor import Tensor, tensor
 from . import _args, seeding
 from .base import InputSpec, Layer, _shape_repr
@@ -463,6 +464,7 @@ class Sequential(Layer):
         logs = evaluate_batches(self._make_forward(), array_batches(data, batch_size), self._metric_ids)
         return self._results(logs, return_dict)
 
+    @hands_blas_back
     def predict(self, x, batch_size=32, verbose=0):
         """The model's outputs for ``x`` as a numpy array, computed ``batch_size`` samples at a time in
         inference mode with no graph recorded (only the result is allocated whole).

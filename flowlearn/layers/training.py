@@ -22,6 +22,7 @@ import numpy
 
 from ..core import metrics as metrics_module
 from ..core import no_grad, training_mode
+from ..core.parallel import hands_blas_back
 from .callbacks import CallbackList, History, ProgressBar
 
 __all__ = [
@@ -210,6 +211,7 @@ class GradientStep:
         return self.tracker.result()
 
 
+@hands_blas_back
 def evaluate_batches(forward, batches, metrics=()):
     """The loss (batch-size-weighted mean) and metrics of ``forward`` over ``batches``, in inference
     mode with no graph recorded: what ``evaluate`` and every validation pass return.
@@ -286,6 +288,7 @@ def _steps_known(batches, steps_per_epoch):
     return None
 
 
+@hands_blas_back
 def run_training(train_step, batches, *, epochs=1, initial_epoch=0, steps_per_epoch=None, callbacks=None,
                  validate=None, model=None, verbose=0, terminate_on_nan=True, steps=None):
     """Train for epochs ``initial_epoch .. epochs - 1`` and return the :class:`History`.

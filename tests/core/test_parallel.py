@@ -1,26 +1,15 @@
 """Intra-op threads: the split itself, the BLAS thread setting around it, and that every op that
 splits its work gives the same numbers on one thread as on several."""
 import threading
+import time
 
 import numpy
 import pytest
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 import flowlearn as fl
 from flowlearn.core import losses, optimizers, ops, parallel
-
-
-def _blas_threads():
-    return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
-
-
-@pytest.fixture
-def threads():
-    """Let the test choose flowlearn's thread count (BLAS allowed up to 4, whatever the machine has)."""
-    previous = fl.get_num_threads()
-    with threadpool_limits(limits=4, user_api="blas"):
-        yield fl.set_num_threads
-    fl.set_num_threads(previous)
+from tests._threads import blas_threads, threads  # noqa: F401 (a fixture)
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2", None])
@@ -79,38 +68,45 @@ def test_an_error_in_any_slice_reaches_the_caller_after_every_slice_ended(thread
     assert finished == [0]
 
 
-def test_blas_is_single_threaded_inside_a_split_and_restored_after(threads):
+def test_blas_is_held_at_one_thread_from_a_split_until_released(threads):
     threads(2)
-    if not _blas_threads():
+    if not blas_threads():
         pytest.skip("no BLAS library that threadpoolctl can see")
-    inside = parallel.parallel_slices(4, lambda a, b: _blas_threads(), uses_blas=True)
-    assert inside == [[1] * len(_blas_threads())] * 2
-    assert set(_blas_threads()) == {4}
+    inside = parallel.parallel_slices(4, lambda a, b: blas_threads(), uses_blas=True)
+    assert inside == [[1] * len(blas_threads())] * 2
+    assert set(blas_threads()) == {1}  # held: setting it back and forth wakes BLAS's spinning workers
+    assert parallel._blas.available() == 4  # what flowlearn may use is what BLAS had
+    parallel.release_blas()
+    assert set(blas_threads()) == {4}
     with pytest.raises(ZeroDivisionError):
         parallel.parallel_slices(4, lambda a, b: 1 / 0, uses_blas=True)
-    assert set(_blas_threads()) == {4}
+    parallel.release_blas()
+    assert set(blas_threads()) == {4}
 
 
-@pytest.mark.parametrize("uses_blas", [True, False])
-def test_a_blas_thread_limit_bounds_flowlearn_threads(uses_blas, threads):
-    threads(4)
-    with threadpool_limits(limits=1, user_api="blas"):
-        if not _blas_threads():
-            pytest.skip("no BLAS library that threadpoolctl can see")
-        assert parallel.parallel_slices(10, lambda a, b: (a, b), uses_blas=uses_blas) == [(0, 10)]
-    with threadpool_limits(limits=2, user_api="blas"):
-        assert len(parallel.parallel_slices(10, lambda a, b: (a, b), uses_blas=uses_blas)) == 2
+def test_a_product_blas_would_thread_gets_blas_back_a_while_after_the_last_split(threads, monkeypatch):
+    from flowlearn.core.ops._gemm import gemm
 
-
-def test_nested_single_thread_blocks_restore_the_outer_setting(threads):
     threads(2)
-    if not _blas_threads():
+    if not blas_threads():
         pytest.skip("no BLAS library that threadpoolctl can see")
-    with parallel.blas_single_thread():
-        with parallel.blas_single_thread():
-            assert set(_blas_threads()) == {1}
-        assert set(_blas_threads()) == {1}
-    assert set(_blas_threads()) == {4}
+    parallel.parallel_slices(4, lambda a, b: None, uses_blas=True)
+    mid = numpy.ones((128, 784), numpy.float32), numpy.ones((784, 256), numpy.float32)  # 25.7 M multiply-adds
+    gemm(numpy, *mid)
+    assert set(blas_threads()) == {1}  # just after a split: still held
+    monkeypatch.setattr(parallel, "RELEASE_AFTER", 0.0)
+    gemm(numpy, *mid)
+    assert set(blas_threads()) == {4}
+
+
+def test_a_count_set_while_held_is_not_overwritten(threads):
+    threads(2)
+    if not blas_threads():
+        pytest.skip("no BLAS library that threadpoolctl can see")
+    parallel.parallel_slices(4, lambda a, b: None, uses_blas=True)
+    with threadpool_limits(limits=3, user_api="blas"):
+        parallel.release_blas()
+        assert set(blas_threads()) == {3}
 
 
 def _split_in_child(queue):

@@ -1,44 +1,45 @@
 """Every 2-D matrix product of the op core, with one policy for who runs it on which threads.
 
-OpenBLAS threads a product by waking its worker threads, which then spin for tens of
-milliseconds waiting for the next one. That is the fastest choice for a model made only of
-mid-sized products (a 128x784 @ 784x256 product: 279 us on two BLAS threads, 367 us split by
-flowlearn) and the slowest for a model that mixes them with work flowlearn splits itself: a
-spinning BLAS worker holds the core that a flowlearn thread needs (a convolution step went from
-19 to 33 ms next to one). So, by size (multiply-adds, ``m*n*k``):
+By size (multiply-adds, ``m*n*k``):
 
 - large products are split by flowlearn over rows or columns of the output, one slice per thread,
-  each slice on single-threaded BLAS (:func:`flowlearn.core.parallel.parallel_slices`);
-- small ones run on single-threaded BLAS, where a second thread could save microseconds at most
-  and would wake a spinning worker;
-- the mid-sized ones in between are left to BLAS, unless flowlearn split a product in the last
-  second: then they are split too (a network with convolutions splits every training step, so
-  its dense layers must not wake BLAS's threads).
+  each slice on single-threaded BLAS (:func:`flowlearn.core.parallel.parallel_slices`), and so are
+  products that a larger op splits anyway (a convolution's kernel gradient) if not small;
+- the others are left to BLAS: its own threads, or one thread while flowlearn holds it there
+  (from a split on, until a fit/evaluate/predict call ends or a product BLAS would thread comes a
+  second after the last split).
 
-A product is never split along its inner dimension, so every output element is the same sum in
-the same order however many threads run.
+Mid-sized products are BLAS's because its threads do them faster (a 128x784 @ 784x256 product:
+279 us on two BLAS threads, 367 us split by flowlearn), while a split pays for itself once the
+product is large enough to hide handing a slice to a thread, and keeps BLAS's workers asleep in
+a training step that mixes products with work flowlearn splits itself: a spinning BLAS worker
+holds the core that a flowlearn thread needs (a convolution step went from 19 to 33 ms next to one).
+
+A product is never split along its inner dimension, so every output element is a sum over the
+same terms however many threads run (BLAS may still order a smaller product's sums differently).
 """
 import numpy
 
-from ..parallel import blas_single_thread, parallel_slices, split_recently
+from ..parallel import parallel_slices, release_blas_if_idle
 
-# The bounds of the three regimes, in multiply-adds. Below SMALL a one-thread product takes
-# well under 50 us here, and no split slice is smaller.
+# Products from LARGE multiply-adds on are split; no slice of a split has fewer than SMALL.
 SMALL = 4_000_000
 LARGE = 100_000_000
 
 
-def gemm(xp, a, b, out=None):
-    """``a @ b`` for 2-D ``a`` (m, k) and ``b`` (k, n), optionally into ``out`` (m, n)."""
+def gemm(xp, a, b, out=None, split=False):
+    """``a @ b`` for 2-D ``a`` (m, k) and ``b`` (k, n), optionally into ``out`` (m, n).
+
+    ``split=True`` splits from ``2 * SMALL`` multiply-adds on rather than from ``LARGE``.
+    """
     if xp is not numpy:
         return xp.matmul(a, b, out=out)
     m, k = a.shape
     n = b.shape[1]
     size = m * n * k
-    if size < SMALL:
-        with blas_single_thread():
-            return numpy.matmul(a, b, out=out)
-    if size < LARGE and not split_recently():
+    if size < (2 * SMALL if split else LARGE):
+        if size >= SMALL:  # BLAS would thread this one: give it its threads back if flowlearn is done
+            release_blas_if_idle()
         return numpy.matmul(a, b, out=out)
     if out is None:
         out = numpy.empty((m, n), dtype=numpy.result_type(a, b))

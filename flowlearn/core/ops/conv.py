@@ -252,7 +252,7 @@ def _convolve(xp, x, kernel, win):
     kernel_matrix = None if kernel is None else kernel.reshape(-1, kernel.shape[3])
     if _pointwise(win):  # a 1x1 kernel at stride 1 reads each pixel once: x is its own patch matrix
         patches = win.pad(xp, x).reshape(-1, c)
-        output = None if kernel is None else gemm(xp, patches, kernel_matrix)
+        output = None if kernel is None else gemm(xp, patches, kernel_matrix, split=True)
     else:
         buffer = _patch_buffer(xp, n, c, win, x.dtype)
         patches = _patch_matrix(buffer, c, win)
@@ -301,7 +301,7 @@ def _input_grad(xp, grad, kernel, x_shape, win):
 def _kernel_grad(xp, patches, grad, kernel_shape):
     """d(conv)/d(kernel) = patches^T @ output gradient, in the kernel's HWIO shape."""
     grad2d = xp.ascontiguousarray(grad).reshape(-1, grad.shape[3])
-    return gemm(xp, patches.T, grad2d).reshape(kernel_shape)
+    return gemm(xp, patches.T, grad2d, split=True).reshape(kernel_shape)
 
 
 # -- primitives ------------------------------------------------------------------------------------
