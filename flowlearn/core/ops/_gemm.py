@@ -22,9 +22,10 @@ import numpy
 
 from ..parallel import parallel_slices, release_blas_if_idle
 
-# Products from LARGE multiply-adds on are split; no slice of a split has fewer than SMALL.
+# Products from LARGE multiply-adds on (about 3 ms on one core here) are split: enough work to hide
+# waking a thread, which costs up to ~0.3 ms when the host is busy. No slice has fewer than SMALL.
 SMALL = 4_000_000
-LARGE = 100_000_000
+LARGE = 250_000_000
 
 
 def gemm(xp, a, b, out=None, split=False):

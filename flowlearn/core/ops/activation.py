@@ -16,7 +16,6 @@ __all__ = [
 from ..primitive import Primitive, apply
 from ..tensor import as_tensor
 from ._args import float_input
-from ._elementwise import map_rows
 
 # Klambauer et al. 2017, "Self-Normalizing Neural Networks" (the values Keras and PyTorch use).
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -64,15 +63,12 @@ class ReLU(Primitive):
 
     @staticmethod
     def forward(xp, x):
-        y = map_rows(xp, xp.maximum, x.shape, x.dtype, x, 0)
+        y = xp.maximum(x, 0)
         return y, y
 
     @staticmethod
     def backward(xp, grad, y, needs):
-        def pass_where_positive(grad, y, out):
-            return xp.multiply(grad, y > 0, out=out)
-
-        return (map_rows(xp, pass_where_positive, grad.shape, grad.dtype, grad, y),)
+        return (grad * (y > 0),)
 
 
 class LeakyReLU(Primitive):
