@@ -5,6 +5,10 @@ geometry of :class:`flowlearn.core.ops.conv._Windows`, shared with convolution),
 a whole-batch array operation. Max pooling keeps, per output, the int8 offset of the FIRST maximum
 in row-major window order (PyTorch's and TensorFlow's choice): MNIST's blank background makes
 whole windows tie, and sending the gradient to every tied element would multiply it.
+
+Max pooling runs on slices of the batch in threads (:mod:`flowlearn.core.parallel`): its strided
+passes are compute-bound enough to gain from a second core (forward + backward of both MNIST
+CNN pools, 9 -> 4.9 ms per step). Average pooling is a few memory-bound passes and stays serial.
 """
 import numpy
 
