@@ -85,8 +85,10 @@ def flowlearn_cnn():
         idx = rng.integers(0, len(x), BATCH_CNN)
         k1, c1, k2, c2, w3, b3, w4, b4 = params
         with fl.training_mode(True):
-            h = ops.max_pool2d(ops.relu(ops.conv2d(fl.tensor(x[idx]), k1, padding="same") + c1), 2)
-            h = ops.max_pool2d(ops.relu(ops.conv2d(h, k2, padding="same") + c2), 2)
+            # conv + bias + ReLU as one op, as the Conv2D layer runs it (PyTorch's side passes its bias to
+            # F.conv2d too; its ReLU stays a separate op there).
+            h = ops.max_pool2d(ops.conv2d(fl.tensor(x[idx]), k1, padding="same", bias=c1, activation="relu"), 2)
+            h = ops.max_pool2d(ops.conv2d(h, k2, padding="same", bias=c2, activation="relu"), 2)
             h = ops.relu(h.reshape((BATCH_CNN, -1)) @ w3 + b3)
             h = ops.dropout(h, 0.5, rng=rng)
             loss = losses.sparse_softmax_cross_entropy(fl.tensor(y[idx]), h @ w4 + b4)

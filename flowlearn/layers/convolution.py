@@ -79,9 +79,19 @@ class Conv2D(_Conv2DBase):
     def _kernel_shape(self, channels):
         return self.kernel_size + (channels, self.filters)
 
-    def _convolve(self, inputs):
+    def _convolve(self, inputs, activation=None):
+        # The bias, and a ReLU activation, go into the conv2d op itself, which applies them to each
+        # slice of its product while it is in cache (see flowlearn.core.ops.conv2d).
         return ops.conv2d(inputs, self.kernel, strides=self.strides, padding=self.padding,
-                          dilation=self.dilation_rate)
+                          dilation=self.dilation_rate, bias=self.bias, activation=activation)
+
+    def _pre_activation(self, inputs):
+        return self._convolve(inputs)
+
+    def call(self, inputs, training=None):
+        if self.activation == "relu":
+            return self._convolve(inputs, activation="relu")
+        return super().call(inputs, training)
 
     def compute_output_shape(self, input_shape):
         shape = self._checked_shape(input_shape)

@@ -1,4 +1,6 @@
 """conv2d and conv2d_transpose: numerical gradients, PyTorch parity, graph replay and bad input."""
+import json
+
 import numpy
 import pytest
 
@@ -92,6 +94,93 @@ def test_conv2d_matches_torch(device, x_shape, k_shape, strides, padding, dilati
     _assert_close(y, y_ref)
     _assert_close(dx, dx_ref)
     _assert_close(dk, dk_ref)
+
+
+# -- conv2d with the bias and ReLU fused ----------------------------------------------------------------
+FUSED_CASES = [CONV_CASES[1], CONV_CASES[3], CONV_CASES[7], CONV_CASES[8]]
+
+
+def _away_from_the_kink(x, k, bias, strides, padding, dilation):
+    """Shift the bias so that no pre-activation lies within 0.05 of zero (finite differences at the
+    ReLU's kink would measure the wrong slope)."""
+    pre = conv2d(fl.tensor(x), fl.tensor(k), strides=strides, padding=padding, dilation=dilation).numpy()
+    pre = pre + bias
+    for channel in range(pre.shape[-1]):
+        values = pre[..., channel]
+        while numpy.abs(values).min() < 0.05:
+            bias[channel] += 0.013
+            values = values + 0.013
+    return bias
+
+
+@pytest.mark.parametrize("x_shape, k_shape, strides, padding, dilation", FUSED_CASES)
+@pytest.mark.parametrize("activation", [None, "relu"])
+def test_fused_conv2d_gradients(device, x_shape, k_shape, strides, padding, dilation, activation):
+    rng = numpy.random.default_rng(4)
+    x, k, b = rng.standard_normal(x_shape), rng.standard_normal(k_shape), rng.standard_normal(k_shape[3])
+    if activation:
+        b = _away_from_the_kink(x, k, b, strides, padding, dilation)
+    assert check_gradients(
+        lambda x, k, b: conv2d(x, k, strides=strides, padding=padding, dilation=dilation, bias=b,
+                               activation=activation),
+        [x, k, b], device=device,
+    )
+
+
+@pytest.mark.parametrize("x_shape, k_shape, strides, padding, dilation", FUSED_CASES + [
+    ((64, 14, 14, 8), (5, 5, 8, 16), 1, "same", 1),  # large enough to split over threads
+])
+def test_fused_conv2d_matches_torch(device, x_shape, k_shape, strides, padding, dilation):
+    torch = pytest.importorskip("torch")
+    rng = numpy.random.default_rng(5)
+    x, k = rng.standard_normal(x_shape, dtype=numpy.float32), rng.standard_normal(k_shape, dtype=numpy.float32)
+    b = rng.standard_normal(k_shape[3], dtype=numpy.float32)
+    ours = lambda x, k, b: conv2d(x, k, strides=strides, padding=padding, dilation=dilation, bias=b,  # noqa: E731
+                                  activation="relu")
+    out_shape = ours(fl.tensor(x), fl.tensor(k), fl.tensor(b)).shape
+    g = rng.standard_normal(out_shape, dtype=numpy.float32)
+    y, grads = _run(ours, [x, k, b], g, device)
+    y_ref, grads_ref = _torch_run(
+        lambda x, k, b: torch.relu(_torch_conv2d(x, k, strides, padding, dilation) + b), [x, k, b], g)
+    _assert_close(y, y_ref)
+    for grad, grad_ref in zip(grads, grads_ref):
+        assert grad.dtype == numpy.float32
+        _assert_close(grad, grad_ref)
+
+
+def test_conv2d_layer_fuses_bias_and_relu_and_matches_the_separate_ops(device):
+    rng = numpy.random.default_rng(6)
+    x = rng.standard_normal((3, 9, 9, 4)).astype(numpy.float32)
+    layer = fl.layers.Conv2D(6, 3, padding="same", activation="relu", bias_initializer="random_normal")
+    xt = fl.tensor(x, requires_grad=True, device=device)
+    fused = layer(xt)
+    assert fused._node.primitive.name == "conv2d" and len(fused._node.inputs) == 3
+    separate = fl.ops.relu(conv2d(xt, layer.kernel, padding="same") + layer.bias)
+    numpy.testing.assert_allclose(fused.numpy(), separate.numpy(), rtol=1e-6, atol=1e-6)
+    assert layer.call_logits(x).shape == (3, 9, 9, 6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"bias": numpy.ones(3)}, r"conv2d: expected `bias` of shape \(2,\).*float32; got shape \(3,\)"),
+    ({"activation": "tanh"}, r"conv2d: unknown fused activation 'tanh'; expected one of \(None, 'relu'\)"),
+])
+def test_fused_conv2d_rejects_bad_bias_and_activation(device, kwargs, match):
+    x = fl.tensor(numpy.ones((1, 4, 4, 2)), device=device)
+    k = fl.tensor(numpy.ones((3, 3, 2, 2)), device=device)
+    with pytest.raises(ValueError, match=match):
+        conv2d(x, k, **kwargs)
+
+
+def test_fused_conv2d_trace_replays(device):
+    rng = numpy.random.default_rng(7)
+    k = fl.tensor(rng.standard_normal((3, 3, 2, 4)), device=device)
+    b = fl.tensor(rng.standard_normal(4), device=device)
+    fn = lambda x: conv2d(x, k, padding="same", bias=b, activation="relu")  # noqa: E731
+    x = fl.tensor(rng.standard_normal((2, 6, 6, 2)).astype(numpy.float32), device=device)
+    graph = fl.trace(fn, x)
+    assert [node["attrs"]["activation"] for node in graph.to_dict()["nodes"]] == ["relu"]
+    loaded = fl.Graph.from_dict(json.loads(json.dumps(graph.to_dict())), graph.arrays)
+    numpy.testing.assert_array_equal(backend.to_numpy(loaded.run(x.data)), fn(x).numpy())
 
 
 @pytest.mark.parametrize("x_grad, k_grad", [(False, True), (True, False)])
