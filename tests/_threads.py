@@ -1,5 +1,6 @@
 """Helpers for tests of flowlearn's intra-op threads: the BLAS thread counts it controls, and a
 fixture that lets a test choose flowlearn's thread count whatever the machine has."""
+import numpy
 import pytest
 from threadpoolctl import threadpool_limits
 
@@ -21,3 +22,13 @@ def threads():
         yield fl.set_num_threads
         parallel.release_blas()
     fl.set_num_threads(previous)
+
+
+def split_sized_problem(threads):
+    """Set two flowlearn threads and return (x, y): 512 rows of 600 features and 3 classes, for which a
+    1024-unit first layer's 512x600 @ 600x1024 product is large enough to split. Skips without BLAS."""
+    threads(2)
+    if not blas_threads():
+        pytest.skip("no BLAS library that threadpoolctl can see")
+    rng = numpy.random.default_rng(5)
+    return rng.standard_normal((512, 600)).astype(numpy.float32), rng.integers(0, 3, 512)

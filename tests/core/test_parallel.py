@@ -215,16 +215,32 @@ def test_overlapping_pooling_is_the_same_on_one_thread_and_on_two(pool, threads)
         numpy.testing.assert_array_equal(one, two)  # no products: the same sums in the same order
 
 
-@pytest.mark.parametrize("shape", [(40, 30, 20), (300, 400, 500), (30, 2000, 3000), (2000, 3000, 30)])
-def test_gemm_matches_numpy_in_every_size_regime(shape, threads):
-    from flowlearn.core.ops._gemm import gemm
+@pytest.mark.parametrize("shape, split, slices", [
+    ((40, 30, 20), False, 0),         # small: BLAS
+    ((300, 400, 500), False, 0),      # mid-sized: BLAS
+    ((40, 2500, 3000), False, 2),     # large, wide: split over output columns
+    ((2500, 3000, 40), False, 2),     # large, tall: split over output rows
+    ((300, 400, 500), True, 2),       # mid-sized, but part of an op that splits anyway
+])
+def test_gemm_matches_numpy_in_every_size_regime(shape, split, slices, threads, monkeypatch):
+    from flowlearn.core.ops import _gemm
 
     threads(2)
+    seen = []
+    real = _gemm.parallel_slices
+
+    def counted(*args, **kwargs):
+        results = real(*args, **kwargs)
+        seen.extend(results)  # one entry per slice that ran
+        return results
+
+    monkeypatch.setattr(_gemm, "parallel_slices", counted)
     m, k, n = shape
     rng = numpy.random.default_rng(4)
     a = rng.standard_normal((m, k)).astype(numpy.float32)
     b = rng.standard_normal((n, k)).astype(numpy.float32).T  # a transposed operand, as backward passes
     expected = a.astype(numpy.float64) @ b.astype(numpy.float64)
     out = numpy.empty((m, n), numpy.float32)
-    assert gemm(numpy, a, b, out=out) is out
+    assert _gemm.gemm(numpy, a, b, out=out, split=split) is out
+    assert len(seen) == slices
     numpy.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * numpy.sqrt(k))
