@@ -25,8 +25,8 @@ __all__ = ["conv2d", "conv2d_transpose"]
 
 from ..parallel import parallel_slices
 from ..primitive import Primitive, apply
-from ._gemm import SMALL, gemm
 from ..tensor import Tensor, as_tensor
+from ._gemm import SMALL, gemm
 
 PADDINGS = ("valid", "same")
 _FUSED_ACTIVATIONS = (None, "relu")
