@@ -54,18 +54,21 @@ def test_work_inside_a_slice_is_not_split_again(threads):
     assert inner == [[(0, 4)], [(0, 4)]]
 
 
-def test_an_error_in_any_slice_reaches_the_caller_after_every_slice_ended(threads):
+@pytest.mark.parametrize("failing", [0, 5])
+def test_an_error_in_any_slice_reaches_the_caller_after_every_slice_ended(failing, threads):
     threads(2)
     finished = []
 
     def work(start, stop):
-        if start > 0:
-            raise RuntimeError("second slice failed")
+        if start == failing:
+            raise RuntimeError(f"slice {start} failed")
+        time.sleep(0.2)  # still running when the other slice fails
         finished.append(start)
 
-    with pytest.raises(RuntimeError, match="second slice failed"):
+    with pytest.raises(RuntimeError, match=f"slice {failing} failed"):
         parallel.parallel_slices(10, work)
-    assert finished == [0]
+    # The caller returned only after the other slice ended: no thread still writes into its buffers.
+    assert finished == [5 - failing]
 
 
 def test_blas_is_held_at_one_thread_from_a_split_until_released(threads):
