@@ -224,6 +224,7 @@ def test_overlapping_pooling_is_the_same_on_one_thread_and_on_two(pool, threads)
     ((40, 2500, 3000), False, 2),     # large, wide: split over output columns
     ((2500, 3000, 40), False, 2),     # large, tall: split over output rows
     ((300, 400, 500), True, 2),       # mid-sized, but part of an op that splits anyway
+    ((25, 78400, 32), True, 2),       # a tiny output over a long inner dimension: partial sums
 ])
 def test_gemm_matches_numpy_in_every_size_regime(shape, split, slices, threads, monkeypatch):
     from flowlearn.core.ops import _gemm

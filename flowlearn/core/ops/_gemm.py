@@ -15,8 +15,10 @@ product is large enough to hide handing a slice to a thread, and keeps BLAS's wo
 a training step that mixes products with work flowlearn splits itself: a spinning BLAS worker
 holds the core that a flowlearn thread needs (a convolution step went from 19 to 33 ms next to one).
 
-A product is never split along its inner dimension, so every output element is a sum over the
-same terms however many threads run (BLAS may still order a smaller product's sums differently).
+A product is split along its inner dimension only when its output is no larger than that dimension
+(then output slices would be slivers); the partial products are added in slice order. Otherwise
+every output element is one BLAS sum. Either way a split product equals the unsplit one up to
+float32 rounding, and the same product splits the same way on every call.
 """
 import numpy
 
@@ -42,6 +44,20 @@ def gemm(xp, a, b, out=None, split=False):
         if size >= SMALL:  # BLAS would thread this one: give it its threads back if flowlearn is done
             release_blas_if_idle()
         return numpy.matmul(a, b, out=out)
+    if m * n <= k:
+        # A small output over a long inner dimension (the kernel gradient of a first convolution:
+        # 25x32 over 78,400 rows): output slices would be slivers, so split the inner dimension and
+        # add the partial products in slice order (1.2 ms against 3.0 split by columns).
+        def partial(start, stop):
+            return numpy.matmul(a[:, start:stop], b[start:stop])
+        parts = parallel_slices(k, partial, grain=-(-SMALL // (m * n)), uses_blas=True)
+        total = parts[0]
+        for part in parts[1:]:
+            total += part
+        if out is None:
+            return total
+        out[...] = total
+        return out
     if out is None:
         out = numpy.empty((m, n), dtype=numpy.result_type(a, b))
     if m >= n:

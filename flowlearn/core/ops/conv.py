@@ -32,6 +32,8 @@ PADDINGS = ("valid", "same")
 _FUSED_ACTIVATIONS = (None, "relu")
 # Smallest slice of the batch, in elements, worth a thread for the fused ReLU's gradient mask.
 _SLICE_ELEMENTS = 1 << 18
+# Rows of a convolution's output finished (bias, ReLU) right after they are multiplied: a quarter of L2.
+_FINISH_CHUNK_BYTES = 1 << 18
 
 
 # -- argument checks shared with pooling ----------------------------------------------------------
@@ -248,23 +250,33 @@ def _convolve(xp, x, kernel, win, bias=None, relu=False):
     """The patch matrix of ``x`` and, unless ``kernel`` is None, the convolution ``patches @ kernel``.
 
     Returns ``(output or None, patches)``: output NHWC, patches the 2-D matrix the kernel gradient
-    reads. Each slice of the batch builds its own rows of the patch matrix, multiplies them, and adds
-    ``bias`` and applies the ReLU to its rows while they are still in its core's cache.
+    reads. Each slice of the batch builds its own rows of the patch matrix and multiplies them; with
+    a ``bias`` or ``relu`` to apply, it multiplies in chunks of rows small enough to be finished
+    while still in its core's cache.
     """
     n, c = x.shape[0], x.shape[3]
     rows = win.out_h * win.out_w
-    kernel_matrix = None if kernel is None else kernel.reshape(-1, kernel.shape[3])
+    pointwise = _pointwise(win)
+    finishing = kernel is not None and (bias is not None or relu)
+    chunk = n * rows
+    if finishing and not pointwise:
+        chunk = max(1, _FINISH_CHUNK_BYTES // (x.dtype.itemsize * kernel.shape[3]))
+    # The bias repeated over a chunk's rows, added as one flat run: broadcasting a (C,) bias over
+    # rows runs numpy's inner loop C elements at a time (0.6 vs 0.2 ms for 100x28x28x32).
+    tiled_bias = xp.tile(bias, min(chunk, n * rows)) if finishing and bias is not None else None
 
     def finish(block):
-        if bias is not None:
-            block += bias
+        flat = block.reshape(-1)
+        if tiled_bias is not None:
+            flat += tiled_bias[:flat.size]
         if relu:
-            xp.maximum(block, 0, out=block)
+            xp.maximum(flat, 0, out=flat)
 
-    if _pointwise(win):  # a 1x1 kernel at stride 1 reads each pixel once: x is its own patch matrix
+    kernel_matrix = None if kernel is None else kernel.reshape(-1, kernel.shape[3])
+    if pointwise:  # a 1x1 kernel at stride 1 reads each pixel once: x is its own patch matrix
         patches = win.pad(xp, x).reshape(-1, c)
         output = None if kernel is None else gemm(xp, patches, kernel_matrix, split=True)
-        if output is not None:
+        if finishing:
             finish(output)
     else:
         buffer = _patch_buffer(xp, n, c, win, x.dtype)
@@ -274,10 +286,13 @@ def _convolve(xp, x, kernel, win, bias=None, relu=False):
         def work(start, stop):
             part = _images(buffer, c, start, stop)
             _fill_patches(xp, win.pad(xp, x[start:stop]), win, part)
-            if output is not None:
-                block = output[start * rows:stop * rows]
-                xp.matmul(_patch_matrix(part, c, win), kernel_matrix, out=block)
-                finish(block)
+            if output is None:
+                return
+            matrix, block = _patch_matrix(part, c, win), output[start * rows:stop * rows]
+            for first in range(0, len(block), chunk):
+                xp.matmul(matrix[first:first + chunk], kernel_matrix, out=block[first:first + chunk])
+                if finishing:
+                    finish(block[first:first + chunk])
 
         flops = rows * win.kh * win.kw * c * (1 if kernel is None else kernel.shape[3])
         _split_batch(xp, n, flops, work)
