@@ -26,6 +26,7 @@ __all__ = ["conv2d", "conv2d_transpose"]
 from ..parallel import parallel_slices
 from ..primitive import Primitive, apply
 from ..tensor import Tensor, as_tensor
+from ._broadcast import reduce_to_shape
 from ._gemm import SMALL, gemm
 
 PADDINGS = ("valid", "same")
@@ -316,12 +317,6 @@ def _relu_grad(xp, grad, output):
     return masked
 
 
-def _bias_grad(xp, grad):
-    """The sum of ``grad`` over batch and positions, per channel, as a ones-vector product."""
-    grad2d = grad.reshape(-1, grad.shape[-1])
-    return (xp.ones((1, grad2d.shape[0]), dtype=grad.dtype) @ grad2d).reshape(grad.shape[-1])
-
-
 def _input_grad(xp, grad, kernel, x_shape, win):
     """d(conv)/d(x) for output gradient ``grad`` (N, out_h, out_w, O): one small GEMM per offset.
 
@@ -386,7 +381,7 @@ class Conv2D(Primitive):
             _kernel_grad(xp, patches, grad, kernel.shape) if needs[1] else None,
         )
         if len(needs) == 3:
-            grads += (_bias_grad(xp, grad) if needs[2] else None,)
+            grads += (reduce_to_shape(grad, (kernel.shape[3],), grad.dtype) if needs[2] else None,)
         return grads
 
 
