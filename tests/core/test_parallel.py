@@ -248,3 +248,22 @@ def test_gemm_matches_numpy_in_every_size_regime(shape, split, slices, threads, 
     assert _gemm.gemm(numpy, a, b, out=out, split=split) is out
     assert len(seen) == slices
     numpy.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * numpy.sqrt(k))
+
+
+@pytest.mark.parametrize("elementwise", [False, True])
+def test_only_optimizers_that_say_so_update_in_slices(elementwise, threads):
+    threads(2)
+    seen = []
+
+    class ScaledByNorm(optimizers.SGD):
+        # A custom rule that needs the whole parameter at once (its norm): must not be sliced.
+        elementwise_update = elementwise
+
+        def _update(self, xp, param, grad, slots, tmp, constants):
+            seen.append(param.shape)
+            param -= constants * grad / float(xp.linalg.norm(grad))
+
+    param = fl.tensor(numpy.ones((1024, 700), numpy.float32), requires_grad=True)
+    param.grad = numpy.ones((1024, 700), numpy.float32)
+    ScaledByNorm(0.1).step([param])
+    assert seen == ([(358400,), (358400,)] if elementwise else [(1024, 700)])

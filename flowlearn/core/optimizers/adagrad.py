@@ -22,6 +22,8 @@ class Adagrad(Optimizer):
     0.9312
     """
 
+    elementwise_update = True
+
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, clipnorm=None,
                  clipvalue=None, global_clipnorm=None, weight_decay=None):
         super().__init__(learning_rate, clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm,

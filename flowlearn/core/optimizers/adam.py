@@ -30,6 +30,8 @@ class Adam(Optimizer):
     array([ 0.9, -0.9], dtype=float32)
     """
 
+    elementwise_update = True
+
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, clipnorm=None,
                  clipvalue=None, global_clipnorm=None, weight_decay=None):
         super().__init__(learning_rate, clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm,

@@ -53,6 +53,10 @@ class Optimizer(Serializable):
     # Names for get(): the class names and the short ones, in any case, with or without underscores.
     registry = Registry("optimizer", fold=lambda name: name.lower().replace("_", ""))
 
+    # True when ``_update`` treats every element on its own (no norms or sums over the parameter),
+    # so that a large parameter may be updated in slices on several threads. A subclass opts in.
+    elementwise_update = False
+
     def __init__(self, learning_rate, clipnorm=None, clipvalue=None, global_clipnorm=None, weight_decay=None):
         owner = type(self).__name__
         self.learning_rate = learning_rate
@@ -136,7 +140,7 @@ class Optimizer(Serializable):
             if decay is not None:
                 data *= decay
             slots, tmp = self._slots_for(param, data), self._scratch(xp, data)
-            if xp is numpy and data.size >= 2 * _SLICE_ELEMENTS:
+            if xp is numpy and self.elementwise_update and data.size >= 2 * _SLICE_ELEMENTS:
                 self._update_in_slices(data, grad, slots, tmp, constants)
             else:
                 self._update(xp, data, grad, slots, tmp, constants)

@@ -27,6 +27,8 @@ class RMSProp(Optimizer):
     0.96838
     """
 
+    elementwise_update = True
+
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, clipnorm=None,
                  clipvalue=None, global_clipnorm=None, weight_decay=None):
         super().__init__(learning_rate, clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm,

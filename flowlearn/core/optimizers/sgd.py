@@ -30,6 +30,8 @@ class SGD(Optimizer):
     0.71
     """
 
+    elementwise_update = True
+
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, weight_decay=None):
         super().__init__(learning_rate, clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm,
