@@ -31,8 +31,9 @@ from ._gemm import SMALL, gemm
 
 PADDINGS = ("valid", "same")
 _FUSED_ACTIVATIONS = (None, "relu")
-# Smallest slice of the batch, in elements, worth a thread for the fused ReLU's gradient mask.
-_SLICE_ELEMENTS = 1 << 18
+# Smallest slice of the batch, in elements, worth a thread for a pass over memory (a gradient mask,
+# pooling): about 100 us of work.
+SLICE_ELEMENTS = 1 << 18
 # Rows of a convolution's output finished (bias, ReLU) right after they are multiplied: a quarter of L2.
 _FINISH_CHUNK_BYTES = 1 << 18
 
@@ -190,14 +191,15 @@ def _scratch_buffer(xp, shape, dtype):
 
 
 # -- the three products of a convolution, each split over slices of the batch ----------------------
-def _split_batch(xp, batch, flops_per_image, work):
-    """``work(start, stop)`` over slices of the batch (threads on numpy; one call on cupy)."""
+def _split_batch(xp, batch, work, per_image, minimum, uses_blas=False):
+    """``work(start, stop)`` over slices of the batch: threads on numpy, one call on cupy.
+
+    A slice gets a thread of its own only with at least ``minimum`` units of work, counted as
+    ``per_image`` per image (multiply-adds for products, elements for passes over memory).
+    """
     if xp is not numpy:
         return [work(0, batch)]
-    # A slice gets a thread of its own only with at least as many multiply-adds as a product that
-    # is worth threading at all.
-    grain = -(-SMALL // max(flops_per_image, 1))
-    return parallel_slices(batch, work, grain=grain, uses_blas=True)
+    return parallel_slices(batch, work, grain=-(-minimum // max(per_image, 1)), uses_blas=uses_blas)
 
 
 def _patch_buffer(xp, batch, channels, win, dtype):
@@ -296,7 +298,7 @@ def _convolve(xp, x, kernel, win, bias=None, relu=False):
                     finish(block[first:first + chunk])
 
         flops = rows * win.kh * win.kw * c * (1 if kernel is None else kernel.shape[3])
-        _split_batch(xp, n, flops, work)
+        _split_batch(xp, n, work, flops, SMALL, uses_blas=True)
     if output is not None:
         output = output.reshape(n, win.out_h, win.out_w, kernel.shape[3])
     return output, patches
@@ -309,11 +311,7 @@ def _relu_grad(xp, grad, output):
     def work(start, stop):
         xp.multiply(grad[start:stop], output[start:stop] > 0, out=masked[start:stop])
 
-    if xp is numpy:
-        image = math.prod(grad.shape[1:])
-        parallel_slices(grad.shape[0], work, grain=-(-_SLICE_ELEMENTS // image))
-    else:
-        work(0, grad.shape[0])
+    _split_batch(xp, grad.shape[0], work, math.prod(grad.shape[1:]), SLICE_ELEMENTS)
     return masked
 
 
@@ -340,7 +338,7 @@ def _input_grad(xp, grad, kernel, x_shape, win):
             view += block
 
     flops = win.out_h * win.out_w * win.kh * win.kw * c * grad.shape[3]
-    _split_batch(xp, x_shape[0], flops, work)
+    _split_batch(xp, x_shape[0], work, flops, SMALL, uses_blas=True)
     return win.crop(dx, x_shape)
 
 

@@ -10,17 +10,14 @@ Max pooling runs on slices of the batch in threads (:mod:`flowlearn.core.paralle
 passes are compute-bound enough to gain from a second core (forward + backward of both MNIST
 CNN pools, 9 -> 4.9 ms per step). Average pooling is a few memory-bound passes and stays serial.
 """
+import math
+
 import numpy
 
 __all__ = ["max_pool2d", "avg_pool2d"]
 
-from ..parallel import parallel_slices
 from ..primitive import Primitive, apply
-from .conv import _Windows, _as_tensors, _check_rank4, _pair, _padding
-
-
-# Smallest slice of the batch (in input elements) worth a thread of its own.
-_SLICE_ELEMENTS = 1 << 18
+from .conv import SLICE_ELEMENTS, _split_batch, _Windows, _as_tensors, _check_rank4, _pair, _padding
 
 
 def _index_dtype(win):
@@ -76,15 +73,6 @@ def _gradient_buffer(xp, x_shape, dtype, win):
     return xp.empty(x_shape, dtype=dtype) if win.covers(x_shape) else win.zeros_padded(xp, x_shape, dtype)
 
 
-def _split_images(xp, x_shape, work):
-    """``work(start, stop)`` over slices of the batch, in threads for large numpy inputs."""
-    if xp is not numpy:
-        work(0, x_shape[0])
-        return
-    image = x_shape[1] * x_shape[2] * x_shape[3]
-    parallel_slices(x_shape[0], work, grain=-(-_SLICE_ELEMENTS // image))
-
-
 class MaxPool2D(Primitive):
     """Keeps the int8 offset of each window's first maximum: a quarter of the output's float32 bytes."""
 
@@ -99,7 +87,7 @@ class MaxPool2D(Primitive):
         def work(start, stop):
             _max_windows(xp, x[start:stop], win, out[start:stop], index[start:stop])
 
-        _split_images(xp, x.shape, work)
+        _split_batch(xp, x.shape[0], work, math.prod(x.shape[1:]), SLICE_ELEMENTS)
         return out, (index, x.shape)
 
     @staticmethod
@@ -111,7 +99,7 @@ class MaxPool2D(Primitive):
         def work(start, stop):
             _route_to_maxima(xp, grad[start:stop], index[start:stop], win, grad_x[start:stop])
 
-        _split_images(xp, x_shape, work)
+        _split_batch(xp, x_shape[0], work, math.prod(x_shape[1:]), SLICE_ELEMENTS)
         return (win.crop(grad_x, x_shape),)
 
 
