@@ -15,13 +15,23 @@ def check_real(owner, name, value, low=None, high=None, low_open=False, high_ope
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if not math.isfinite(value) or too_low or too_high:
-        left = "any" if low is None else ("(" if low_open else "[") + repr(float(low))
-        right = "any" if high is None else repr(float(high)) + (")" if high_open else "]")
         raise ValueError(
-            f"{owner}: received an invalid value for `{name}`, expected a finite number in {left}, {right}. "
-            f"Received: {name}={value!r}"
+            f"{owner}: received an invalid value for `{name}`, expected a finite number "
+            f"{_describe_range(low, high, low_open, high_open)}. Received: {name}={value!r}"
         )
     return value
+
+
+def _describe_range(low, high, low_open, high_open):
+    """The allowed range in words: "> 0.0", ">= 0.0", "<= 1.0" or "in [0.0, 1.0)"."""
+    if low is None and high is None:
+        return "(any value)"
+    if high is None:
+        return (">" if low_open else ">=") + f" {float(low)!r}"
+    if low is None:
+        return ("<" if high_open else "<=") + f" {float(high)!r}"
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    return f"in {left}{float(low)!r}, {float(high)!r}{right}"
 
 
 def check_optional_positive(owner, name, value):
