@@ -346,12 +346,16 @@ class Layer:
 
     def to(self, device):
         """Move every weight to ``device`` ("cpu" or "gpu") in place; returns the layer."""
-        backend.check_device(device)
-        for layer, _ in self._walk():
-            layer._device = device
-            for w, _ in layer._weights:
-                w.data = backend.to_device(w.data, device)
+        # Check, copy every weight, and only then record the device: a failure (no cupy, out of GPU
+        # memory) leaves the layer wholly where it was, not marked as moved with its weights behind.
+        backend.module_for_device(device)
+        layers = [layer for layer, _ in self._walk()]
+        moved = [[backend.to_device(w.data, device) for w, _ in layer._weights] for layer in layers]
+        for layer, arrays in zip(layers, moved):
+            for (w, _), array in zip(layer._weights, arrays):
+                w.data = array
                 w.grad = None
+            layer._device = device
         return self
 
     def get_weights(self):
