@@ -92,10 +92,11 @@ def dense_layers(units, activation, regularizer, prefix, *, dropout=0.0, batch_n
 
 COMMON_PARAMETERS = """\
     optimizer : {"adam", "adamw", "sgd", "rmsprop", "adagrad"} or Optimizer, default="adam"
-        The optimizer, by name or as a :mod:`flowlearn.core.optimizers` instance (copied at each fit;
-        ``learning_rate`` replaces its own).
-    learning_rate : float, default={learning_rate}
-        Step size of the optimizer.
+        The optimizer, by name or as a :mod:`flowlearn.core.optimizers` instance (copied at each fit,
+        its settings kept).
+    learning_rate : float or None, default=None
+        Step size of the optimizer. None: the instance's own rate when ``optimizer`` is an instance,
+        else {learning_rate}. A float replaces an instance's own rate.
     batch_size : int or "auto", default="auto"
         Rows per training step; "auto" is ``min(200, n_samples)``, as scikit-learn's MLP.
     epochs : int, default={epochs}
@@ -144,10 +145,12 @@ def fill_doc(**values):
     """Class decorator: put the shared parameter and attribute text into the class docstring.
 
     ``{common_parameters}`` and ``{common_attributes}`` are replaced by the shared text, then every
-    ``{key}`` of ``values`` (blocks of text, or the class's defaults quoted in the shared text).
+    ``{key}`` of ``values`` (blocks of text, or the class's defaults quoted in the shared text);
+    ``{learning_rate}`` is the class's ``_default_learning_rate``.
     """
 
     def decorate(cls):
+        values.setdefault("learning_rate", cls._default_learning_rate)
         doc = cls.__doc__
         for key, text in (("common_parameters", COMMON_PARAMETERS), ("common_attributes", COMMON_ATTRIBUTES)):
             doc = doc.replace("{" + key + "}", text.rstrip())
@@ -175,7 +178,7 @@ class _BaseNetwork(BaseEstimator):
 
     _parameter_constraints: dict = {
         "optimizer": [StrOptions(set(OPTIMIZERS)), optimizers.Optimizer],
-        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "l2": [Interval(numbers.Real, 0, None, closed="left")],
@@ -189,6 +192,8 @@ class _BaseNetwork(BaseEstimator):
         "device": [StrOptions({"cpu", "gpu"})],
     }
 
+    # The step size of an optimizer given by name when learning_rate is None (see fill_doc).
+    _default_learning_rate = 0.001
     # The most rows in a prediction batch (see _prediction_rows).
     _predict_batch_size = 8192
     # Keyword arguments for validate_data's y check; None: the estimator takes no y.
@@ -305,8 +310,11 @@ class _BaseNetwork(BaseEstimator):
     def _make_optimizer(self):
         if isinstance(self.optimizer, optimizers.Optimizer):
             # A fresh copy from its config: the instance given is never trained, so clones stay independent.
-            return optimizers.deserialize(optimizers.serialize(self.optimizer), learning_rate=self.learning_rate)
-        return optimizers.get(self.optimizer, learning_rate=self.learning_rate)
+            # Its own learning rate stands unless learning_rate is set.
+            overrides = {} if self.learning_rate is None else {"learning_rate": self.learning_rate}
+            return optimizers.deserialize(optimizers.serialize(self.optimizer), **overrides)
+        rate = self._default_learning_rate if self.learning_rate is None else self.learning_rate
+        return optimizers.get(self.optimizer, learning_rate=rate)
 
     def _kernel_regularizer(self):
         return regularizers.L2(self.l2) if self.l2 > 0 else None

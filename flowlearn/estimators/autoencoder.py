@@ -38,7 +38,7 @@ def weighted_quantile(values, weights, q):
     return float((values[low] + values[high]) / 2)
 
 
-@fill_doc(learning_rate=0.001, epochs=200)
+@fill_doc(epochs=200)
 class AutoEncoder(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, _BaseNetwork):
     """Autoencoder for dimensionality reduction and outlier detection.
 
@@ -94,7 +94,7 @@ class AutoEncoder(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixi
     }
 
     def __init__(self, hidden_units=(256, 128, 16), *, activation="relu", output_activation="sigmoid",
-                 contamination="auto", optimizer="adam", learning_rate=0.001, batch_size="auto", epochs=200, l2=0.0,
+                 contamination="auto", optimizer="adam", learning_rate=None, batch_size="auto", epochs=200, l2=0.0,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False,
                  random_state=None, verbose=0, device="cpu"):
         store_parameters(self, locals())

@@ -19,7 +19,7 @@ def _pair(sizes):
     return sizes * 2 if len(sizes) == 1 else sizes
 
 
-@fill_doc(learning_rate=0.001, epochs=10)
+@fill_doc(epochs=10)
 class CNNClassifier(_ClassifierNetwork):
     """Convolutional neural network classifier for images.
 
@@ -77,7 +77,7 @@ class CNNClassifier(_ClassifierNetwork):
     _predict_batch_size = 64
 
     def __init__(self, conv_filters=(32, 64), *, kernel_size=5, pool_size=2, dense_units=(1024,), dropout=0.5,
-                 image_shape=None, optimizer="adam", learning_rate=0.001, batch_size="auto", epochs=10, l2=0.0,
+                 image_shape=None, optimizer="adam", learning_rate=None, batch_size="auto", epochs=10, l2=0.0,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False,
                  random_state=None, verbose=0, device="cpu"):
         store_parameters(self, locals())

@@ -41,7 +41,7 @@ class _DNNMixin:
         return hidden + [Dense(n_outputs, kernel_regularizer=regularizer, name="output")]
 
 
-@fill_doc(dnn_parameters=DNN_PARAMETERS, learning_rate=0.001, epochs=200)
+@fill_doc(dnn_parameters=DNN_PARAMETERS, epochs=200)
 class DNNClassifier(_DNNMixin, _ClassifierNetwork):
     """Feed-forward neural network classifier (tf.estimator's DNNClassifier, scikit-learn's interface).
 
@@ -85,7 +85,7 @@ class DNNClassifier(_DNNMixin, _ClassifierNetwork):
     }
 
     def __init__(self, hidden_units=(64, 32), *, activation="relu", dropout=0.0, batch_norm=False, class_weight=None,
-                 optimizer="adam", learning_rate=0.001, batch_size="auto", epochs=200, l2=0.0, early_stopping=False,
+                 optimizer="adam", learning_rate=None, batch_size="auto", epochs=200, l2=0.0, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False, random_state=None,
                  verbose=0, device="cpu"):
         store_parameters(self, locals())
@@ -94,7 +94,7 @@ class DNNClassifier(_DNNMixin, _ClassifierNetwork):
         return self.class_weight
 
 
-@fill_doc(dnn_parameters=DNN_PARAMETERS, learning_rate=0.001, epochs=200)
+@fill_doc(dnn_parameters=DNN_PARAMETERS, epochs=200)
 class DNNRegressor(_DNNMixin, _RegressorNetwork):
     """Feed-forward neural network regressor (tf.estimator's DNNRegressor, scikit-learn's interface).
 
@@ -130,7 +130,7 @@ class DNNRegressor(_DNNMixin, _RegressorNetwork):
     _parameter_constraints = {**_BaseNetwork._parameter_constraints, **_DNN_CONSTRAINTS}
 
     def __init__(self, hidden_units=(64, 32), *, activation="relu", dropout=0.0, batch_norm=False, optimizer="adam",
-                 learning_rate=0.001, batch_size="auto", epochs=200, l2=0.0, early_stopping=False,
+                 learning_rate=None, batch_size="auto", epochs=200, l2=0.0, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False, random_state=None,
                  verbose=0, device="cpu"):
         store_parameters(self, locals())

@@ -11,7 +11,9 @@ from ._base import _ClassifierNetwork, _RegressorNetwork, fill_doc, store_parame
 class _LinearMixin:
     """The network of both linear models, their parameters, and their scikit-learn-style ``coef_`` / ``intercept_``."""
 
-    def __init__(self, *, optimizer="adam", learning_rate=0.02, batch_size="auto", epochs=200, l2=0.0,
+    _default_learning_rate = 0.02
+
+    def __init__(self, *, optimizer="adam", learning_rate=None, batch_size="auto", epochs=200, l2=0.0,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False,
                  random_state=None, verbose=0, device="cpu"):
         store_parameters(self, locals())
@@ -27,7 +29,7 @@ class _LinearMixin:
         return kernel.T.astype("float64"), bias.astype("float64")
 
 
-@fill_doc(learning_rate=0.02, epochs=200)
+@fill_doc(epochs=200)
 class LinearRegressor(_LinearMixin, _RegressorNetwork):
     """Least-squares linear regression trained by mini-batch gradient descent (tf.estimator's LinearRegressor).
 
@@ -78,7 +80,7 @@ class LinearRegressor(_LinearMixin, _RegressorNetwork):
         return kernel * self._y_scale[:, None], bias * self._y_scale + self._y_mean
 
 
-@fill_doc(learning_rate=0.02, epochs=200)
+@fill_doc(epochs=200)
 class LinearClassifier(_LinearMixin, _ClassifierNetwork):
     """Logistic regression (two classes) or multinomial softmax regression (more), trained by gradient descent.
 

@@ -295,6 +295,26 @@ def test_optimizer_instance_is_copied_not_trained(digits):
     assert isinstance(model._optimizer, optimizers.SGD) and model._optimizer.learning_rate == 0.05
 
 
+@pytest.mark.parametrize("cls, default", [(DNNClassifier, 0.001), (LinearRegressor, 0.02)],
+                         ids=["DNNClassifier", "LinearRegressor"])
+def test_an_optimizer_instance_trains_at_its_own_learning_rate(cls, default, digits):
+    from flowlearn.core import optimizers
+
+    X, y = digits
+    given = optimizers.SGD(learning_rate=0.5)
+    own = small(cls, optimizer=given, epochs=1, random_state=0).fit(X, y)
+    assert own._optimizer.learning_rate == 0.5 and given.learning_rate == 0.5
+    # By name and without learning_rate, the estimator's documented default step applies.
+    assert small(cls, optimizer="sgd", epochs=1).fit(X, y)._optimizer.learning_rate == default
+    assert f"else {default}." in " ".join(cls.__doc__.split())
+    # The step really is the instance's: one SGD epoch at 0.5 moves the weights far more than at the default.
+    start = small(cls, optimizer="sgd", epochs=1, batch_size=len(X), random_state=0, learning_rate=1e-9).fit(X, y)
+    fast = small(cls, optimizer=optimizers.SGD(learning_rate=0.5), epochs=1, batch_size=len(X), random_state=0).fit(X, y)
+    slow = small(cls, optimizer="sgd", epochs=1, batch_size=len(X), random_state=0).fit(X, y)
+    moved = [sum(numpy.abs(a - b).sum() for a, b in zip(weights(m), weights(start))) for m in (fast, slow)]
+    assert moved[0] == pytest.approx(moved[1] * 0.5 / default, rel=1e-3)
+
+
 def test_non_finite_loss_keeps_weights_and_batch_norm_statistics(digits, monkeypatch):
     from flowlearn.layers.training import NonFiniteLossError
 
