@@ -3,6 +3,7 @@ import warnings
 
 import numpy
 import pytest
+import torch
 
 import flowlearn as fl
 from flowlearn.core import Graph, losses
@@ -185,7 +186,6 @@ def test_empty_batch_gives_zero_mean(device):
 
 # -- PyTorch parity (float32) -------------------------------------------------------------------
 def _torch_cases():
-    torch = pytest.importorskip("torch")
     F = torch.nn.functional
 
     def per_sample(loss):  # torch "none" losses averaged over the non-batch axes

@@ -5,6 +5,7 @@ import math
 
 import numpy
 import pytest
+import torch
 from numpy.testing import assert_allclose, assert_array_equal
 
 import flowlearn as fl
@@ -93,7 +94,6 @@ PARITY = {
 
 @pytest.mark.parametrize("case", sorted(PARITY))
 def test_matches_torch(case, device):
-    torch = pytest.importorskip("torch")
     make_ours, make_theirs = PARITY[case]
     init, grads = _problem()
     ours = _params(init, device)

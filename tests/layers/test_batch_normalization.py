@@ -1,6 +1,7 @@
 """BatchNormalization: batch vs moving statistics, moving averages updated only in training, parity, config."""
 import numpy
 import pytest
+import torch
 
 import flowlearn as fl
 from .layer_checks import assert_config_round_trip, assert_gradients_reach_weights
@@ -47,7 +48,6 @@ def test_weights_gradients_and_moving_statistics_are_non_trainable():
 
 
 def test_matches_pytorch_in_training():
-    torch = pytest.importorskip("torch")
     x = numpy.random.default_rng(1).normal(2.0, 1.5, (8, 5, 5, 3)).astype("float32")
     layer = fl.layers.BatchNormalization(momentum=0.9, epsilon=1e-3, gamma_initializer="random_normal",
                                          beta_initializer="random_normal")

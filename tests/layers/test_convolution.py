@@ -1,6 +1,7 @@
 """Conv2D and Conv2DTranspose: shapes against compute_output_shape, PyTorch parity, gradients, config."""
 import numpy
 import pytest
+import torch
 
 import flowlearn as fl
 from .layer_checks import assert_config_round_trip, assert_gradients_reach_weights
@@ -55,7 +56,6 @@ def _torch_check(torch, layer, x, torch_fn, torch_kernel):
 
 
 def test_conv2d_matches_pytorch():
-    torch = pytest.importorskip("torch")
     layer = fl.layers.Conv2D(5, 3, strides=2, activation="relu", bias_initializer="random_normal")
     x = RNG.standard_normal((2, 9, 9, 3)).astype("float32")
 
@@ -66,7 +66,6 @@ def test_conv2d_matches_pytorch():
 
 
 def test_conv2d_transpose_matches_pytorch():
-    torch = pytest.importorskip("torch")
     layer = fl.layers.Conv2DTranspose(5, 3, strides=2, activation="relu", bias_initializer="random_normal")
     x = RNG.standard_normal((2, 4, 4, 3)).astype("float32")
 

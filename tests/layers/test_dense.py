@@ -1,6 +1,7 @@
 """Dense: shapes, activations and logits, gradients (with PyTorch parity), config, bad arguments."""
 import numpy
 import pytest
+import torch
 
 import flowlearn as fl
 from flowlearn.core.gradient_check import check_gradients
@@ -19,7 +20,6 @@ def test_output_shape_on_the_last_axis(shape):
 
 
 def test_matches_pytorch_forward_and_gradients():
-    torch = pytest.importorskip("torch")
     rng = numpy.random.default_rng(1)
     x = rng.standard_normal((6, 5)).astype("float32")
     layer = fl.layers.Dense(3, activation="tanh")

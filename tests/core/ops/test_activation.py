@@ -3,6 +3,7 @@ import warnings
 
 import numpy
 import pytest
+import torch
 
 import flowlearn as fl
 from flowlearn.core import Graph, ops
@@ -58,7 +59,6 @@ def test_softmax_sums_to_one_and_matches_log_softmax(axis, device, rng):
 
 @pytest.mark.parametrize("name", ACTIVATIONS)
 def test_matches_pytorch_in_float32(name, device, rng):
-    torch = pytest.importorskip("torch")
     fn, torch_fn, kinked = ACTIVATIONS[name]
     x = _sample(rng, (6, 9), kinked, spread=4.0).astype(numpy.float32)
     x[0, :3] = [25.0, -25.0, 60.0]  # the saturated tails as well

@@ -3,6 +3,7 @@ import json
 
 import numpy
 import pytest
+import torch
 
 import flowlearn as fl
 from flowlearn.core import backend
@@ -28,7 +29,6 @@ def _run(fn, arrays, out_grad, device, needs=None):
 
 
 def _torch_run(fn, arrays, out_grad):
-    torch = pytest.importorskip("torch")
     tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
     out = fn(*tensors)
     out.backward(torch.tensor(out_grad))
@@ -66,7 +66,6 @@ def test_conv2d_gradients(device, x_shape, k_shape, strides, padding, dilation):
 
 
 def _torch_conv2d(x, k, strides, padding, dilation):
-    torch = pytest.importorskip("torch")
     s = (strides, strides) if isinstance(strides, int) else strides
     d = (dilation, dilation) if isinstance(dilation, int) else dilation
     x = x.permute(0, 3, 1, 2)
@@ -131,7 +130,6 @@ def test_fused_conv2d_gradients(device, x_shape, k_shape, strides, padding, dila
     ((64, 14, 14, 8), (5, 5, 8, 16), 1, "same", 1),  # large enough to split over threads
 ])
 def test_fused_conv2d_matches_torch(device, x_shape, k_shape, strides, padding, dilation):
-    torch = pytest.importorskip("torch")
     rng = numpy.random.default_rng(5)
     x, k = rng.standard_normal(x_shape, dtype=numpy.float32), rng.standard_normal(k_shape, dtype=numpy.float32)
     b = rng.standard_normal(k_shape[3], dtype=numpy.float32)
@@ -265,7 +263,6 @@ def test_conv2d_transpose_gradients(device, x_shape, k_shape, strides, padding, 
 
 def _torch_conv2d_transpose(x, k, strides, padding, out_hw):
     """torch's conv_transpose2d gives the full (size-1)*s+k output; TF-style padding crops it."""
-    torch = pytest.importorskip("torch")
     s = (strides, strides) if isinstance(strides, int) else strides
     y = torch.nn.functional.conv_transpose2d(x.permute(0, 3, 1, 2), k.permute(3, 2, 0, 1), stride=s)
     tops = [_same_pads(out_hw[a], k.shape[a], s[a])[0] if padding == "same" else 0 for a in (0, 1)]

@@ -1,6 +1,7 @@
 """matmul: numpy semantics (1-D operands, broadcast batch dimensions), gradients, PyTorch parity."""
 import numpy
 import pytest
+import torch
 
 import flowlearn as fl
 from flowlearn.core.backend import to_numpy
@@ -31,7 +32,6 @@ def test_only_the_needed_gradient_is_computed(device, rng, wrt):
 
 @pytest.mark.parametrize("shape_a, shape_b", [((16, 32), (32, 8)), ((4, 1, 6, 5), (3, 5, 7)), ((6, 5, 8), (8, 3))])
 def test_matches_torch(device, rng, shape_a, shape_b):
-    torch = pytest.importorskip("torch")
     a_data = rng.standard_normal(shape_a).astype(numpy.float32)
     b_data = rng.standard_normal(shape_b).astype(numpy.float32)
     out_grad = rng.standard_normal(numpy.matmul(a_data, b_data).shape).astype(numpy.float32)

@@ -2,6 +2,7 @@ import json
 
 import numpy
 import pytest
+import torch
 
 import flowlearn as fl
 from flowlearn.core import Graph, ops
@@ -64,7 +65,6 @@ def _to_torch_layout(array, axis):
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=_layout_id)
 def test_training_matches_pytorch_and_keras_moving_average(layout, device, rng):
-    torch = pytest.importorskip("torch")
     shape, axis = layout
     c = _channels(shape, axis)
     x = (rng.standard_normal(shape) * 3 + 2).astype(numpy.float32)
@@ -110,7 +110,6 @@ def test_training_matches_pytorch_and_keras_moving_average(layout, device, rng):
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=_layout_id)
 def test_inference_matches_pytorch(layout, device, rng):
-    torch = pytest.importorskip("torch")
     shape, axis = layout
     c = _channels(shape, axis)
     x, upstream = (rng.standard_normal(shape).astype(numpy.float32) for _ in range(2))

@@ -1,6 +1,7 @@
 """max_pool2d and avg_pool2d: numerical gradients, PyTorch parity, first-max routing on ties, bad input."""
 import numpy
 import pytest
+import torch
 
 import flowlearn as fl
 from flowlearn.core import backend
@@ -40,7 +41,6 @@ def _pair(v):
 
 def _torch_pool(kind, x, pool_size, strides, padding):
     """TF-style pooling in torch: explicit (possibly asymmetric) padding; averages over valid elements."""
-    torch = pytest.importorskip("torch")
     F = torch.nn.functional
     k = _pair(pool_size)
     s = k if strides is None else _pair(strides)
@@ -59,7 +59,6 @@ def _torch_pool(kind, x, pool_size, strides, padding):
 
 
 def _compare_with_torch(kind, x, g, device, pool_size, strides, padding):
-    torch = pytest.importorskip("torch")
     t = fl.tensor(x, requires_grad=True, device=device)
     y = POOLS[kind](t, pool_size, strides, padding)
     y.backward(fl.tensor(g, device=device))

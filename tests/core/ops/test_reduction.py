@@ -1,6 +1,7 @@
 """Reductions: sum, mean, max, min, logsumexp over axes, with and without keepdims."""
 import numpy
 import pytest
+import torch
 
 import flowlearn as fl
 from flowlearn.core.backend import to_numpy
@@ -51,7 +52,6 @@ def test_mean_of_integers_is_default_float(device):
 
 @pytest.mark.parametrize("name, torch_name", [("max", "amax"), ("min", "amin")])
 def test_ties_share_the_gradient_evenly_like_torch(device, name, torch_name):
-    torch = pytest.importorskip("torch")
     data = numpy.array([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [0.0, -1.0, 5.0, -1.0]], dtype=numpy.float32)
     weights = numpy.array([1.0, 2.0, 3.0], dtype=numpy.float32)
     x = fl.tensor(data, requires_grad=True, device=device)
@@ -77,7 +77,6 @@ def test_logsumexp_is_stable_for_large_and_infinite_values(device):
 
 
 def test_logsumexp_matches_torch(device, rng):
-    torch = pytest.importorskip("torch")
     data = (rng.standard_normal((4, 5, 3)) * 30).astype(numpy.float32)
     x = fl.tensor(data, requires_grad=True, device=device)
     y = fl.ops.logsumexp(x, axis=(0, -1), keepdims=True)
