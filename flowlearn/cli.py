@@ -1,0 +1,127 @@
+"""The ``flowlearn`` command: one argparse sub-command per job, each registered in :data:`COMMANDS`.
+
+A command is a function ``run(args) -> int | None`` registered with :func:`command`, which also names the
+function that adds its arguments. Mistakes on the command line and user errors inside a command end in
+one line on stderr and a non-zero exit status, never a traceback:
+
+- a bad command line (unknown command, bad value): ``flowlearn: error: ...``, status 2;
+- ``ValueError`` / ``TypeError`` raised by a command (bad input): ``flowlearn <cmd>: error: ...``, status 2;
+- ``OSError`` such as ``FileNotFoundError``: ``flowlearn <cmd>: error: ...``, status 1;
+- Ctrl-C: status 130, nothing printed.
+
+Any other exception is a bug in flowlearn and keeps its traceback.
+"""
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+from . import __version__
+
+#: name -> :class:`Command`, in the order ``flowlearn --help`` lists them.
+COMMANDS = {}
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], "int | None"]
+
+
+def command(name, help, add_arguments=None):
+    """Register the decorated ``run(args)`` as ``flowlearn <name>``; ``add_arguments(parser)`` adds its options."""
+    def register(run):
+        if name in COMMANDS:
+            raise ValueError(f"command: a command named {name!r} is already registered.")
+        COMMANDS[name] = Command(name, help, add_arguments or (lambda parser: None), run)
+        return run
+    return register
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the whole usage before its error; one line that says what is wrong and where to
+    # look is easier to read, and it is what scripts that wrap the command get on stderr.
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    return _integer(text, minimum=1, expected="a positive integer")
+
+
+def non_negative_int(text):
+    """argparse type: an integer >= 0."""
+    return _integer(text, minimum=0, expected="a non-negative integer")
+
+
+def _integer(text, minimum, expected):
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def build_parser():
+    """The ``flowlearn`` parser with one sub-parser per registered command."""
+    parser = _Parser(prog="flowlearn", description="flowlearn: deep learning with scikit-learn estimators and "
+                                                   "Keras-style layers on a numpy/cupy autodiff core.")
+    parser.add_argument("--version", action="version", version=f"flowlearn {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", required=True)
+    for entry in COMMANDS.values():
+        sub = commands.add_parser(entry.name, help=entry.help, description=entry.help)
+        entry.add_arguments(sub)
+        sub.set_defaults(_run=entry.run, _parser=sub)
+    return parser
+
+
+def main(argv=None):
+    """Run ``flowlearn`` with ``argv`` (``sys.argv[1:]`` when None); returns the exit status."""
+    try:
+        args, unknown = build_parser().parse_known_args(argv)
+        if unknown:  # blamed on the command they were given to, whose --help lists what it takes
+            args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    except SystemExit as done:  # --help, --version and command-line errors: argparse has printed them
+        return 0 if done.code is None else done.code if isinstance(done.code, int) else 1
+    try:
+        return args._run(args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, TypeError) as error:
+        return _fail(args.command, error, status=2)
+    except OSError as error:  # FileNotFoundError, PermissionError, ...
+        return _fail(args.command, error, status=1)
+
+
+def _fail(name, error, status):
+    message = " ".join(str(error).split()) or type(error).__name__  # one line, whatever the exception held
+    print(f"flowlearn {name}: error: {message}", file=sys.stderr)
+    return status
+
+
+# --- commands ----------------------------------------------------------------------------------------------
+
+def _demo_arguments(parser):
+    from .examples import demo
+
+    parser.add_argument("--epochs", type=positive_int, default=None,
+                        help=f"passes over the training digits (default: {demo.EPOCHS}, 1 with --quick)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"train on {demo.QUICK_TRAIN_DIGITS:,} digits for one epoch: a run of seconds")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seeds weights, dropout and shuffling (default: 0)")
+    parser.add_argument("--batch-size", type=positive_int, default=demo.BATCH_SIZE,
+                        help=f"digits per training step (default: {demo.BATCH_SIZE})")
+
+
+@command("demo", "train the worked examples' CNN on the bundled MNIST digits and print its test accuracy",
+         _demo_arguments)
+def _demo(args):
+    from .examples import demo
+
+    demo.run(epochs=args.epochs, quick=args.quick, seed=args.seed, batch_size=args.batch_size)

@@ -1,0 +1,96 @@
+"""Demo: the worked examples' convolutional network on the MNIST digits bundled with flowlearn.
+
+Run with ``flowlearn demo`` (or ``python -m flowlearn.examples.demo``). It trains
+conv 5x5x32 - max-pool 2 - conv 5x5x64 - max-pool 2 - dense 1024 - dropout 0.5 - dense 10 on the
+8,000 bundled training digits with a progress bar, then prints the accuracy on the 2,000 test digits
+(about 0.98) and the time taken (about a minute on two cores). No download: the digits ship with flowlearn.
+"""
+import sys
+import time
+
+EPOCHS = 4
+BATCH_SIZE = 50
+QUICK_TRAIN_DIGITS = 2000  # --quick: a smoke run of seconds, not an accuracy claim
+LEARNING_RATE = 1e-3
+
+
+def build_model():
+    """The worked examples' CNN (3,274,634 parameters), compiled with Adam and sparse cross-entropy."""
+    import flowlearn as fl
+    from flowlearn.core import optimizers
+    from flowlearn.layers import Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D
+
+    model = fl.Sequential([
+        Input((28, 28, 1)),
+        Conv2D(32, 5, padding="same", activation="relu"), MaxPooling2D(2),
+        Conv2D(64, 5, padding="same", activation="relu"), MaxPooling2D(2),
+        Flatten(), Dense(1024, activation="relu"), Dropout(0.5), Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizers.Adam(learning_rate=LEARNING_RATE), "sparse_categorical_crossentropy", ["accuracy"])
+    return model
+
+
+def learning_rate(epoch, epochs):
+    """Adam's rate for ``epoch`` (0-based) of ``epochs``: 1e-3, then 3e-4 and 1e-4 for the last two epochs.
+
+    At a constant 1e-3 the test accuracy bounces by about half a percent from epoch to epoch on 8,000
+    digits; the two lower rates at the end settle it.
+    """
+    remaining = epochs - epoch
+    if remaining == 1 and epochs >= 2:
+        return LEARNING_RATE / 10
+    if remaining == 2 and epochs >= 3:
+        return LEARNING_RATE * 0.3
+    return LEARNING_RATE
+
+
+def run(epochs=None, quick=False, seed=0, batch_size=BATCH_SIZE, verbose=1, out=None):
+    """Train the demo CNN, print its test accuracy and the time taken, and return the accuracy.
+
+    Parameters
+    ----------
+    epochs : int, optional
+        Passes over the training digits: 4 by default, 1 with ``quick``.
+    quick : bool
+        Train on the first 2,000 training digits only (a run of seconds, to see that everything works).
+    seed : int
+        Seeds the initial weights, the dropout masks and the shuffling: one seed, one run.
+    batch_size : int
+    verbose : {0, 1, 2}
+        As in ``Sequential.fit``: 1 shows a progress bar per epoch (on stderr).
+    out : file-like, optional
+        Where the summary lines go (stdout when None).
+
+    Returns
+    -------
+    float
+        The accuracy on the 2,000 test digits.
+    """
+    import flowlearn as fl
+    from flowlearn.io.datasets import load_mnist
+
+    out = sys.stdout if out is None else out
+    epochs = (1 if quick else EPOCHS) if epochs is None else epochs
+    (x_train, y_train), (x_test, y_test) = load_mnist()
+    if quick:
+        x_train, y_train = x_train[:QUICK_TRAIN_DIGITS], y_train[:QUICK_TRAIN_DIGITS]
+    x_train, x_test = x_train / 255.0, x_test / 255.0
+
+    fl.layers.clear_session()
+    fl.layers.set_random_seed(seed)
+    model = build_model()
+    print(f"flowlearn demo: a CNN with {model.count_params():,} parameters on {len(x_train):,} MNIST digits, "
+          f"{epochs} epoch{'s' if epochs != 1 else ''} of batches of {batch_size}", file=out, flush=True)
+    schedule = fl.callbacks.LearningRateScheduler(lambda epoch, rate: learning_rate(epoch, epochs))
+    start = time.perf_counter()
+    model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=[schedule])
+    trained = time.perf_counter() - start
+    _, accuracy = model.evaluate(x_test, y_test, batch_size=500)
+    total = time.perf_counter() - start
+    print(f"test accuracy: {accuracy:.4f} on {len(x_test):,} digits", file=out)
+    print(f"time: {total:.1f} s ({trained:.1f} s training, {total - trained:.1f} s testing)", file=out)
+    return accuracy
+
+
+if __name__ == "__main__":
+    run()
