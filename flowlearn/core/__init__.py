@@ -5,4 +5,4 @@ from .config import enable_grad, floatx, is_grad_enabled, is_training, no_grad, 
 from .parallel import get_num_threads, set_num_threads
 from .primitive import Primitive, apply, get_primitive
 from .tensor import Tensor, as_tensor, tensor
-from .trace import Graph, trace
+from .trace import Graph, TraceWarning, trace

@@ -2,7 +2,7 @@
 import numpy
 
 from . import autodiff, backend
-from .config import floatx
+from .config import floatx, modes
 
 
 def _default_dtype(array, dtype, xp):
@@ -11,6 +11,13 @@ def _default_dtype(array, dtype, xp):
     if array.dtype.kind == "f" and array.dtype != floatx():
         return array.astype(floatx())
     return array
+
+
+def _note_read(tensor, how):
+    # fl.trace records primitives only: its tape warns when a traced value leaves as Python data.
+    tape = modes.tape
+    if tape is not None:
+        tape.note_frozen(tensor, how)
 
 
 class Tensor:
@@ -91,6 +98,7 @@ class Tensor:
     def __bool__(self):
         if self.data.size != 1:
             raise ValueError(f"The truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all().")
+        _note_read(self, "bool()")
         return bool(self.data)
 
     __hash__ = object.__hash__
@@ -98,16 +106,19 @@ class Tensor:
     # -- conversion -----------------------------------------------------------------------------
     def numpy(self):
         """The values as a numpy array (copied from the GPU when needed; shared on the CPU)."""
+        _note_read(self, "numpy()")
         return backend.to_numpy(self.data)
 
     def __array__(self, dtype=None, copy=None):
-        array = self.numpy()
+        _note_read(self, "numpy.asarray()")
+        array = backend.to_numpy(self.data)
         return array if dtype is None else array.astype(dtype, copy=False)
 
     def item(self):
         """The single value of a one-element tensor as a Python number."""
         if self.data.size != 1:
             raise ValueError(f"item() needs a single-element tensor; got shape {self.shape}.")
+        _note_read(self, "item()")
         return self.data.item()
 
     def tolist(self):

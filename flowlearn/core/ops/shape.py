@@ -290,12 +290,14 @@ class BroadcastTo(Primitive):
     name = "broadcast_to"
 
     @staticmethod
-    def forward(xp, x, shape):
+    def forward(xp, x, *batch_source, shape):
+        if batch_source:  # added by fl.trace: the leading size is the batch size of the replay
+            shape = (batch_source[0].shape[0],) + tuple(shape[1:])
         return xp.broadcast_to(x, shape), (x.shape, x.dtype)
 
     @staticmethod
     def backward(xp, grad, saved, needs, shape):
-        return (reduce_to_shape(grad, *saved),)
+        return (reduce_to_shape(grad, *saved),) + (None,) * (len(needs) - 1)
 
 
 def broadcast_to(x, shape):
