@@ -7,13 +7,17 @@ A primitive is a small class with a registry ``name`` and two static methods:
 ``backward(xp, grad, saved, needs, **attrs) -> tuple``
     returns one gradient per input, computing only those whose ``needs`` flag is set (None elsewhere).
 
+A primitive whose backward reads no input values (only shapes and dtypes, as ``add`` does) sets
+``saves_inputs = False``; the others have the versions of their inputs checked before backward
+(see :class:`Node`).
+
 ``attrs`` are plain JSON values (numbers, strings, lists, None), so a recorded node can be replayed
 from its name and attrs alone: that is what makes traced graphs exportable without pickle.
 Running :func:`apply` on tensors records a :class:`Node`, which backward and tracing share.
 """
 from . import backend
 from .config import modes
-from .tensor import Tensor
+from .tensor import Tensor, _is_view_of
 
 REGISTRY = {}
 
@@ -23,6 +27,9 @@ class Primitive:
 
     name = None
     differentiable = True
+    # False when backward needs no input values, so an in-place write to an input between forward
+    # and backward cannot change the gradient and is not an error.
+    saves_inputs = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -50,16 +57,21 @@ def get_primitive(name):
 
 
 class Node:
-    """One application of a primitive: what backward walks and what tracing records."""
+    """One application of a primitive: what backward walks and what tracing records.
 
-    __slots__ = ("primitive", "inputs", "attrs", "saved", "needs")
+    ``versions`` holds the inputs' versions at forward time (None when the primitive's backward
+    reads no input values): backward refuses a node whose inputs were written in place since.
+    """
 
-    def __init__(self, primitive, inputs, attrs, saved, needs):
+    __slots__ = ("primitive", "inputs", "attrs", "saved", "needs", "versions")
+
+    def __init__(self, primitive, inputs, attrs, saved, needs, versions=None):
         self.primitive = primitive
         self.inputs = inputs
         self.attrs = attrs
         self.saved = saved
         self.needs = needs
+        self.versions = versions
 
     def release(self):
         """Drop saved arrays and input references once backward has used them."""
@@ -93,9 +105,17 @@ def apply(primitive, inputs, **attrs):
         if True not in needs:
             needs = None
     result = Tensor._from_array(output, needs is not None)
+    if output.base is not None:
+        # A view of an input (reshape, transpose, basic indexing) shares its version counter, so
+        # that a write to the input is seen by nodes that saved the view, and the other way round.
+        for t in inputs:
+            if _is_view_of(output, t.data):
+                result._counter = t._counter
+                break
     tape = modes.tape
     if needs is not None:
-        node = Node(primitive, inputs, attrs, saved, needs)
+        versions = tuple([t._counter[0] for t in inputs]) if primitive.saves_inputs else None
+        node = Node(primitive, inputs, attrs, saved, needs, versions)
         result._node = node
         if tape is not None:
             tape.append((node, result))

@@ -13,6 +13,18 @@ def _default_dtype(array, dtype, xp):
     return array
 
 
+def _is_view_of(array, other):
+    """True when ``array`` is ``other`` or a view of the memory ``other`` owns or views.
+
+    An identity test on ``.base`` (numpy and cupy point a view's base at the owner of the memory),
+    cheap enough for every op; arrays that merely overlap otherwise are not detected.
+    """
+    if array is other:
+        return True
+    base = array.base
+    return base is not None and (base is other or base is other.base)
+
+
 def _note_read(tensor, how):
     # fl.trace records primitives only: its tape warns when a traced value leaves as Python data.
     tape = modes.tape
@@ -34,7 +46,9 @@ class Tensor:
     array([2., 4.], dtype=float32)
     """
 
-    __slots__ = ("data", "requires_grad", "grad", "_node", "name", "__weakref__")
+    # _counter: a one-element list, the version of ``data``: bumped by every in-place write made
+    # through flowlearn and shared with tensors that view the same memory (see ``_version``).
+    __slots__ = ("data", "requires_grad", "grad", "_node", "name", "_counter", "__weakref__")
     # numpy hands binary operations with a Tensor on the right back to the Tensor.
     __array_ufunc__ = None
 
@@ -49,6 +63,7 @@ class Tensor:
         self.grad = None
         self._node = None
         self.name = name
+        self._counter = [0]
 
     @classmethod
     def _from_array(cls, data, requires_grad):
@@ -59,6 +74,7 @@ class Tensor:
         tensor.grad = None
         tensor._node = None
         tensor.name = None
+        tensor._counter = [0]
         return tensor
 
     # -- array facts ----------------------------------------------------------------------------
@@ -133,8 +149,10 @@ class Tensor:
         return to_device(self, device)
 
     def detach(self):
-        """A tensor sharing this one's data, cut from the graph."""
-        return Tensor._from_array(self.data, False)
+        """A tensor sharing this one's data (and its version counter), cut from the graph."""
+        detached = Tensor._from_array(self.data, False)
+        detached._counter = self._counter
+        return detached
 
     def requires_grad_(self, requires_grad=True):
         if requires_grad and self.data.dtype.kind != "f":
@@ -152,10 +170,76 @@ class Tensor:
         autodiff.backward(self, grad, retain_graph)
 
     def _accumulate(self, grad):
+        # ``grad`` is an array this tensor owns (backward copies it when it might not be); a
+        # second backward adds out of place, so the sum is owned too.
         self.grad = grad if self.grad is None else self.grad + grad
 
     def zero_grad(self):
         self.grad = None
+
+    # -- in-place writes ------------------------------------------------------------------------
+    @property
+    def _version(self):
+        """How many in-place writes flowlearn made to this tensor's data (shared with its views).
+
+        A recorded node keeps the versions of the inputs its backward reads; backward refuses to
+        run once one has changed, as PyTorch's version counter does.
+        """
+        return self._counter[0]
+
+    def _bump_version(self):
+        """Record an in-place write to ``data``: every path that writes into it calls this."""
+        self._counter[0] += 1
+
+    def _describe(self):
+        """How error messages name this tensor: its name if it has one, else its shape and dtype."""
+        if self.name:
+            return f"tensor {self.name!r} of shape {self.shape} and dtype {self.dtype}"
+        return f"an unnamed tensor of shape {self.shape} and dtype {self.dtype}"
+
+    def assign(self, value):
+        """Overwrite this tensor's values in place with ``value`` (broadcast, cast to its dtype).
+
+        The write is not recorded for autodiff, as an optimizer's update is not: it is meant for
+        parameters and other leaf tensors, and refused on a tensor computed by a recorded op.
+        A graph recorded before the write that needs the old values refuses to back-propagate
+        (the version check), rather than computing a gradient from values that are gone.
+        Returns this tensor.
+
+        >>> import flowlearn as fl
+        >>> w = fl.tensor([1.0, 2.0], requires_grad=True)
+        >>> w.assign([0.5, 0.5])
+        tensor([0.5, 0.5], dtype=float32, requires_grad=True)
+        """
+        if self._node is not None:
+            raise RuntimeError(
+                f"assign: expected a leaf tensor; got {self._describe()} computed by the recorded op "
+                f"{self._node.primitive.name!r}. An in-place write to it would not be differentiated; compute a "
+                "new tensor instead, or assign to a detach()ed copy."
+            )
+        data = self.data
+        if not getattr(data.flags, "writeable", True):
+            raise ValueError(
+                f"assign: expected a writable tensor; {self._describe()} holds a read-only array (made from a "
+                "read-only numpy array?). Create it from a copy."
+            )
+        value = getattr(value, "data", value)
+        xp = backend.array_module(data)
+        if backend.array_module(value) is not xp:
+            value = backend.to_device(value, self.device)
+        value = xp.asarray(value)
+        if value.shape != data.shape:
+            try:
+                fits = numpy.broadcast_shapes(value.shape, data.shape) == data.shape
+            except ValueError:
+                fits = False
+            if not fits:
+                raise ValueError(
+                    f"assign: expected a value that broadcasts to {self._describe()}; got shape {value.shape}."
+                )
+        data[...] = value
+        self._bump_version()
+        return self
 
 
 def tensor(data, requires_grad=False, dtype=None, device="cpu", name=None):
@@ -179,14 +263,18 @@ def tensor(data, requires_grad=False, dtype=None, device="cpu", name=None):
     dtype('float64')
     """
     xp = backend.module_for_device(device)
-    if isinstance(data, Tensor):
-        data = data.data
+    source = data if isinstance(data, Tensor) else None
+    if source is not None:
+        data = source.data
     if backend.array_module(data) is not xp:
         data = backend.to_device(data, device)
     array = _default_dtype(xp.asarray(data), dtype, xp)
     if array.dtype.kind not in "biuf":
         raise TypeError(f"tensor(): expected numeric or boolean data; got dtype {array.dtype}.")
-    return Tensor(array, requires_grad=requires_grad, name=name)
+    result = Tensor(array, requires_grad=requires_grad, name=name)
+    if source is not None and _is_view_of(array, source.data):
+        result._counter = source._counter  # one memory, one version: writes through either are seen
+    return result
 
 
 def as_tensor(value, like=None):

@@ -388,8 +388,7 @@ class Layer:
                     f'Layer "{self.name}": weight "{w.name}" expected shape {w.shape}; got {array.shape}.'
                 )
         for w, array in zip(params, arrays):
-            xp = backend.array_module(w.data)
-            w.data[...] = xp.asarray(array, dtype=w.dtype)
+            w.assign(array)  # in place, bumping the version that recorded graphs check
 
     def count_params(self):
         """The number of scalars in all weights (the layer must be built)."""

@@ -199,7 +199,7 @@ class GradientStep:
         n = batch_length(batch)
         if self.skip_nonfinite and not math.isfinite(value):
             for tensor, array in zip(state, saved):
-                tensor.data[...] = array
+                tensor.assign(array)
             self.tracker.update(value, n)
             return self.tracker.result()
         parameters = self.parameters()

@@ -129,3 +129,77 @@ def test_where_and_clip_gradients(device):
 
 def test_neg_gradient(device):
     check_gradients(lambda a: -a, [numpy.arange(6.0).reshape(2, 3)], device=device)
+
+
+# -- every leaf owns its .grad ----------------------------------------------------------------------
+def _assert_owned(grad):
+    assert grad.flags.writeable, "a leaf's grad must be writable"
+    assert grad.base is None, "a leaf's grad must not be a view of another array"
+
+
+@pytest.mark.parametrize("as_tensor", [False, True], ids=["array", "Tensor"])
+def test_add_with_an_explicit_upstream_gives_each_leaf_its_own_grad(as_tensor):
+    a = fl.tensor([1.0, 2.0], requires_grad=True)
+    b = fl.tensor([3.0, 4.0], requires_grad=True)
+    upstream = numpy.array([0.5, -1.0], dtype=numpy.float32)
+    (a + b).backward(fl.tensor(upstream) if as_tensor else upstream)
+    assert a.grad is not b.grad and a.grad is not upstream and b.grad is not upstream
+    _assert_owned(a.grad)
+    _assert_owned(b.grad)
+    a.grad *= 10  # writing into one grad touches neither the other nor the caller's array
+    numpy.testing.assert_array_equal(b.grad, [0.5, -1.0])
+    numpy.testing.assert_array_equal(upstream, [0.5, -1.0])
+
+
+def test_sum_backward_leaves_a_writable_grad_not_a_broadcast_view():
+    w = fl.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    (w.sum() * 2).backward()
+    _assert_owned(w.grad)
+    w.grad += 1
+    numpy.testing.assert_array_equal(w.grad, [3.0, 3.0, 3.0])
+
+
+def test_mean_and_broadcast_add_leave_owned_grads():
+    x = fl.tensor(numpy.ones((4, 3)), requires_grad=True)
+    bias = fl.tensor(numpy.zeros(3), requires_grad=True)
+    (x + bias).mean().backward()
+    _assert_owned(x.grad)
+    _assert_owned(bias.grad)
+    numpy.testing.assert_allclose(bias.grad, [1 / 3] * 3, rtol=1e-6)
+
+
+@pytest.mark.parametrize("expression", [
+    lambda a, b: a + b,
+    lambda a, b: (a + b) + a * 0.0,
+    lambda a, b: a.reshape(2, 2) + b.reshape(2, 2),
+    lambda a, b: a - (-b),
+    lambda a, b: a[:] + b[:],
+], ids=["add", "add-twice", "reshape", "sub-neg", "slice"])
+def test_two_leaves_never_share_a_grad_object(expression):
+    a = fl.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+    b = fl.tensor([5.0, 6.0, 7.0, 8.0], requires_grad=True)
+    out = expression(a, b)
+    out.backward(numpy.ones(out.shape, dtype=numpy.float32))
+    assert a.grad is not b.grad
+    _assert_owned(a.grad)
+    _assert_owned(b.grad)
+    numpy.testing.assert_allclose(b.grad, numpy.ones(4))
+
+
+def test_leaf_root_does_not_keep_the_callers_gradient():
+    w = fl.tensor([1.0, 2.0], requires_grad=True)
+    upstream = fl.tensor([3.0, 4.0])
+    w.backward(upstream)
+    assert w.grad is not upstream.data
+    w.grad += 1
+    numpy.testing.assert_array_equal(upstream.numpy(), [3.0, 4.0])
+
+
+def test_accumulation_over_two_backward_calls_adds_into_a_fresh_array():
+    w = fl.tensor([1.0, 2.0], requires_grad=True)
+    (w * 3).sum().backward()
+    first = w.grad
+    (w * w).sum().backward()
+    numpy.testing.assert_allclose(w.grad, [3.0 + 2.0, 3.0 + 4.0])
+    numpy.testing.assert_array_equal(first, [3.0, 3.0])  # the earlier array is not written into
+    _assert_owned(w.grad)

@@ -227,6 +227,7 @@ def _update_moving(moving, batch, momentum):
     data = moving.data
     data *= momentum
     data += batch * (1.0 - momentum)
+    moving._bump_version()  # a batch_norm inference node may have saved the old values
 
 
 def batch_norm(x, gamma, beta, moving_mean=None, moving_variance=None, training=False, momentum=0.99,

@@ -44,10 +44,13 @@ class Optimizer(Serializable):
     Notes
     -----
     State is kept per parameter object (lazily created at the first step where the parameter has a
-    gradient) and dropped when the parameter is garbage-collected. Gradients are never written to:
-    one gradient array may be shared by several parameters (``a + b`` hands the same array to
-    both), so clipping makes scaled copies. A gradient of another dtype is cast to the parameter's
-    dtype; a float32 parameter stays float32 and keeps its array (``param.data`` is updated in place).
+    gradient) and dropped when the parameter is garbage-collected. Gradients are never written to
+    (``.grad`` may be an array the caller set and still uses), so clipping makes scaled copies. A
+    gradient of another dtype is cast to the parameter's dtype; a float32 parameter stays float32
+    and keeps its array (``param.data`` is updated in place).
+
+    Every update bumps the parameter's version: a graph recorded before :meth:`step` that needs
+    the old values raises on ``backward()`` instead of giving a wrong gradient.
     """
 
     # Names for get(): the class names and the short ones, in any case, with or without underscores.
@@ -137,6 +140,7 @@ class Optimizer(Serializable):
         for param, grad in updates:
             data = param.data
             xp = backend.array_module(data)
+            param._bump_version()  # graphs recorded before this update can no longer use its values
             if decay is not None:
                 data *= decay
             slots, tmp = self._slots_for(param, data), self._scratch(xp, data)
