@@ -8,7 +8,7 @@ import threading
 
 import numpy
 
-_FLOAT_DTYPES = ("float16", "float32", "float64")
+_FLOAT_DTYPES = ("float32", "float64")
 _floatx = numpy.dtype("float32")
 
 
@@ -18,9 +18,22 @@ def floatx():
 
 
 def set_floatx(dtype):
-    """Set the default float dtype: one of "float16", "float32", "float64"."""
+    """Set the default float dtype: "float32" (the default) or "float64".
+
+    "float16" is refused: weights, gradients and optimizer state would all be float16, and without
+    float32 master weights and loss scaling (which flowlearn does not implement) small gradients
+    underflow to zero and small updates round away, so training stalls silently. Explicit float16
+    tensors (``fl.tensor(x, dtype="float16")``) still work with the ops.
+    """
     global _floatx
     name = numpy.dtype(dtype).name if dtype is not None else None
+    if name == "float16":
+        raise ValueError(
+            "set_floatx: float16 is not supported as the default float dtype: flowlearn has no float32 master "
+            "weights or loss scaling, so float16 training loses small gradients and updates. Received: "
+            f"dtype={dtype!r}. Use 'float32' (the default) or 'float64'; fl.tensor(x, dtype='float16') still "
+            "makes a float16 tensor for ops."
+        )
     if name not in _FLOAT_DTYPES:
         raise ValueError(f"Received an invalid value for `dtype`: expected one of {_FLOAT_DTYPES}, got {dtype!r}.")
     _floatx = numpy.dtype(name)

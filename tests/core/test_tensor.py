@@ -77,3 +77,46 @@ def test_gpu_without_gpu_raises_a_clear_error():
 def test_unknown_device_lists_valid_ones():
     with pytest.raises(ValueError, match="cpu"):
         fl.tensor([1.0], device="tpu")
+
+
+# -- integer division and float16 -----------------------------------------------------------------
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+def test_true_division_of_integers_gives_the_default_float_dtype(floatx, device):
+    a = fl.tensor([1, 2, 7], device=device)
+    b = fl.tensor([2, 2, 2], dtype="int32", device=device)
+    try:
+        fl.set_floatx(floatx)
+        for result in (a / b, a / 2, 7 / a, fl.tensor([True, False], device=device) / True):
+            assert result.dtype == numpy.dtype(floatx)
+        numpy.testing.assert_allclose((a / b).numpy(), [0.5, 1.0, 3.5])
+    finally:
+        fl.set_floatx("float32")
+
+
+def test_division_keeps_a_float_operands_dtype():
+    assert (fl.tensor([1, 2]) / fl.tensor([2.0], dtype="float64")).dtype == numpy.float64
+    assert (fl.tensor([1.0, 2.0]) / 3).dtype == numpy.float32
+
+
+def test_floor_division_of_integers_stays_integer(device):
+    a = fl.tensor([7, -7, 9], device=device)
+    assert (a // 2).dtype == numpy.int64
+    numpy.testing.assert_array_equal((a // 2).numpy(), [3, -4, 4])
+    numpy.testing.assert_array_equal((20 // a).numpy(), [2, -3, 2])
+    small = fl.tensor([7, 8], dtype="int32", device=device)
+    assert (small // small).dtype == numpy.int32
+    x = fl.tensor([7.5, -7.5], requires_grad=True, device=device)
+    y = x // 2
+    assert y.dtype == numpy.float32 and not y.requires_grad  # piecewise constant: no gradient
+    numpy.testing.assert_array_equal(y.numpy(), [3.0, -4.0])
+
+
+def test_float16_default_is_refused_with_what_to_do_instead():
+    with pytest.raises(ValueError, match=r"float16 is not supported.*loss scaling.*'float32'.*'float64'"):
+        fl.set_floatx("float16")
+    assert fl.floatx() == numpy.float32
+    # Explicit float16 tensors still work with the ops.
+    h = fl.tensor([1.0, 2.0], dtype="float16", requires_grad=True)
+    (h * h).sum().backward()
+    assert (h * 2).dtype == numpy.float16 and h.grad.dtype == numpy.float16
+    numpy.testing.assert_array_equal(h.grad, [2.0, 4.0])

@@ -18,7 +18,7 @@ def install():
 
     for method, name in [
         ("__add__", "add"), ("__sub__", "sub"), ("__mul__", "mul"), ("__truediv__", "div"),
-        ("__pow__", "pow"), ("__matmul__", "matmul"),
+        ("__floordiv__", "floordiv"), ("__pow__", "pow"), ("__matmul__", "matmul"),
         ("__eq__", "equal"), ("__ne__", "not_equal"), ("__lt__", "less"), ("__le__", "less_equal"),
         ("__gt__", "greater"), ("__ge__", "greater_equal"),
         ("__neg__", "neg"), ("__abs__", "abs"), ("__getitem__", "getitem"),
@@ -31,7 +31,7 @@ def install():
         bind(method, name)
     for method, name in [
         ("__radd__", "add"), ("__rsub__", "sub"), ("__rmul__", "mul"), ("__rtruediv__", "div"),
-        ("__rpow__", "pow"), ("__rmatmul__", "matmul"),
+        ("__rfloordiv__", "floordiv"), ("__rpow__", "pow"), ("__rmatmul__", "matmul"),
     ]:
         bind(method, name, reflected=True)
     Tensor.T = property(lambda self: ops.transpose(self))

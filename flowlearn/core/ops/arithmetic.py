@@ -1,19 +1,21 @@
-"""Element-wise arithmetic with numpy broadcasting: add, sub, mul, div, neg, pow, maximum, minimum,
-where, clip, and the comparisons (which record no gradient)."""
+"""Element-wise arithmetic with numpy broadcasting: add, sub, mul, div, floordiv, neg, pow, maximum,
+minimum, where, clip, and the comparisons (which, like floordiv, record no gradient)."""
 import numpy
 
 __all__ = [
-    "add", "sub", "mul", "div", "neg", "pow", "maximum", "minimum", "where", "clip",
+    "add", "sub", "mul", "div", "floordiv", "neg", "pow", "maximum", "minimum", "where", "clip",
     "equal", "not_equal", "less", "less_equal", "greater", "greater_equal",
 ]
 
 from ..primitive import Primitive, apply
 from ..tensor import as_tensor
+from ._args import as_float
 from ._broadcast import broadcast_pair, reduce_to_shape
 
 
 class Add(Primitive):
     name = "add"
+    saves_inputs = False
 
     @staticmethod
     def forward(xp, a, b):
@@ -30,6 +32,7 @@ class Add(Primitive):
 
 class Sub(Primitive):
     name = "sub"
+    saves_inputs = False
 
     @staticmethod
     def forward(xp, a, b):
@@ -77,8 +80,18 @@ class Div(Primitive):
         )
 
 
+class FloorDiv(Primitive):
+    name = "floordiv"
+    differentiable = False  # piecewise constant: no useful gradient, as for the comparisons
+
+    @staticmethod
+    def forward(xp, a, b):
+        return xp.floor_divide(a, b), None
+
+
 class Neg(Primitive):
     name = "neg"
+    saves_inputs = False
 
     @staticmethod
     def forward(xp, a):
@@ -124,6 +137,7 @@ def _selected(xp, grad, saved, need_a, need_b):
 
 class Maximum(Primitive):
     name = "maximum"
+    saves_inputs = False  # backward reads the mask made in forward, not the inputs
 
     @staticmethod
     def forward(xp, a, b):
@@ -207,8 +221,29 @@ def mul(a, b):
 
 
 def div(a, b):
-    """Element-wise ``a / b`` with broadcasting."""
-    return apply(Div, broadcast_pair("div", a, b))
+    """Element-wise ``a / b`` with broadcasting (true division).
+
+    Integer and boolean operands give the default float dtype (:func:`flowlearn.floatx`), as every
+    other op that needs floats does, not numpy's float64.
+
+    >>> import flowlearn as fl
+    >>> (fl.tensor([1, 2]) / fl.tensor([2, 2])).dtype
+    dtype('float32')
+    """
+    a, b = broadcast_pair("div", a, b)
+    if a.data.dtype.kind != "f":  # after broadcast_pair, one float operand makes both float
+        a, b = as_float(a), as_float(b)
+    return apply(Div, (a, b))
+
+
+def floordiv(a, b):
+    """Element-wise ``a // b`` with broadcasting: integers stay integers; records no gradient.
+
+    >>> import flowlearn as fl
+    >>> fl.tensor([7, -7]) // 2
+    tensor([ 3, -4])
+    """
+    return apply(FloorDiv, broadcast_pair("floordiv", a, b))
 
 
 def neg(a):
