@@ -97,7 +97,7 @@ def _show_shape(shape, batch):
 class _Step:
     """One node of a Graph, ready to run: its primitive's forward looked up once, its checks precomputed."""
 
-    __slots__ = ("forward", "op", "inputs", "attrs", "output", "shape", "dtype", "batch", "frees")
+    __slots__ = ("forward", "op", "inputs", "attrs", "output", "shape", "dtype", "batch", "frees", "_exact", "_tail")
 
     def __init__(self, node, frees):
         self.forward = get_primitive(node["op"]).forward  # also fails at load time on unknown ops
@@ -110,14 +110,23 @@ class _Step:
         self.dtype = None if node.get("dtype") is None else numpy.dtype(node["dtype"])
         self.batch = bool(node.get("batch", False))
         self.frees = frees
+        # The common cases compare whole tuples (a per-dimension loop costs more than most small ops).
+        known = self.shape is not None and None not in self.shape[1:]
+        self._exact = self.shape if known and not self.batch and (not self.shape or self.shape[0] is not None) else None
+        self._tail = self.shape[1:] if known and self.batch else None
 
     def check(self, output, batch):
         """ValueError unless ``output`` has the recorded shape (and batch size) and dtype."""
         expected = self.shape
         got = output.shape
-        fits = len(got) == len(expected) and all(e is None or e == n for e, n in zip(expected, got))
-        if fits and self.batch and batch is not None and got[0] != batch:
-            fits = False
+        if self._exact is not None:
+            fits = got == self._exact
+        elif self._tail is not None and batch is not None:
+            fits = got == (batch,) + self._tail
+        else:
+            fits = len(got) == len(expected) and all(e is None or e == n for e, n in zip(expected, got))
+            if fits and self.batch and batch is not None and got[0] != batch:
+                fits = False
         if fits and (self.dtype is None or output.dtype == self.dtype):
             return
         raise ValueError(

@@ -227,6 +227,11 @@ def test_json_round_trip_keeps_shapes_and_reads_version_1(rng):
     spec["nodes"][0]["shape"] = [None, 9]  # the recorded shape is checked on replay
     with pytest.raises(ValueError, match=r"node 'matmul_0' \(matmul\) expected an output of shape \(batch, 9\)"):
         Graph.from_dict(spec, graph.arrays).run(x)
+    totals = fl.trace(lambda t: t.sum(axis=0), x).to_dict()
+    assert totals["nodes"][0]["shape"] == [4] and not totals["nodes"][0]["batch"]
+    totals["nodes"][0]["shape"] = [5]
+    with pytest.raises(ValueError, match=r"node 'sum_0' \(sum\) expected an output of shape \(5,\) .* got shape \(4,\)"):
+        Graph.from_dict(totals, {}).run(x)
     old = graph.to_dict()  # a graph saved before shapes were recorded
     old["format_version"] = 1
     old["nodes"] = [{k: n[k] for k in ("op", "inputs", "attrs", "output")} for n in old["nodes"]]
@@ -266,3 +271,25 @@ def test_parameters_stay_on_the_device_between_runs(device, rng):
     assert fl.backend.array_module(cached) is xp
     graph.run(x.data)
     assert graph._device_arrays[xp]["w"][1] is cached
+
+
+def test_a_size_equal_to_the_batch_by_chance_is_not_taken_for_it(rng):
+    # Traced at batch 2, batch_norm's moments have shape (2, channels) (mean and variance) and t.T @ t
+    # has shape (4, 4) at batch 4: only sizes that follow the batch are marked as batch.
+    gamma = fl.tensor(rng.standard_normal(4))
+
+    def fn(t):
+        return fl.ops.batch_norm(t, gamma, None, None, None, training=True), t.T @ t
+
+    graph = fl.trace(fn, rng.standard_normal((2, 4)))
+    moments = next(n for n in graph.nodes if n["op"] == "batch_moments")
+    assert moments["shape"] == [2, 4] and not moments["batch"]
+    gram = fl.trace(lambda t: t.T @ t, rng.standard_normal((4, 4)))
+    assert [n["shape"] for n in gram.nodes] == [[4, None], [4, 4]] and not any(n["batch"] for n in gram.nodes)
+    for n in (1, 5):
+        x = rng.standard_normal((n, 4)).astype(numpy.float32)
+        with fl.no_grad():
+            expected = [y.numpy() for y in fn(fl.tensor(x))]
+        for got, want in zip(graph.run(x), expected):
+            numpy.testing.assert_array_equal(got, want)
+        numpy.testing.assert_array_equal(gram.run(x), x.T @ x)
