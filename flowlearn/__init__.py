@@ -4,6 +4,12 @@ from .core import (
     set_floatx, set_num_threads, tensor, trace, training_mode,
 )
 from . import callbacks, io, layers
+
+import sys as _sys
+
+# The ops live in flowlearn.core.ops; the docs write `from flowlearn import ops`, and `import flowlearn.ops`
+# finds that same module instead of failing (an alias, not a second module).
+_sys.modules[__name__ + ".ops"] = ops
 from .layers import Sequential, VariableStore, load_model, variable_scope
 
 __version__ = "0.1.0"

@@ -1,1 +1,1 @@
-"""Runnable examples: ``python -m flowlearn.examples.quickstart``."""
+"""Runnable examples: ``flowlearn demo`` (:mod:`flowlearn.examples.demo`) and ``python -m flowlearn.examples.quickstart``."""
