@@ -51,12 +51,12 @@ def _check_grad(node, index, parent, grad):
         )
 
 
-def _check_versions(node):
+def _modified_error(node):
     for index, (parent, version) in enumerate(zip(node.inputs, node.versions)):
         if parent._counter[0] != version:
             # A computed tensor is never written itself (assign refuses): the write went to what it views.
             view = "" if parent._node is None else " (a view of the tensor that was written)"
-            raise RuntimeError(
+            return RuntimeError(
                 "One of the variables needed for gradient computation has been modified by an inplace "
                 f"operation: {parent._describe()}{view}, input {index} of {node.primitive.name!r}, is at "
                 f"version {parent._counter[0]}; expected version {version}, its version when the forward ran. "
@@ -105,8 +105,11 @@ def backward(root, grad=None, retain_graph=False):
         if out_grad is not None:
             if backend._cupy is not None:  # a graph may cross devices through to_device
                 xp = backend.array_module(out_grad)
-            if node.versions is not None:
-                _check_versions(node)
+            versions = node.versions
+            if versions is not None:
+                for parent, version in zip(node.inputs, versions):
+                    if parent._counter[0] != version:
+                        raise _modified_error(node)
             in_grads = node.primitive.backward(xp, out_grad, node.saved, node.needs, **node.attrs)
             for index, (parent, need, in_grad) in enumerate(zip(node.inputs, node.needs, in_grads)):
                 if not need or in_grad is None:
