@@ -221,7 +221,9 @@ class Graph:
             array = xp.asarray(array, dtype=spec["dtype"])
             expected = spec["shape"]
             if array.ndim != len(expected) or any(e is not None and e != n for e, n in zip(expected, array.shape)):
-                why = f" The graph only replays at its traced batch size: {self.fixed_batch}" if self.fixed_batch else ""
+                why = ""
+                if self.fixed_batch:
+                    why = f" The graph only replays at its traced batch size: {self.fixed_batch}"
                 raise ValueError(f"Graph.run: input {name!r} expected shape {tuple(expected)}; got {array.shape}.{why}")
             if spec.get("batch"):
                 if batch is None:
@@ -398,7 +400,7 @@ class _Probe:
         self.assumed_batch = []  # nodes whose rewrite took a size equal to B for the batch
 
     def node(self, node, out_shape):
-        """Generalise ``node``'s attrs, run it on the probe and record its shape; False once fixed."""
+        """Generalise ``node``'s attrs; until the probe fails, run it at batch B + 1 and record its shape."""
         rule = _BATCH_RULES.get(node["op"])
         if rule is not None and self.batch is not None:
             in_shapes = [self.traced[ref][0] for ref in node["inputs"]]
