@@ -102,6 +102,126 @@ def test_a_product_blas_would_thread_gets_blas_back_a_while_after_the_last_split
     assert set(blas_threads()) == {4}
 
 
+# -- small products: one BLAS thread inside a fit/evaluate/predict call ------------------------------
+SMALL_PRODUCT = (200, 64, 128)   # 1.6 M multiply-adds: a digits network's first layer at batch 200
+MID_PRODUCT = (128, 784, 256)    # 25.7 M: an MNIST MLP's first layer
+
+
+@pytest.fixture
+def fresh_blas_clock(monkeypatch):
+    """No split and no mid-sized product ran recently, whatever earlier tests did."""
+    monkeypatch.setattr(parallel._blas, "last_split", float("-inf"))
+    monkeypatch.setattr(parallel._blas, "last_threaded", float("-inf"))
+
+
+def _product(shape):
+    from flowlearn.core.ops._gemm import gemm
+
+    m, k, n = shape
+    return gemm(numpy, numpy.ones((m, k), numpy.float32), numpy.ones((k, n), numpy.float32))
+
+
+@pytest.mark.parametrize("size, split, expected", [
+    (40 * 30 * 20, False, "one thread"),
+    (200 * 64 * 128, False, "one thread"),        # digits, batch 200
+    (200 * 64 * 128, True, "one thread"),
+    (4_000_000 - 1, False, "one thread"),
+    (4_000_000, False, "blas"),
+    (128 * 784 * 256, False, "blas"),             # MNIST MLP, batch 128
+    (8_000_000 - 1, True, "blas"),
+    (8_000_000, True, "split"),
+    (250_000_000 - 1, False, "blas"),
+    (250_000_000, False, "split"),
+])
+def test_each_product_size_has_one_regime(size, split, expected):
+    from flowlearn.core.ops._gemm import regime
+
+    assert regime(size, split) == expected
+
+
+def test_small_products_hold_blas_at_one_thread_until_the_fit_call_ends(threads, fresh_blas_clock):
+    threads(2)
+    if not blas_threads():
+        pytest.skip("no BLAS library that threadpoolctl can see")
+    seen = []
+
+    @parallel.hands_blas_back
+    def fit():
+        seen.append(set(blas_threads()))
+        _product(SMALL_PRODUCT)
+        seen.append(set(blas_threads()))
+        assert parallel.in_stretch()
+
+    fit()
+    assert seen == [{4}, {1}]
+    assert set(blas_threads()) == {4} and not parallel.in_stretch()
+
+
+def test_small_products_outside_a_fit_call_leave_blas_alone(threads, fresh_blas_clock):
+    threads(2)
+    if not blas_threads():
+        pytest.skip("no BLAS library that threadpoolctl can see")
+    expected = (_product(SMALL_PRODUCT) == 64).all()
+    assert expected and set(blas_threads()) == {4} and not parallel._blas.holding
+
+
+def test_small_products_next_to_mid_sized_ones_leave_blas_its_threads(threads, fresh_blas_clock, monkeypatch):
+    threads(2)
+    if not blas_threads():
+        pytest.skip("no BLAS library that threadpoolctl can see")
+    seen = []
+
+    @parallel.hands_blas_back
+    def fit():
+        _product(MID_PRODUCT)
+        _product(SMALL_PRODUCT)  # within a second of a mid-sized product: no hold, no back and forth
+        seen.append(set(blas_threads()))
+        monkeypatch.setattr(parallel, "RELEASE_AFTER", 0.0)  # now "a second" has passed
+        _product(SMALL_PRODUCT)
+        seen.append(set(blas_threads()))
+
+    fit()
+    assert seen == [{4}, {1}]
+    assert set(blas_threads()) == {4}
+
+
+def test_a_mid_sized_product_takes_blas_back_from_small_products(threads, fresh_blas_clock):
+    threads(2)
+    if not blas_threads():
+        pytest.skip("no BLAS library that threadpoolctl can see")
+    seen = []
+
+    @parallel.hands_blas_back
+    def fit():
+        _product(SMALL_PRODUCT)
+        seen.append(set(blas_threads()))
+        _product(MID_PRODUCT)  # no split ran: BLAS's threads do this one
+        seen.append(set(blas_threads()))
+
+    fit()
+    assert seen == [{1}, {4}]
+
+
+def test_a_small_network_fits_on_one_blas_thread_and_hands_it_back(threads, fresh_blas_clock):
+    threads(2)
+    if not blas_threads():
+        pytest.skip("no BLAS library that threadpoolctl can see")
+    seen = set()
+
+    class Record(fl.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.update(blas_threads())
+
+    rng = numpy.random.default_rng(6)
+    x, y = rng.standard_normal((400, 64)).astype(numpy.float32), rng.integers(0, 10, 400)
+    model = fl.Sequential([fl.layers.Dense(128, activation="relu"), fl.layers.Dense(64, activation="relu"),
+                           fl.layers.Dense(10)])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=200, epochs=2, verbose=0, callbacks=[Record()])
+    assert seen == {1}
+    assert set(blas_threads()) == {4}
+
+
 def test_a_count_set_while_held_is_not_overwritten(threads):
     threads(2)
     if not blas_threads():

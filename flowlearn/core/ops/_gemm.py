@@ -5,9 +5,14 @@ By size (multiply-adds, ``m*n*k``):
 - large products are split by flowlearn over rows or columns of the output, one slice per thread,
   each slice on single-threaded BLAS (:func:`flowlearn.core.parallel.parallel_slices`), and so are
   products that a larger op splits anyway (a convolution's kernel gradient) if not small;
-- the others are left to BLAS: its own threads, or one thread while flowlearn holds it there
-  (from a split on, until a fit/evaluate/predict call ends or a product BLAS would thread comes a
-  second after the last split).
+- mid-sized products are left to BLAS: its own threads, or one thread while flowlearn holds it there
+  (from a split on, until a fit/evaluate/predict call ends or a mid-sized product comes a second
+  after the last split);
+- small products (under ``SMALL``) never need BLAS's threads: inside a fit, evaluate or predict call
+  they hold BLAS at one thread (:func:`flowlearn.core.parallel.hold_blas_for_small_product`), unless
+  mid-sized products ran in the last second. A 200x64 @ 64x128 product is ~35 us of work on one core;
+  a second thread saves at most half of that, and waking it costs as much on an idle host and
+  milliseconds on a busy one.
 
 Mid-sized products are BLAS's because its threads do them faster (a 128x784 @ 784x256 product:
 279 us on two BLAS threads, 367 us split by flowlearn), while a split pays for itself once the
@@ -22,7 +27,7 @@ float32 rounding, and the same product splits the same way on every call.
 """
 import numpy
 
-from ..parallel import parallel_slices, release_blas_if_idle
+from ..parallel import hold_blas_for_small_product, parallel_slices, release_blas_if_idle
 
 # Products from LARGE multiply-adds on (about 3 ms on one core here) are split: enough work to hide
 # waking a thread, which costs up to ~0.3 ms when the host is busy. No slice has fewer than SMALL.
@@ -30,19 +35,30 @@ SMALL = 4_000_000
 LARGE = 250_000_000
 
 
-def gemm(xp, a, b, out=None, split=False):
-    """``a @ b`` for 2-D ``a`` (m, k) and ``b`` (k, n), optionally into ``out`` (m, n).
+def regime(size, split=False):
+    """Who runs a product of ``size`` multiply-adds on numpy: "one thread" (small: BLAS, held at one
+    thread inside a fit/evaluate/predict call), "blas" (mid-sized: BLAS's own threads) or "split"
+    (flowlearn's threads, each slice on single-threaded BLAS). ``split=True``: the product belongs to
+    an op that splits anyway, so it splits from ``2 * SMALL`` on rather than from ``LARGE``."""
+    if size < SMALL:
+        return "one thread"
+    return "blas" if size < (2 * SMALL if split else LARGE) else "split"
 
-    ``split=True`` splits from ``2 * SMALL`` multiply-adds on rather than from ``LARGE``.
+
+def gemm(xp, a, b, out=None, split=False):
+    """``a @ b`` for 2-D ``a`` (m, k) and ``b`` (k, n), optionally into ``out`` (m, n), run as
+    :func:`regime` says.
     """
     if xp is not numpy:
         return xp.matmul(a, b, out=out)
     m, k = a.shape
     n = b.shape[1]
     size = m * n * k
-    if size < (2 * SMALL if split else LARGE):
-        if size >= SMALL:  # BLAS would thread this one: give it its threads back if flowlearn is done
-            release_blas_if_idle()
+    if size < SMALL:
+        hold_blas_for_small_product()
+        return numpy.matmul(a, b, out=out)
+    if regime(size, split) == "blas":
+        release_blas_if_idle()  # give BLAS its threads back if flowlearn is done splitting
         return numpy.matmul(a, b, out=out)
     if m * n <= k:
         # A small output over a long inner dimension (the kernel gradient of a first convolution:
