@@ -86,29 +86,51 @@ def to_numpy(array):
     return to_device(array, "cpu")
 
 
-def _keep_freed_memory_for_reuse():
-    """Ask glibc to keep freed blocks instead of handing them back to the OS at every free.
+# -- the C allocator (opt-in) ----------------------------------------------------------------------
+MALLOC_ENV = "FLOWLEARN_TUNE_MALLOC"
+MALLOC_TUNED = False  # True once tune_malloc() has changed glibc's thresholds in this process
 
-    A training step allocates and frees the same tens of megabytes of activations and im2col
-    buffers every iteration. By default glibc returns large blocks to the OS (mmap/trim) and the
-    next step faults them back in page by page: ~8,000 page faults and ~20 ms of system time per
-    CNN step on the development machine, a fifth of the step. Raising the trim and mmap thresholds
-    keeps those pages in the process; peak memory is unchanged, it is just not returned early.
-    Set FLOWLEARN_MALLOC_TUNING=0 to leave the allocator alone.
+
+def tune_malloc():
+    """Ask glibc to keep freed memory for reuse instead of handing it back to the OS at every free.
+
+    Process-wide and not undone (glibc has no call that reads the thresholds back), so flowlearn never
+    does it on its own: call this, or set ``FLOWLEARN_TUNE_MALLOC=1`` before importing flowlearn.
+
+    A training step allocates and frees the same tens of megabytes of activations every iteration.
+    Blocks above glibc's mmap threshold (at most 32 MB, and 128 KB until the first such free) go back
+    to the OS when freed, and the next step faults them in again page by page. Raising the trim and
+    mmap thresholds keeps those pages in the process: peak memory is unchanged, it is just not
+    returned early. docs/core.md ("Memory allocator") gives the measured gain.
+
+    Returns
+    -------
+    bool
+        True when the thresholds were set (Linux with glibc), False where there is nothing to tune.
     """
+    global MALLOC_TUNED
     import ctypes
-    import os
     import sys
 
-    if os.environ.get("FLOWLEARN_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # musl or another libc without mallopt: nothing to tune
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_trim_threshold, 1 << 30)) and bool(mallopt(m_mmap_threshold, 1 << 28))
+    MALLOC_TUNED = bool(mallopt(m_trim_threshold, 1 << 30)) and bool(mallopt(m_mmap_threshold, 1 << 28))
+    return MALLOC_TUNED
 
 
-MALLOC_TUNED = _keep_freed_memory_for_reuse()
+def _tune_malloc_if_asked():
+    import os
+
+    value = os.environ.get(MALLOC_ENV, "")
+    if value not in ("", "0", "1"):
+        raise ValueError(f"{MALLOC_ENV} must be 0 or 1; got {value!r}.")
+    if value == "1":
+        tune_malloc()
+
+
+_tune_malloc_if_asked()

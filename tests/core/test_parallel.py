@@ -387,3 +387,47 @@ def test_only_optimizers_that_say_so_update_in_slices(elementwise, threads):
     param.grad = numpy.ones((1024, 700), numpy.float32)
     ScaledByNorm(0.1).step([param])
     assert seen == ([(358400,), (358400,)] if elementwise else [(1024, 700)])
+
+
+# -- importing flowlearn changes no process-wide state ----------------------------------------------
+_SPY_ON_LIBC = """
+import ctypes, json, os, sys
+opened = []
+real = ctypes.CDLL
+def spy(name, *args, **kwargs):
+    opened.append(str(name))
+    return real(name, *args, **kwargs)
+ctypes.CDLL = spy
+import flowlearn
+from flowlearn.core import backend
+print(json.dumps({"libc": [n for n in opened if "libc.so" in n], "tuned": backend.MALLOC_TUNED,
+                  "threadpoolctl": "threadpoolctl" in sys.modules}))
+"""
+
+
+def _import_in_fresh_process(**env):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    environment = {key: value for key, value in os.environ.items() if key != "FLOWLEARN_TUNE_MALLOC"}
+    environment.update(env)
+    done = subprocess.run([sys.executable, "-c", _SPY_ON_LIBC], capture_output=True, text=True, env=environment,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_importing_flowlearn_leaves_malloc_and_blas_alone():
+    seen = _import_in_fresh_process()
+    assert seen == {"libc": [], "tuned": False, "threadpoolctl": False}
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="glibc's mallopt is Linux-only")
+def test_malloc_tuning_is_opt_in_through_the_environment():
+    seen = _import_in_fresh_process(FLOWLEARN_TUNE_MALLOC="1")
+    assert seen["libc"] == ["libc.so.6"]
+    assert seen["tuned"] is True  # False on a Linux without glibc: then this test has nothing to check
+    with pytest.raises(AssertionError, match="FLOWLEARN_TUNE_MALLOC must be 0 or 1; got 'yes'"):
+        _import_in_fresh_process(FLOWLEARN_TUNE_MALLOC="yes")
