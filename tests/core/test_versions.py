@@ -152,3 +152,20 @@ def test_tensor_made_from_a_tensor_shares_its_version_when_it_shares_its_data():
     copy = fl.tensor(w, dtype="float64")
     w.assign([3.0, 3.0])
     assert same._version == 1 and copy._version == 0
+
+
+@pytest.mark.parametrize("op", [
+    lambda w: w.relu(), lambda w: w.exp(), lambda w: w.sum(), lambda w: w.mean(), lambda w: w.reshape(3, 2),
+    lambda w: w.T, lambda w: w.astype("float64"), lambda w: fl.ops.tanh(w), lambda w: fl.ops.sigmoid(w),
+], ids=["relu", "exp", "sum", "mean", "reshape", "transpose", "cast", "tanh", "sigmoid"])
+def test_ops_that_save_only_their_output_or_shapes_allow_a_later_write(op):
+    # Their gradient is the one of the values the forward saw (as in PyTorch): nothing to refuse.
+    # (add after them saves nothing either; a mul would save a view of w and rightly refuse.)
+    start = numpy.linspace(-1.0, 1.0, 6).reshape(2, 3)
+    w = fl.tensor(start, requires_grad=True)
+    reference = fl.tensor(start, requires_grad=True)
+    loss = (op(w) + 1.5).sum()
+    w.assign(numpy.zeros((2, 3)))
+    loss.backward()
+    (op(reference) + 1.5).sum().backward()
+    numpy.testing.assert_allclose(w.grad, reference.grad, rtol=1e-6)

@@ -60,6 +60,7 @@ def _sigmoid(xp, x):
 
 class ReLU(Primitive):
     name = "relu"
+    saves_inputs = False  # backward reads no input values (see Primitive)
 
     @staticmethod
     def forward(xp, x):
@@ -128,6 +129,7 @@ class SELU(Primitive):
 
 class Sigmoid(Primitive):
     name = "sigmoid"
+    saves_inputs = False  # backward reads no input values (see Primitive)
 
     @staticmethod
     def forward(xp, x):
@@ -144,6 +146,7 @@ class Sigmoid(Primitive):
 
 class Tanh(Primitive):
     name = "tanh"
+    saves_inputs = False  # backward reads no input values (see Primitive)
 
     @staticmethod
     def forward(xp, x):
@@ -180,6 +183,7 @@ class Softplus(Primitive):
 
 class Softmax(Primitive):
     name = "softmax"
+    saves_inputs = False  # backward reads no input values (see Primitive)
 
     @staticmethod
     def forward(xp, x, axis):
@@ -198,6 +202,7 @@ class Softmax(Primitive):
 
 class LogSoftmax(Primitive):
     name = "log_softmax"
+    saves_inputs = False  # backward reads no input values (see Primitive)
 
     @staticmethod
     def forward(xp, x, axis):

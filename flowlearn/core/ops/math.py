@@ -12,6 +12,7 @@ from ._args import as_float
 
 class Exp(Primitive):
     name = "exp"
+    saves_inputs = False  # backward reads no input values (see Primitive)
 
     @staticmethod
     def forward(xp, x):
@@ -37,6 +38,7 @@ class Log(Primitive):
 
 class Sqrt(Primitive):
     name = "sqrt"
+    saves_inputs = False  # backward reads no input values (see Primitive)
 
     @staticmethod
     def forward(xp, x):

@@ -37,6 +37,7 @@ class Sum(Primitive):
 
     name = "sum"
     _method = "sum"
+    saves_inputs = False  # backward reads no input values (see Primitive)
 
     @classmethod
     def forward(cls, xp, x, axis, keepdims):

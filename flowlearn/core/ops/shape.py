@@ -19,6 +19,7 @@ from ._broadcast import reduce_to_shape
 # -- reshape and friends: backward is a reshape back to the input shape -----------------------------
 class Reshape(Primitive):
     name = "reshape"
+    saves_inputs = False  # backward reads no input values (see Primitive)
 
     @staticmethod
     def forward(xp, x, shape):
@@ -31,6 +32,7 @@ class Reshape(Primitive):
 
 class ExpandDims(Primitive):
     name = "expand_dims"
+    saves_inputs = False  # backward reads no input values (see Primitive)
 
     @staticmethod
     def forward(xp, x, axis):
@@ -41,6 +43,7 @@ class ExpandDims(Primitive):
 
 class Squeeze(Primitive):
     name = "squeeze"
+    saves_inputs = False  # backward reads no input values (see Primitive)
 
     @staticmethod
     def forward(xp, x, axis):
@@ -113,6 +116,7 @@ def squeeze(x, axis=None):
 
 class Transpose(Primitive):
     name = "transpose"
+    saves_inputs = False  # backward reads no input values (see Primitive)
 
     @staticmethod
     def forward(xp, x, axes):
@@ -288,6 +292,7 @@ def pad(x, pad_width, constant_values=0):
 
 class BroadcastTo(Primitive):
     name = "broadcast_to"
+    saves_inputs = False  # backward reads no input values (see Primitive)
 
     @staticmethod
     def forward(xp, x, *batch_source, shape):
@@ -319,6 +324,7 @@ def broadcast_to(x, shape):
 # -- dtype and device -------------------------------------------------------------------------------
 class Cast(Primitive):
     name = "cast"
+    saves_inputs = False  # backward reads no input values (see Primitive)
 
     @staticmethod
     def forward(xp, x, dtype):
