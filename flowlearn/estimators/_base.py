@@ -12,8 +12,11 @@ below describe the heads (targets, loss, held-out score, outputs). The rest is w
 * training runs in flowlearn's one training loop (:func:`flowlearn.layers.training.run_training`) with
   sample weights in the loss, early stopping (held-out score or training loss), warm start and
   one-epoch ``partial_fit``;
-* prediction runs in batches of one fixed size (the last one padded), so memory stays bounded for any
-  number of rows and a row's output is the same, bit for bit, whatever other rows share the call;
+* prediction runs the layers directly (no graph, inference mode) over chunks of at most
+  ``_prediction_rows()`` rows, never padded: memory stays bounded for any number of rows, one row costs
+  one row's work, and the early-stopping validation pass runs through the same code. A row's output
+  equals its output within any other batch to float rounding (BLAS may pick different kernels for
+  different numbers of rows), not bit for bit;
 * pickling stores numpy arrays and layer configs, so a model trained on the GPU loads without cupy.
 """
 import math
@@ -39,8 +42,10 @@ from ..layers.callbacks import EarlyStopping
 from ..layers.sequential import Sequential
 from ..layers.training import GradientStep, array_batches, forward_state, run_training
 
-# Multiply-adds in one prediction batch (~5 ms of float32 work on two cores); see _prediction_rows.
+# Multiply-adds in the largest prediction chunk (~5 ms of float32 work on two cores); see _prediction_rows.
 PREDICT_WORK = 2 ** 28
+# What prediction takes as it is; other dtypes go through validate_data, which converts them.
+_PREDICT_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
 HIDDEN_ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid", "softplus", "linear")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
@@ -376,16 +381,29 @@ class _BaseNetwork(BaseEstimator):
         return hasattr(self, "_model")
 
     def _validate_input(self, X):
-        """X for prediction, checked against the fit (feature count and names); float32/float64 kept as is."""
-        check_is_fitted(self)
+        """X for prediction, checked against the fit (feature count and names); float32/float64 kept as is.
+
+        A clean 2-D float ndarray of the fitted width, from an estimator fitted without feature names,
+        takes a short path (a one-row call spends microseconds here, not the ~40 of ``validate_data``);
+        anything else, and any X with NaN or inf, goes through ``validate_data`` for its checks and errors.
+        The finiteness check is one sum, as scikit-learn's: no temporary array the size of X.
+        """
+        if not hasattr(self, "_model"):
+            check_is_fitted(self)  # raises NotFittedError with scikit-learn's message
+        if (type(X) is numpy.ndarray and X.ndim == 2 and X.dtype in _PREDICT_DTYPES and X.shape[0] > 0
+                and X.shape[1] == self.n_features_in_ and not hasattr(self, "feature_names_in_")):
+            with numpy.errstate(over="ignore", invalid="ignore"):
+                total = X.sum()
+            if math.isfinite(total):  # NaN or inf make the sum so; an overflow only sends X the long way
+                return X
         return validate_data(self, X, reset=False, dtype=(numpy.float32, numpy.float64))
 
     def _prediction_rows(self):
-        """Rows per prediction batch: a power of two giving about ``PREDICT_WORK`` multiply-adds.
+        """The most rows in one prediction chunk: a power of two giving about ``PREDICT_WORK`` multiply-adds.
 
-        Large enough for BLAS to run at full speed, small enough to bound memory and the padding a lone
-        row pays; between 64 and ``_predict_batch_size``. A function of the network only, so every call
-        of one fitted estimator uses the same size.
+        Large enough for BLAS to run at full speed and to amortize the per-layer overhead, small enough
+        to bound memory for any number of rows; between 64 and ``_predict_batch_size``. Fewer rows go
+        through as they are: a chunk is never padded.
         """
         rows = PREDICT_WORK // max(self._model.count_params(), 1)
         return int(min(self._predict_batch_size, max(64, 2 ** int(math.log2(max(rows, 1))))))
@@ -394,26 +412,29 @@ class _BaseNetwork(BaseEstimator):
     def _forward(self, X, rows=None, start=0, stop=None):
         """Outputs of the layers ``start:stop`` for ``X`` (or ``X[rows]``) as a float64 array.
 
-        Rows go through the network in batches of exactly ``_prediction_rows()`` (the last one padded
-        with zeros), so the matrix products always have the same shapes and a row's output does not
-        depend on which other rows are in the call; memory is bounded for any number of rows, and only
-        one batch at a time is converted to the network's dtype.
+        Rows go through the network in chunks of at most ``_prediction_rows()``, each of its real size
+        (no padding), so memory is bounded for any number of rows and one row costs one row's work.
+        Only one chunk at a time is converted to the network's dtype. The matrix products see
+        different shapes for different numbers of rows, and BLAS may pick different kernels for them:
+        a row's output equals its output in any other batch to float rounding, not bit for bit.
+        Predictions, ``decision_function`` and the early-stopping validation score all run here.
         """
-        layers = self._model.layers[start:stop]
+        model = self._model
+        layers = model.layers[start:stop]
+        dtype, device = model.dtype, model.device
         n = X.shape[0] if rows is None else len(rows)
-        size = self._prediction_rows()
-        buffer = numpy.zeros((size,) + X.shape[1:], dtype=self._model.dtype)
+        size = n if n <= 64 else self._prediction_rows()  # few rows: one chunk, parameters left uncounted
         outputs = None
         with no_grad(), training_mode(False):
             for first in range(0, n, size):
                 last = min(first + size, n)
-                count = last - first
-                buffer[:count] = X[first:last] if rows is None else X[rows[first:last]]
-                buffer[count:] = 0
-                result = tensor(buffer, device=self._model.device)
+                chunk = X[first:last] if rows is None else X[rows[first:last]]
+                result = tensor(chunk.astype(dtype, copy=False), device=device)
                 for layer in layers:
                     result = layer(result)
-                values = backend.to_numpy(result.data[:count])
+                values = backend.to_numpy(result.data)
+                if last - first == n:  # one chunk: no output buffer to fill
+                    return values.astype(numpy.float64)
                 if outputs is None:
                     outputs = numpy.empty((n,) + values.shape[1:], dtype=numpy.float64)
                 outputs[first:last] = values
@@ -446,6 +467,9 @@ class _BaseNetwork(BaseEstimator):
         # A model trained on the GPU goes back there where there is one, and stays on the CPU elsewhere.
         if self.device == "gpu" and backend.gpu_available():
             model.to("gpu")
+        if outputs is None:  # no rows: the right shape, with nothing run
+            shape = model._output_shapes[len(model.layers) - 1 if stop is None else stop - 1]
+            return numpy.empty((0,) + tuple(shape[1:]), dtype=numpy.float64)
         self._model = model
         self._optimizer = optimizer
 
@@ -519,7 +543,16 @@ class _ClassifierNetwork(ClassifierMixin, _BaseNetwork):
     def _validation_score(self, X, targets, weights, rows):
         codes = self._predicted_codes(self._decision(X, rows))
         truth = targets[rows].ravel().astype(numpy.intp)
-        return accuracy_score(truth, codes, sample_weight=None if weights is None else weights[rows])
+        # accuracy_score's value without its input checks, which cost twice the forward pass
+        # they score on a small held-out set; zero total weight is left to it (and its error).
+        hits = codes == truth
+        if weights is None:
+            return float(hits.mean())
+        held_out = weights[rows]
+        total = float(held_out.sum(dtype=numpy.float64))
+        if total <= 0:
+            return accuracy_score(truth, codes, sample_weight=held_out)
+        return float(numpy.dot(hits, held_out.astype(numpy.float64)) / total)
 
     def _decision(self, X, rows=None):
         scores = self._forward(X, rows)
@@ -546,7 +579,12 @@ class _ClassifierNetwork(ClassifierMixin, _BaseNetwork):
         scores = self.decision_function(X)
         if scores.ndim == 1:
             return numpy.column_stack([special.expit(-scores), special.expit(scores)])
-        return special.softmax(scores, axis=1)
+        # scipy.special.softmax in plain numpy, in place: the same values without its array-API
+        # dispatch, which costs more than the arithmetic for a few rows.
+        scores -= scores.max(axis=1, keepdims=True)
+        numpy.exp(scores, out=scores)
+        scores /= scores.sum(axis=1, keepdims=True)
+        return scores
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):

@@ -369,16 +369,6 @@ def test_predict_works_in_bounded_memory():
     assert peak < X.nbytes / 4  # the float64 output and temporaries of its size: no copy of X
 
 
-def test_rows_predict_the_same_alone_or_in_any_batch(digits):
-    X, y = digits
-    model = small(DNNClassifier, random_state=0).fit(X, y)
-    together = model.predict_proba(X)
-    alone = numpy.vstack([model.predict_proba(row[None]) for row in X[:50]])
-    numpy.testing.assert_array_equal(alone, together[:50])  # bit for bit: batches are padded to one size
-    order = numpy.random.default_rng(0).permutation(len(X))
-    numpy.testing.assert_array_equal(model.predict_proba(X[order]), together[order])
-
-
 def test_gpu_fit_pickles_to_a_cpu_model(device, digits):
     if device == "cpu":
         pytest.skip("the CPU path is covered by every other test")

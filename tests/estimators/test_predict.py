@@ -1,0 +1,231 @@
+"""Prediction and the early-stopping validation pass: unpadded chunks, one forward for both, cheap input checks.
+
+No timings here (see benchmarks/predict_bench.py): these tests pin down what makes prediction fast -
+the network sees batches of the real number of rows - and that nothing was lost on the way.
+"""
+import warnings
+
+import numpy
+import pandas
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import accuracy_score
+
+from flowlearn.core import parallel
+from flowlearn.estimators import (
+    AutoEncoder, CNNClassifier, DNNClassifier, DNNRegressor, LinearClassifier, LinearRegressor,
+)
+from flowlearn.layers import Dense, Sequential
+
+ALL = [LinearRegressor, LinearClassifier, DNNClassifier, DNNRegressor, AutoEncoder, CNNClassifier]
+ids = [cls.__name__ for cls in ALL]
+# float32 rounding of a few layers (on logits of a few units, near zero too): what separates a row's
+# output alone from its output in a batch.
+ROUNDING = dict(rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return (X / 16.0)[:400], y[:400]
+
+
+def small(cls, **params):
+    sizes = {
+        DNNClassifier: dict(hidden_units=(32, 16)),
+        DNNRegressor: dict(hidden_units=(32, 16)),
+        AutoEncoder: dict(hidden_units=(32, 8)),
+        CNNClassifier: dict(conv_filters=(4,), dense_units=(16,)),
+    }.get(cls, {})
+    return cls(**{"epochs": 2, "n_iter_no_change": None, "batch_size": 64, "random_state": 0, **sizes, **params})
+
+
+def fitted(cls, X, y, **params):
+    model = small(cls, **params)
+    return model.fit(X) if cls is AutoEncoder else model.fit(X, y)
+
+
+def outputs(model, X):
+    """Every prediction method of ``model`` on X, by name."""
+    names = ["predict", "decision_function", "predict_proba", "predict_log_proba", "transform", "reconstruct",
+             "score_samples"]
+    return {name: getattr(model, name)(X) for name in names if hasattr(model, name)}
+
+
+def spy_batches(model):
+    """Record the number of rows each layer of the fitted ``model`` is called with."""
+    seen = []
+    for layer in model._model.layers:
+        original = layer.call
+
+        def call(inputs, *args, _original=original, _name=layer.name, **kwargs):
+            seen.append((_name, inputs.shape[0]))
+            return _original(inputs, *args, **kwargs)
+
+        layer.call = call
+    return seen
+
+
+# -- no padding ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", ALL, ids=ids)
+def test_every_layer_sees_the_real_number_of_rows(cls, digits):
+    X, y = digits
+    model = fitted(cls, X, y)
+    seen = spy_batches(model)
+    model.predict(X[:1])
+    assert seen and {rows for _, rows in seen} == {1}  # one row is one row's work, never a padded batch
+    seen.clear()
+    model.predict(X[:7])
+    assert {rows for _, rows in seen} == {7}
+
+
+def test_more_rows_than_a_chunk_go_in_unpadded_chunks(digits):
+    X, y = digits
+    model = fitted(DNNClassifier, X, y)
+    model._predict_batch_size = 64  # the smallest chunk the estimators use
+    seen = spy_batches(model)
+    model.predict(X[:150])
+    first_layer = [rows for name, rows in seen if name == model._model.layers[0].name]
+    assert first_layer == [64, 64, 22]
+
+
+# -- results ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", ALL, ids=ids)
+def test_a_row_predicts_alone_as_within_a_batch_to_float_rounding(cls, digits):
+    X, y = digits
+    model = fitted(cls, X, y)
+    together = outputs(model, X)
+    for index in (0, 1, 57, len(X) - 1):
+        alone = outputs(model, X[index:index + 1])
+        for name, values in together.items():
+            if values.dtype.kind != "f":  # labels (or +-1) could flip only at a tie, which these rows are not near
+                assert alone[name][0] == values[index], name
+            else:
+                numpy.testing.assert_allclose(alone[name][0], values[index], **ROUNDING, err_msg=name)
+    order = numpy.random.default_rng(0).permutation(len(X))
+    for name, values in outputs(model, X[order]).items():
+        numpy.testing.assert_allclose(values, together[name][order], **ROUNDING, err_msg=name)
+
+
+@pytest.mark.parametrize("cls", ALL, ids=ids)
+def test_chunked_prediction_equals_unchunked(cls, digits):
+    X, y = digits
+    model = fitted(cls, X, y)
+    whole = outputs(model, X)  # 400 rows: one chunk
+    model._predict_batch_size = 64
+    assert model._prediction_rows() == 64 and len(X) > 2 * 64
+    for name, values in outputs(model, X).items():
+        numpy.testing.assert_allclose(values, whole[name], **ROUNDING, err_msg=name)
+    rows = numpy.random.default_rng(1).permutation(len(X))[:150]  # the validation pass's gather of rows
+    numpy.testing.assert_allclose(model._forward(X, rows), model._forward(X[rows]), **ROUNDING)
+
+
+@pytest.mark.parametrize("cls", ALL, ids=ids)
+def test_predict_leaves_the_input_unchanged(cls, digits):
+    X, y = digits
+    model = fitted(cls, X, y)
+    for dtype in (numpy.float32, numpy.float64):
+        data = X[:100].astype(dtype)  # float32 goes through without a copy: no layer may write into it
+        before = data.copy()
+        outputs(model, data)
+        numpy.testing.assert_array_equal(data, before)
+
+
+# -- early stopping --------------------------------------------------------------------------------
+@pytest.mark.parametrize("weighted", [False, True])
+def test_early_stopping_validates_through_the_prediction_forward(digits, weighted):
+    X, y = digits
+    weights = numpy.random.default_rng(0).uniform(0.5, 2.0, len(X)).astype(numpy.float32) if weighted else None
+    model = small(DNNClassifier, early_stopping=True, validation_fraction=0.2, epochs=3)
+    calls = []
+    forward = type(model)._forward
+
+    def spy(X, rows=None, start=0, stop=None):
+        calls.append(rows)
+        return forward(model, X, rows, start, stop)
+
+    model._forward = spy
+    model.fit(X, y, sample_weight=weights)
+    assert len(calls) == 3 and all(rows is not None and len(rows) == 80 for rows in calls)
+    rows = calls[-1]
+    del model._forward
+    # The logged score is accuracy_score's on the held-out rows, and the network saw them unpadded.
+    expected = accuracy_score(y[rows], model.predict(X[rows]), sample_weight=None if weights is None else weights[rows])
+    assert model.validation_scores_[-1] == pytest.approx(expected, rel=1e-9)
+    seen = spy_batches(model)
+    model._validation_score(X.astype(numpy.float32), numpy.searchsorted(model.classes_, y), None, rows)
+    assert {count for _, count in seen} == {80}
+
+
+def test_validation_inside_fit_leaves_blas_held_until_fit_ends(digits, monkeypatch):
+    X, y = digits
+    released = []
+    release = parallel._blas.release
+    monkeypatch.setattr(parallel._blas, "release", lambda: released.append(1) or release())
+    small(DNNClassifier, early_stopping=True, epochs=3).fit(X, y)
+    assert len(released) == 1  # at the end of fit; not after each epoch's validation pass
+    small(DNNClassifier, epochs=1).fit(X, y).predict(X[:1])
+    assert len(released) == 3  # fit and predict each end a stretch of work
+
+
+# -- input checks ----------------------------------------------------------------------------------
+def test_the_short_input_path_keeps_scikit_learn_checks_and_errors(digits):
+    X, y = digits
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        DNNClassifier().predict(X)
+    model = fitted(DNNClassifier, X, y)
+    expected = model.predict_proba(X[:20])
+    for other in (X[:20].astype(numpy.float32), X[:20].astype(numpy.float16), numpy.asfortranarray(X[:20]),
+                  X[:20].tolist(), (X[:20] * 16).astype(numpy.int64) / 16):
+        numpy.testing.assert_allclose(model.predict_proba(other), expected, rtol=1e-3, atol=1e-6)
+    numpy.testing.assert_allclose(model.predict_proba(X[:40:2]), model.predict_proba(X[:40][::2].copy()), **ROUNDING)
+    for bad, message in ((numpy.inf, "Input X contains infinity"), (numpy.nan, "Input X contains NaN")):
+        row = X[:2].copy()
+        row[1, 5] = bad
+        with pytest.raises(ValueError, match=message):
+            model.predict(row)
+    with pytest.raises(ValueError, match="Found array with 0 sample"):
+        model.predict(X[:0])
+    with pytest.raises(ValueError, match="X has 63 features"):
+        model.predict(X[:1, 1:])
+    huge = numpy.full((2, X.shape[1]), 3e38, dtype=numpy.float32)  # finite, though its sum overflows
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the check itself warns of nothing
+        assert model._validate_input(huge) is huge
+
+
+def test_feature_names_are_still_checked(digits):
+    X, y = digits
+    frame = pandas.DataFrame(X, columns=[f"pixel_{i}" for i in range(X.shape[1])])
+    model = small(DNNClassifier).fit(frame, y)
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        model.predict(X[:1])
+    plain = small(DNNClassifier).fit(X, y)
+    with pytest.warns(UserWarning, match="X has feature names"):
+        plain.predict(frame.iloc[:1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict(frame.iloc[:1])
+
+
+# -- devices and Sequential ------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", ALL, ids=ids)
+def test_predict_on_each_device(cls, device, digits):
+    X, y = digits
+    model = fitted(cls, X, y, device=device)
+    model._predict_batch_size = 64
+    for name, values in outputs(model, X[:150]).items():
+        assert isinstance(values, numpy.ndarray) and len(values) == 150, name
+        numpy.testing.assert_allclose(outputs(model, X[:1])[name][0], values[0], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_sequential_predict_runs_unpadded_batches():
+    model = Sequential([Dense(3, input_shape=(4,))])
+    seen = []
+    original = model.layers[0].call
+    model.layers[0].call = lambda inputs, *a, **k: seen.append(inputs.shape[0]) or original(inputs, *a, **k)
+    x = numpy.random.default_rng(0).random((70, 4), dtype=numpy.float32)
+    together = model.predict(x, batch_size=32)
+    assert seen == [32, 32, 6]
+    numpy.testing.assert_allclose(model.predict(x[:1]), together[:1], **ROUNDING)
