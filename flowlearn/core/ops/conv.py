@@ -15,8 +15,8 @@ that sit between the GEMMs, and no BLAS worker has to be woken for each of the 2
 The window geometry (output size, TensorFlow's "same" padding, the strided view each offset reads)
 lives in :class:`_Windows`, which pooling uses too.
 """
+import collections
 import math
-import sys
 import threading
 
 import numpy
@@ -146,48 +146,85 @@ class _Windows:
                 and shape[1] == self.kh * self.out_h and shape[2] == self.kw * self.out_w)
 
 
-# -- scratch buffers -------------------------------------------------------------------------------
-class _Scratch(threading.local):
-    def __init__(self):
-        self.buffers = {}
+# -- patch buffers: checked out by a forward pass, given back with the node that keeps them ---------
+class _BufferPool:
+    """Uninitialised numpy buffers handed out as :class:`_Lease` objects and reused once given back.
 
-
-_scratch = _Scratch()
-_SCRATCH_MIN_BYTES = 1 << 20
-_SCRATCH_MAX_BYTES = 256 << 20  # per thread: what the cache may keep alive between calls
-
-
-def _unshared_refcount():
-    # getrefcount of an array held by one local name only, measured rather than assumed: interpreters
-    # differ in how many references a local and the call's argument add.
-    probe = numpy.empty(0)
-    return sys.getrefcount(probe)
-
-
-_UNSHARED = _unshared_refcount()
-
-
-def _scratch_buffer(xp, shape, dtype):
-    """An uninitialised array, recycled from an earlier call when nothing else still refers to it.
-
-    Fresh arrays above glibc's mmap threshold (32 MB) cost page faults on every training step:
-    a fresh 63 MB im2col matrix takes 7.9 ms to fill, a recycled one 3.1 ms. A cached array is handed out again only when its
-    reference count shows that the cache alone holds it: a graph that still keeps it (directly or
-    through a view, whose ``base`` refers to it) is never overwritten. The cache keeps the most
-    recently used shapes up to 256 MB per thread. numpy only; cupy's memory pool already recycles.
+    Fresh arrays above glibc's mmap threshold (32 MB at most) cost page faults on every training step:
+    a fresh 63 MB patch matrix took 7.9 ms to fill, a recycled one 3.1 ms. A buffer goes back to the
+    pool only when its lease is freed, so two live graphs never share one. One pool serves every
+    thread (a lease may be freed in another thread than the one that took it); it keeps the most
+    recently given back buffers, up to ``max_bytes`` in all. Buffers under ``min_bytes`` are plain
+    ``numpy.empty`` (malloc reuses those cheaply), and so is everything on cupy, whose memory pool
+    already recycles.
     """
-    nbytes = math.prod(shape) * numpy.dtype(dtype).itemsize
-    if xp is not numpy or not _SCRATCH_MIN_BYTES <= nbytes <= _SCRATCH_MAX_BYTES:
-        return xp.empty(shape, dtype=dtype)
-    buffers = _scratch.buffers
-    key = (shape, numpy.dtype(dtype))
-    buffer = buffers.pop(key, None)
-    if buffer is None or sys.getrefcount(buffer) > _UNSHARED:
-        buffer = numpy.empty(shape, dtype=dtype)
-    buffers[key] = buffer  # most recently used last
-    while sum(b.nbytes for b in buffers.values()) > _SCRATCH_MAX_BYTES:
-        del buffers[next(iter(buffers))]
-    return buffer
+
+    def __init__(self, min_bytes, max_bytes):
+        self.min_bytes, self.max_bytes = min_bytes, max_bytes
+        self._lock = threading.Lock()
+        self._free = []  # buffers ready to hand out, least recently given back first
+        # Given back by _Lease.__del__, which may run in any thread, even inside checkout (a garbage
+        # collection there): it only appends here, and checkout moves them to _free under the lock.
+        self._returned = collections.deque()
+
+    def checkout(self, xp, shape, dtype):
+        """A :class:`_Lease` on an uninitialised array of ``shape`` and ``dtype``."""
+        dtype = numpy.dtype(dtype)
+        nbytes = math.prod(shape) * dtype.itemsize
+        if xp is not numpy or not self.min_bytes <= nbytes <= self.max_bytes:
+            return _Lease(xp.empty(shape, dtype=dtype), None)
+        array = None
+        with self._lock:
+            while self._returned:
+                self._free.append(self._returned.popleft())
+            for index in range(len(self._free) - 1, -1, -1):
+                if self._free[index].shape == shape and self._free[index].dtype == dtype:
+                    array = self._free.pop(index)
+                    break
+            held = sum(buffer.nbytes for buffer in self._free)
+            while held > self.max_bytes:
+                held -= self._free.pop(0).nbytes
+        if array is None:
+            array = numpy.empty(shape, dtype=dtype)
+        return _Lease(array, self)
+
+    def give_back(self, array):
+        self._returned.append(array)
+
+    def free_buffers(self):
+        """The buffers ready to be handed out (a list, for tests and debugging)."""
+        with self._lock:
+            return list(self._free) + list(self._returned)
+
+    def clear(self):
+        """Drop every buffer not checked out."""
+        with self._lock:
+            self._free.clear()
+            self._returned.clear()
+
+
+class _Lease:
+    """One buffer of a :class:`_BufferPool`, checked out for as long as this object lives.
+
+    A convolution's forward pass puts the lease of its patch matrix in the node's saved tuple. The node
+    drops it when backward has used it (``Node.release``; kept with ``retain_graph=True``) or when the
+    node itself is freed, and at once when nothing is recorded (under ``no_grad``): CPython frees an
+    object when its last reference goes, and the buffer is back in the pool for the next forward pass.
+    Only the lease may keep the buffer: views of ``lease.array`` live no longer than the call that
+    made them.
+    """
+
+    __slots__ = ("array", "_pool")
+
+    def __init__(self, array, pool):
+        self.array, self._pool = array, pool
+
+    def __del__(self):
+        if self._pool is not None:
+            self._pool.give_back(self.array)
+
+
+_patch_pool = _BufferPool(min_bytes=1 << 20, max_bytes=256 << 20)
 
 
 # -- the three products of a convolution, each split over slices of the batch ----------------------
@@ -203,7 +240,7 @@ def _split_batch(xp, batch, work, per_image, minimum, uses_blas=False):
 
 
 def _patch_buffer(xp, batch, channels, win, dtype):
-    """An uninitialised (recycled) buffer for the patch matrix of ``batch`` images.
+    """A :class:`_Lease` on an uninitialised (recycled) buffer for the patch matrix of ``batch`` images.
 
     Rows are in NHW order and columns in (kh, kw, C) order. Single-channel inputs are laid out
     transposed, (kh, kw, N, out_h, out_w), so that the copy streams whole image rows rather than
@@ -213,7 +250,7 @@ def _patch_buffer(xp, batch, channels, win, dtype):
         shape = (win.kh, win.kw, batch, win.out_h, win.out_w)
     else:
         shape = (batch, win.out_h, win.out_w, win.kh, win.kw, channels)
-    return _scratch_buffer(xp, shape, dtype)
+    return _patch_pool.checkout(xp, shape, dtype)
 
 
 def _images(buffer, channels, start, stop):
@@ -252,8 +289,8 @@ def _pointwise(win):
 def _convolve(xp, x, kernel, win, bias=None, relu=False):
     """The patch matrix of ``x`` and, unless ``kernel`` is None, the convolution ``patches @ kernel``.
 
-    Returns ``(output or None, patches)``: output NHWC, patches the 2-D matrix the kernel gradient
-    reads. Each slice of the batch builds its own rows of the patch matrix and multiplies them; with
+    Returns ``(output or None, patches)``: output NHWC, patches the :class:`_Patches` the kernel
+    gradient reads (whose buffer goes back to the pool when it is freed). Each slice of the batch builds its own rows of the patch matrix and multiplies them; with
     a ``bias`` or ``relu`` to apply, it multiplies in chunks of rows small enough to be finished
     while still in its core's cache.
     """
@@ -277,13 +314,14 @@ def _convolve(xp, x, kernel, win, bias=None, relu=False):
 
     kernel_matrix = None if kernel is None else kernel.reshape(-1, kernel.shape[3])
     if pointwise:  # a 1x1 kernel at stride 1 reads each pixel once: x is its own patch matrix
-        patches = win.pad(xp, x).reshape(-1, c)
-        output = None if kernel is None else gemm(xp, patches, kernel_matrix, split=True)
+        patches = _Patches(win.pad(xp, x).reshape(-1, c))
+        output = None if kernel is None else gemm(xp, patches.matrix, kernel_matrix, split=True)
         if finishing:
             finish(output)
     else:
-        buffer = _patch_buffer(xp, n, c, win, x.dtype)
-        patches = _patch_matrix(buffer, c, win)
+        lease = _patch_buffer(xp, n, c, win, x.dtype)
+        buffer = lease.array
+        patches = _Patches(lease, c, win)
         output = None if kernel is None else xp.empty((n * rows, kernel.shape[3]), dtype=x.dtype)
 
         def work(start, stop):
@@ -302,6 +340,27 @@ def _convolve(xp, x, kernel, win, bias=None, relu=False):
     if output is not None:
         output = output.reshape(n, win.out_h, win.out_w, kernel.shape[3])
     return output, patches
+
+
+class _Patches:
+    """The patch matrix a convolution's kernel gradient reads: ``x`` itself for a pointwise kernel, or
+    a pooled buffer held through its :class:`_Lease` (never through a view, which would outlive it)."""
+
+    __slots__ = ("_array", "_lease", "_channels", "_win")
+
+    def __init__(self, source, channels=None, win=None):
+        if isinstance(source, _Lease):
+            self._array, self._lease = None, source
+        else:
+            self._array, self._lease = source, None
+        self._channels, self._win = channels, win
+
+    @property
+    def matrix(self):
+        """The 2-D (rows, kh*kw*C) matrix, a view valid while this object lives."""
+        if self._lease is None:
+            return self._array
+        return _patch_matrix(self._lease.array, self._channels, self._win)
 
 
 def _relu_grad(xp, grad, output):
@@ -345,7 +404,7 @@ def _input_grad(xp, grad, kernel, x_shape, win):
 def _kernel_grad(xp, patches, grad, kernel_shape):
     """d(conv)/d(kernel) = patches^T @ output gradient, in the kernel's HWIO shape."""
     grad2d = xp.ascontiguousarray(grad).reshape(-1, grad.shape[3])
-    return gemm(xp, patches.T, grad2d, split=True).reshape(kernel_shape)
+    return gemm(xp, patches.matrix.T, grad2d, split=True).reshape(kernel_shape)
 
 
 # -- primitives ------------------------------------------------------------------------------------
@@ -354,8 +413,8 @@ class Conv2D(Primitive):
 
     Keeps the patch matrix for the kernel gradient rather than the input: rebuilding it in
     backward would cost a second im2col copy (3 ms of the 100x14x14x32 -> 64 layer's ~45 ms),
-    and its buffer is recycled between steps (see :func:`_scratch_buffer`), so holding it until
-    backward costs memory (kh*kw times the input) but no time. With the ReLU fused it also keeps
+    and its buffer goes back to a pool when the node drops it (see :class:`_Lease`), so holding it
+    until backward costs memory (kh*kw times the input) but no time. With the ReLU fused it also keeps
     the output, whose sign is the ReLU's gradient mask.
     """
 
