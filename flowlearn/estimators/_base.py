@@ -38,9 +38,9 @@ from ..core import backend, floatx, losses, no_grad, optimizers, training_mode
 from ..core.parallel import hands_blas_back
 from ..core.tensor import tensor
 from ..layers import Activation, BatchNormalization, Dense, Dropout, deserialize, regularizers, serialize
-from ..layers.callbacks import EarlyStopping
 from ..layers.sequential import Sequential
 from ..layers.training import GradientStep, array_batches, forward_state, run_training
+from ._stopping import NoImprovementStopper, user_stacklevel
 
 # Multiply-adds in the largest prediction chunk (~5 ms of float32 work on two cores); see _prediction_rows.
 PREDICT_WORK = 2 ** 28
@@ -65,6 +65,30 @@ def check_unit_tuple(owner, name, value, allow_empty=True):
         what = "a sequence of positive integers" + ("" if allow_empty else " (at least one)")
         raise ValueError(f"The '{name}' parameter of {owner} must be {what}. Got {value!r} instead.")
     return tuple(int(v) for v in items)
+
+
+def column_moments(X, weights=None, chunk=4096):
+    """(mean, standard deviation) of each column of X under the row ``weights``, as float64.
+
+    A chunk of rows at a time, so no temporary of X's size is made; a zero deviation (a constant
+    column) is reported as 1, so dividing by it is always safe.
+    """
+    total = float(X.shape[0]) if weights is None else float(numpy.sum(weights, dtype=numpy.float64))
+    total = total if total > 0 else 1.0
+    sums = numpy.zeros(X.shape[1])
+    for first in range(0, X.shape[0], chunk):
+        block = X[first:first + chunk].astype(numpy.float64)
+        sums += block.sum(axis=0) if weights is None else weights[first:first + chunk] @ block
+    mean = sums / total
+    squares = numpy.zeros(X.shape[1])
+    for first in range(0, X.shape[0], chunk):
+        block = (X[first:first + chunk] - mean) ** 2
+        squares += block.sum(axis=0) if weights is None else weights[first:first + chunk] @ block
+    spread = numpy.sqrt(squares / total)
+    # A constant column's computed spread is rounding noise (its mean is not exact), not 0: treat any
+    # spread within the rounding bound of the mean as none, or dividing by it would blow the column up.
+    constant = spread <= 8 * numpy.finfo(numpy.float64).eps * max(X.shape[0], 1) * numpy.abs(mean)
+    return mean, numpy.where(constant | (spread == 0), 1.0, spread)
 
 
 def store_parameters(estimator, arguments):
@@ -197,6 +221,8 @@ class _BaseNetwork(BaseEstimator):
         "device": [StrOptions({"cpu", "gpu"})],
     }
 
+    # Times a plateau divides the learning rate by 5 before the stopping rule ends training.
+    _plateau_decays = 0
     # The step size of an optimizer given by name when learning_rate is None (see fill_doc).
     _default_learning_rate = 0.001
     # The most rows in a prediction batch (see _prediction_rows).
@@ -224,6 +250,9 @@ class _BaseNetwork(BaseEstimator):
     def _check_parameters(self):
         """Checks of parameter values that ``_parameter_constraints`` cannot express (sequences)."""
 
+    def _fit_input_statistics(self, X, weights):
+        """Remember what the first fit needs to know of X (e.g. its scale), before the network is built."""
+
     def _after_fit(self, X, weights):
         """Fitted attributes computed from the trained network (e.g. an outlier threshold)."""
 
@@ -249,6 +278,7 @@ class _BaseNetwork(BaseEstimator):
         targets, n_outputs = self._prepare_targets(y, weights, first_call, classes)
         weights = self._combine_weights(y, weights, partial)
         if first_call:
+            self._fit_input_statistics(X, weights)
             self._initialize(X.shape[1], n_outputs)
         elif n_outputs != self._n_outputs:
             raise ValueError(
@@ -267,25 +297,27 @@ class _BaseNetwork(BaseEstimator):
         batch_size = min(200 if self.batch_size == "auto" else self.batch_size, n_train)
         stopper = None
         if self.n_iter_no_change is not None and not partial:
-            stopper = EarlyStopping(
+            stopper = NoImprovementStopper(
                 monitor="val_score" if self.early_stopping else "loss", mode="max" if self.early_stopping else "min",
-                min_delta=self.tol, patience=self.n_iter_no_change, restore_best_weights=self.early_stopping,
+                tol=self.tol, n_iter_no_change=self.n_iter_no_change, keep_best=self.early_stopping,
+                optimizer=self._optimizer, decays=self._plateau_decays,
             )
         epochs = 1 if partial else self.epochs
         history = self._run_epochs(X, targets, weights, train_rows, batch_size, epochs,
                                    [] if stopper is None else [stopper], validate)
-        ran_out = stopper is not None and stopper.stopped_epoch == 0
-        if ran_out and stopper.best_weights is not None:
-            self._model.set_weights(stopper.best_weights)  # no stop, yet the best epoch is what to keep
+        if stopper is not None and stopper.best_weights is not None:
+            self._model.set_weights(stopper.best_weights)  # the held-out score's best epoch, as scikit-learn
         self._record(history)
         self._after_fit(X, weights)
-        if ran_out and len(history.epoch) == epochs:
+        trained = len(history.epoch)
+        if stopper is not None and stopper.stopped_epoch is None and trained == epochs and stopper.could_stop(trained):
             watched = "validation score" if self.early_stopping else "training loss"
             warnings.warn(
-                f"{type(self).__name__}: trained all epochs={epochs} before the {watched} settled (it improved by "
-                f"more than tol={self.tol} within the last n_iter_no_change={self.n_iter_no_change} epochs). Raise "
-                "`epochs` (or `learning_rate`) to train to convergence.",
+                f"{type(self).__name__}: trained all epochs={epochs} before the {watched} settled (an epoch "
+                f"within the last n_iter_no_change={self.n_iter_no_change} beat the best by more than "
+                f"tol={self.tol}). Raise `epochs` (or `learning_rate`) to train to convergence.",
                 ConvergenceWarning,
+                stacklevel=user_stacklevel(),
             )
         return self
 

@@ -13,7 +13,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from ..layers import Dense
-from ._base import HIDDEN_ACTIVATIONS, _BaseNetwork, check_unit_tuple, dense_layers, fill_doc, store_parameters
+from ._base import (HIDDEN_ACTIVATIONS, _BaseNetwork, check_unit_tuple, column_moments, dense_layers, fill_doc,
+                    store_parameters)
 
 # Rows whose reconstruction error is computed at once (bounded memory for any X).
 _ERROR_CHUNK = 16384
@@ -115,8 +116,17 @@ class AutoEncoder(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixi
         self._n_features_out = units[-1]
         return encoder + decoder
 
+    def _fit_input_statistics(self, X, weights):
+        # Errors are measured in units of X's mean variance, so that ``tol`` means the same share of
+        # the data's spread whatever its scale (1e-4 of the variance), as the regressors' standardized
+        # targets do; the minimiser is unchanged.
+        self._error_scale = 1.0 / float(numpy.mean(column_moments(X, weights)[1] ** 2))
+
+    def _batch_loss(self, outputs, targets, weights):
+        return super()._batch_loss(outputs, targets, weights) * self._error_scale
+
     def _validation_score(self, X, targets, weights, rows):
-        errors = self._errors(X, rows)
+        errors = self._errors(X, rows) * self._error_scale
         return -float(numpy.average(errors, weights=None if weights is None else weights[rows]))
 
     def _after_fit(self, X, weights):

@@ -4,29 +4,58 @@ One Dense layer: least squares for regression (several targets at once if y has 
 regression for two classes and softmax (multinomial) regression for more. These are the taxi-fare and
 logistic-regression models of the worked examples, with scikit-learn's interface.
 """
-from ..layers import Dense
-from ._base import _ClassifierNetwork, _RegressorNetwork, fill_doc, store_parameters
+import numpy
+
+from ..layers import BatchNormalization, Dense
+from ._base import _ClassifierNetwork, _RegressorNetwork, column_moments, fill_doc, store_parameters
+
+# Added to the stored variance by the standardizing layer: negligible, yet it must be positive.
+_EPSILON = 1e-12
 
 
 class _LinearMixin:
     """The network of both linear models, their parameters, and their scikit-learn-style ``coef_`` / ``intercept_``."""
 
     _default_learning_rate = 0.02
+    # A plateau at 0.02 on collinear features (diabetes) is ~1% of R^2 short of least squares; two cuts of
+    # the step by 5 get within 0.7% in a few dozen more epochs.
+    _plateau_decays = 2
 
     def __init__(self, *, optimizer="adam", learning_rate=None, batch_size="auto", epochs=200, l2=0.0,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False,
                  random_state=None, verbose=0, device="cpu"):
         store_parameters(self, locals())
 
+    # Gradient descent on raw features converges at the pace of the worst-scaled one (a column in the
+    # thousands next to one in hundredths never settles at any single step size). So the network first
+    # standardizes X with the (weighted) mean and deviation of the first fit, a frozen batch
+    # normalization that only ever uses those statistics, and the Dense layer learns coefficients of
+    # standardized features; coef_ and intercept_ fold the scaling back into X's units.
+    def _fit_input_statistics(self, X, weights):
+        self._x_mean, self._x_scale = column_moments(X, weights)
+
     def _build_layers(self, n_features, n_outputs):
-        return [Dense(n_outputs, kernel_regularizer=self._kernel_regularizer(), name="linear")]
+        return [
+            BatchNormalization(center=False, scale=False, epsilon=_EPSILON, trainable=False, name="standardize"),
+            # Zeros, as tf.estimator's and scikit-learn's linear models start: the solution for standardized
+            # features is a few units from the origin at most, nearer than a random start.
+            Dense(n_outputs, kernel_initializer="zeros", kernel_regularizer=self._kernel_regularizer(), name="linear"),
+        ]
+
+    def _initialize(self, n_features, n_outputs):
+        super()._initialize(n_features, n_outputs)
+        # coef_ folds with the layer's own sqrt(variance + epsilon), so it matches the network exactly.
+        self._model.layers[0].set_weights([self._x_mean, self._x_scale ** 2])
 
     def _coefficients(self):
-        """(coefficients, intercepts) of the fitted Dense layer as float64, one row per output."""
+        """(coefficients, intercepts) in the units of X as float64, one row per output."""
         if not hasattr(self, "_model"):
             raise AttributeError("coef_ and intercept_ exist once the model is fitted: call fit first.")
-        kernel, bias = self._model.layers[0].get_weights()
-        return kernel.T.astype("float64"), bias.astype("float64")
+        standardize, linear = self._model.layers
+        mean, variance = (w.astype(numpy.float64) for w in standardize.get_weights())
+        kernel, bias = (w.astype(numpy.float64) for w in linear.get_weights())
+        kernel = kernel / numpy.sqrt(variance + _EPSILON)[:, None]
+        return kernel.T, bias - mean @ kernel
 
 
 @fill_doc(epochs=200)

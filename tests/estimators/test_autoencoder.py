@@ -21,7 +21,9 @@ def manifold():
 @pytest.fixture(scope="module")
 def fitted(manifold):
     X, _ = manifold
-    return AutoEncoder(hidden_units=(32, 3), output_activation=None, random_state=0).fit(X)
+    # All 200 epochs: with tol=1e-4 the stopping rule ends at epoch 89, where Tukey's fence still flags
+    # 5.7% of the inliers (2.1% after 200 epochs).
+    return AutoEncoder(hidden_units=(32, 3), output_activation=None, n_iter_no_change=None, random_state=0).fit(X)
 
 
 def test_flags_planted_outliers(manifold, fitted):
