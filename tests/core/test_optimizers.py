@@ -477,3 +477,17 @@ def test_load_state_dict_restores_hyperparameters():
     target.load_state_dict(source.state_dict(), [w])
     assert target.get_config() == source.get_config()
     assert target.iterations == 1
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop", "adagrad"])
+def test_step_bumps_the_version_of_each_updated_parameter_once(name):
+    # The version is what backward checks: a graph recorded before the step must see the update.
+    updated = fl.tensor([1.0, 2.0], requires_grad=True)
+    skipped = fl.tensor([3.0], requires_grad=True)
+    updated.grad = numpy.array([0.5, -0.5], dtype=numpy.float32)
+    opt = optimizers.get(name, learning_rate=0.1)
+    opt.step([updated, skipped])
+    assert (updated._version, skipped._version) == (1, 0)
+    updated.grad = numpy.array([0.5, -0.5], dtype=numpy.float32)
+    opt.step([updated, skipped])
+    assert (updated._version, skipped._version) == (2, 0)

@@ -14,12 +14,12 @@ def _dense_loss(w, x):
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop", "adagrad"])
-def test_optimizer_step_between_forward_and_backward_raises_naming_the_tensor(name):
+def test_optimizer_step_between_forward_and_backward_raises_naming_the_tensor(name, device):
     rng = numpy.random.default_rng(0)
-    w = fl.tensor(rng.standard_normal((3, 2)), requires_grad=True, name="dense/kernel")
-    x = fl.tensor(rng.standard_normal((4, 3)))
+    w = fl.tensor(rng.standard_normal((3, 2)), requires_grad=True, name="dense/kernel", device=device)
+    x = fl.tensor(rng.standard_normal((4, 3)), device=device)
     loss = _dense_loss(w, x)
-    w.grad = numpy.ones((3, 2), dtype=numpy.float32)
+    w.grad = fl.tensor(numpy.ones((3, 2)), device=device).data
     optimizers.get(name, learning_rate=0.1).step([w])
     w.grad = None
     with pytest.raises(RuntimeError, match=MODIFIED) as info:
