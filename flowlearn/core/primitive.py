@@ -105,9 +105,9 @@ def apply(primitive, inputs, **attrs):
         if True not in needs:
             needs = None
     result = Tensor._from_array(output, needs is not None)
-    if output.base is not None:
-        # A view of an input (reshape, transpose, basic indexing) shares its version counter, so
-        # that a write to the input is seen by nodes that saved the view, and the other way round.
+    if output.base is not None or output is first:
+        # A view of an input (reshape, transpose, basic indexing), or the input itself, shares its
+        # version counter, so that a write to either is seen by the nodes that saved the other.
         for t in inputs:
             if _is_view_of(output, t.data):
                 result._counter = t._counter

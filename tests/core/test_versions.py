@@ -169,3 +169,14 @@ def test_ops_that_save_only_their_output_or_shapes_allow_a_later_write(op):
     loss.backward()
     (op(reference) + 1.5).sum().backward()
     numpy.testing.assert_allclose(w.grad, reference.grad, rtol=1e-6)
+
+
+def test_an_op_returning_its_input_array_shares_the_version():
+    from flowlearn.core.ops.shape import to_device
+
+    w = fl.tensor([1.0, 2.0], requires_grad=True)
+    same = to_device(w, "cpu")  # no copy on the same device: one array, so one version
+    loss = (same * same).sum()
+    w.assign([0.0, 0.0])
+    with pytest.raises(RuntimeError, match=MODIFIED):
+        loss.backward()
