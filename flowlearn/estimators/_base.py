@@ -21,6 +21,7 @@ below describe the heads (targets, loss, held-out score, outputs). The rest is w
 """
 import math
 import numbers
+import re
 import warnings
 
 import numpy
@@ -39,7 +40,7 @@ from ..core.parallel import hands_blas_back
 from ..core.tensor import tensor
 from ..layers import Activation, BatchNormalization, Dense, Dropout, deserialize, regularizers, serialize
 from ..layers.sequential import Sequential
-from ..layers.training import GradientStep, array_batches, forward_state, run_training
+from ..layers.training import GradientStep, NonFiniteLossError, array_batches, forward_state, run_training
 from ._stopping import NoImprovementStopper, user_stacklevel
 
 # Multiply-adds in the largest prediction chunk (~5 ms of float32 work on two cores); see _prediction_rows.
@@ -360,6 +361,8 @@ class _BaseNetwork(BaseEstimator):
         """(train rows, validation rows): a seeded split of row indices, stratified for classifiers."""
         seed = int(self._split_rng.integers(numpy.iinfo(numpy.int32).max))
         stratify = y if isinstance(self, ClassifierMixin) else None
+        if stratify is not None:
+            self._check_stratified_split(n_samples, y)
         train, validation = train_test_split(
             numpy.arange(n_samples), test_size=self.validation_fraction, random_state=seed, stratify=stratify
         )
@@ -370,6 +373,25 @@ class _BaseNetwork(BaseEstimator):
                 "dataset, or set early_stopping=False."
             )
         return numpy.sort(train), numpy.sort(validation)
+
+    def _check_stratified_split(self, n_samples, y):
+        """The conditions of a stratified hold-out, as an error naming early_stopping and validation_fraction."""
+        name = type(self).__name__
+        labels, counts = numpy.unique(y, return_counts=True)
+        held_out = math.ceil(self.validation_fraction * n_samples)
+        advice = "Set early_stopping=False, or provide more rows of the rare classes."
+        if counts.min() < 2:
+            rare = labels[counts < 2].tolist()
+            raise ValueError(
+                f"{name}: early_stopping=True holds out a validation set with rows of every class, which needs at "
+                f"least 2 rows per class; class(es) {rare} have 1. {advice}"
+            )
+        if held_out < len(labels) or n_samples - held_out < len(labels):
+            raise ValueError(
+                f"{name}: early_stopping=True holds out validation_fraction={self.validation_fraction} of the "
+                f"{n_samples} rows ({held_out}), and both parts need a row of each of the {len(labels)} classes. "
+                f"Raise `validation_fraction` (or lower it, if the training part is the one short). {advice}"
+            )
 
     def _run_epochs(self, X, targets, weights, train_rows, batch_size, epochs, callbacks, validate):
         model, device = self._model, self.device
@@ -396,8 +418,19 @@ class _BaseNetwork(BaseEstimator):
             return array_batches((X, targets, weights), batch_size, shuffle=True, rng=self._batch_rng,
                                  indices=train_rows)
 
-        return run_training(step, batches, epochs=epochs, steps=-(-n_train // batch_size), callbacks=callbacks,
-                            validate=validate, model=model, verbose=int(self.verbose))
+        try:
+            return run_training(step, batches, epochs=epochs, steps=-(-n_train // batch_size), callbacks=callbacks,
+                                validate=validate, model=model, verbose=int(self.verbose))
+        except NonFiniteLossError as error:
+            # The loop's advice (terminate_on_nan=False) is for Sequential.fit; say what an estimator can change.
+            where = re.search(r"became (\S+) at epoch (\d+), batch (\d+)", str(error))
+            what = (f"the training loss became {where[1]} at epoch {where[2]}, batch {where[3]}" if where
+                    else "the training loss became NaN or infinite")
+            raise NonFiniteLossError(
+                f"{type(self).__name__}: {what}; training stopped and the estimator keeps the weights from before "
+                f"that batch. Lower `learning_rate` (the optimizer steps at {self._optimizer.learning_rate!r}), "
+                "scale the features (e.g. with StandardScaler), or check X and y for NaN, inf or extreme values."
+            ) from None
 
     def _record(self, history):
         logs = history.history
@@ -561,8 +594,33 @@ class _ClassifierNetwork(ClassifierMixin, _BaseNetwork):
                 "class_weight='balanced' is not supported by partial_fit: the class frequencies of the whole "
                 "data are unknown. Pass class_weight as a dict {label: weight}."
             )
-        extra = compute_sample_weight(class_weight, y).astype(floatx())
+        if class_weight == "balanced":
+            extra = compute_sample_weight(class_weight, y).astype(floatx())
+        else:
+            extra = self._class_weight_rows(class_weight, y)
         return extra if weights is None else weights * extra
+
+    def _class_weight_rows(self, class_weight, y):
+        """The weight of each row from a ``{label: weight}`` dict (classes left out weigh 1), checked
+        against ``classes_`` so that a typo names the argument rather than failing inside scikit-learn."""
+        name = type(self).__name__
+        unknown = [label for label in class_weight if not numpy.isin(label, self.classes_).item()]
+        if unknown:
+            raise ValueError(
+                f"{name}: received an invalid value for `class_weight`, expected labels among classes_ "
+                f"{self.classes_.tolist()} as its keys; {unknown} are not classes of y. "
+                f"Received: class_weight={class_weight!r}"
+            )
+        bad = {label: value for label, value in class_weight.items()
+               if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0
+               or not math.isfinite(value)}
+        if bad:
+            raise ValueError(
+                f"{name}: received an invalid value for `class_weight`, expected finite weights >= 0; got {bad}. "
+                f"Received: class_weight={class_weight!r}"
+            )
+        per_class = numpy.array([float(class_weight.get(label, 1.0)) for label in self.classes_.tolist()])
+        return per_class[numpy.searchsorted(self.classes_, y)].astype(floatx())
 
     def _batch_loss(self, outputs, targets, weights):
         if len(self.classes_) == 2:

@@ -393,3 +393,50 @@ def test_gpu_fit_pickles_to_a_cpu_model(device, digits):
     assert b"cupy" not in state
     buffer.seek(0)
     numpy.testing.assert_array_equal(joblib.load(buffer).predict_proba(X), gpu.predict_proba(X))
+
+
+# -- messages name flowlearn's arguments -----------------------------------------------------------
+@pytest.mark.parametrize("class_weight, words", [
+    ({5: 2.0}, "expected labels among classes_ [0, 1, 2] as its keys; [5] are not classes of y"),
+    ({1: -1.0}, "expected finite weights >= 0; got {1: -1.0}"),
+    ({1: float("nan")}, "expected finite weights >= 0"),
+])
+def test_a_bad_class_weight_names_the_argument(class_weight, words, digits):
+    X, y = digits
+    with pytest.raises(ValueError) as info:
+        small(DNNClassifier, class_weight=class_weight).fit(X, y % 3)
+    assert "`class_weight`" in str(info.value) and words in str(info.value)
+    assert f"Received: class_weight={class_weight!r}" in str(info.value)
+
+
+def test_a_class_weight_dict_works_on_a_partial_fit_batch_missing_classes(digits):
+    X, y = digits
+    y = y % 3
+    model = small(DNNClassifier, class_weight={1: 2.0}).partial_fit(X, y, classes=[0, 1, 2])
+    only_zeros = y == 0
+    model.partial_fit(X[only_zeros], y[only_zeros])  # scikit-learn's helper refused a dict naming absent classes
+    assert model.n_iter_ == 2
+
+
+@pytest.mark.parametrize("make_y, words", [
+    (lambda n: numpy.r_[numpy.zeros(n - 1), 1], "needs at least 2 rows per class; class(es) [1.0] have 1"),
+    (lambda n: numpy.arange(n) % 20, "validation_fraction=0.1 of the 40 rows (4), and both parts need a row of each"),
+])
+def test_early_stopping_on_a_tiny_class_names_the_argument(make_y, words, digits):
+    X, _ = digits
+    y = make_y(40)
+    with pytest.raises(ValueError) as info:
+        small(DNNClassifier, early_stopping=True).fit(X[:40], y)
+    assert "early_stopping=True" in str(info.value) and words in str(info.value)
+
+
+def test_divergence_advice_names_what_an_estimator_accepts(digits):
+    from flowlearn.layers.training import NonFiniteLossError
+
+    X, y = digits
+    with pytest.raises(NonFiniteLossError) as info, numpy.errstate(all="ignore"):
+        small(DNNRegressor, optimizer="sgd", learning_rate=1e6).fit(X * 1e10, y)
+    message = str(info.value)
+    assert "terminate_on_nan" not in message  # the estimators have no such argument
+    assert message.startswith("DNNRegressor: the training loss became")
+    assert "Lower `learning_rate` (the optimizer steps at 1000000.0)" in message
