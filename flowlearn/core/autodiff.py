@@ -67,9 +67,11 @@ def _modified_error(node):
 
 def _owned(array, handed):
     """``array``, or a copy when it may be read-only, a view of another array, or held elsewhere."""
-    if array.base is not None or id(array) in handed or not getattr(array.flags, "writeable", True):
+    key = id(array)
+    if array.base is not None or key in handed or not getattr(array.flags, "writeable", True):
         array = array.copy()
-    handed[id(array)] = array
+        key = id(array)
+    handed[key] = array
     return array
 
 
