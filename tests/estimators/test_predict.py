@@ -169,6 +169,20 @@ def test_validation_inside_fit_leaves_blas_held_until_fit_ends(digits, monkeypat
     assert len(released) == 3  # fit and predict each end a stretch of work
 
 
+def test_a_lone_row_runs_on_one_blas_thread(digits, monkeypatch):
+    if not parallel._blas._lookup():
+        pytest.skip("threadpoolctl finds no BLAS whose threads it can set")
+    X, y = digits
+    model = fitted(CNNClassifier, X, y)
+    monkeypatch.setattr(parallel._blas, "last_threaded", float("-inf"))  # no mid-sized product ran lately
+    held = []
+    layer = model._model.layers[1]  # the convolution: one image cannot split over a batch
+    original = layer.call
+    layer.call = lambda inputs, *a, **k: held.append(parallel._blas.holding) or original(inputs, *a, **k)
+    model.predict(X[:1])
+    assert held == [True] and not parallel._blas.holding  # held through the call, handed back at its end
+
+
 # -- input checks ----------------------------------------------------------------------------------
 def test_the_short_input_path_keeps_scikit_learn_checks_and_errors(digits):
     X, y = digits
