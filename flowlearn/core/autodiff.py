@@ -100,18 +100,22 @@ def backward(root, grad=None, retain_graph=False):
     if root._node is None:
         root._accumulate(_owned(grad, handed))
         return
+    order = _topological_order(root)
+    # Every version first: a stale graph raises before any leaf's .grad changes or any node is freed.
+    for tensor in order:
+        node = tensor._node
+        versions = node.versions
+        if versions is not None:
+            for parent, version in zip(node.inputs, versions):
+                if parent._counter[0] != version:
+                    raise _modified_error(node)
     pending = {id(root): grad}
-    for tensor in reversed(_topological_order(root)):
+    for tensor in reversed(order):
         out_grad = pending.pop(id(tensor), None)
         node = tensor._node
         if out_grad is not None:
             if backend._cupy is not None:  # a graph may cross devices through to_device
                 xp = backend.array_module(out_grad)
-            versions = node.versions
-            if versions is not None:
-                for parent, version in zip(node.inputs, versions):
-                    if parent._counter[0] != version:
-                        raise _modified_error(node)
             in_grads = node.primitive.backward(xp, out_grad, node.saved, node.needs, **node.attrs)
             for index, (parent, need, in_grad) in enumerate(zip(node.inputs, node.needs, in_grads)):
                 if not need or in_grad is None:

@@ -180,3 +180,16 @@ def test_an_op_returning_its_input_array_shares_the_version():
     w.assign([0.0, 0.0])
     with pytest.raises(RuntimeError, match=MODIFIED):
         loss.backward()
+
+
+def test_a_stale_graph_raises_before_any_gradient_is_written():
+    a = fl.tensor([1.0, 2.0], requires_grad=True)
+    w = fl.tensor([3.0, 4.0], requires_grad=True)
+    loss = (a * 2).sum() + (w * w).sum()
+    w.assign([0.0, 0.0])
+    with pytest.raises(RuntimeError, match=MODIFIED):
+        loss.backward()
+    assert a.grad is None and w.grad is None
+    w.assign([3.0, 4.0])  # nothing was freed either: the same error, not "a second time"
+    with pytest.raises(RuntimeError, match=MODIFIED):
+        loss.backward()
