@@ -149,10 +149,12 @@ def test_quick_demo_prints_accuracy_and_time():
     assert "Epoch 1/1" in result.stderr and "40/40" in result.stderr  # tqdm's progress bar
 
 
-@pytest.mark.slow  # the full demo: about 40 s on a quiet 2-core machine
-def test_full_demo_reaches_097(capsys):
+@pytest.mark.slow  # the full demo: about 35 s on a quiet 2-core machine, 2-4 minutes on a busy one
+def test_full_demo_reaches_0975(capsys):
+    # The worked examples' CNN and its claim (0.975; 0.982 for each of seeds 0-3, 0.9815 for this run), asserted
+    # here once for both the demo and tests/layers/test_mnist_end_to_end.py.
     assert cli.main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "on 8,000 MNIST digits, 4 epochs" in out
     accuracy, _ = summary(out)
-    assert accuracy >= 0.97, out
+    assert accuracy >= 0.975, out
