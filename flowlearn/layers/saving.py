@@ -9,13 +9,24 @@ Layout of a ``.flmodel`` file (a zip archive, entries stored uncompressed)::
     optimizer/00000.npy ...  the optimizer's slot arrays (e.g. Adam's moments)
 
 Loading is safe on files from anywhere: JSON is parsed as data, arrays are read with
-``allow_pickle=False`` and must be numeric, and layer classes are looked up by name among
-flowlearn's registered layers (plus the ``custom_objects`` the caller passes); an unknown name is a
-ValueError, and nothing named in the file is imported or evaluated.
+``allow_pickle=False`` and must be numeric, each array's declared size is checked against its entry
+before anything is read, and layer classes are looked up by name among flowlearn's registered layers
+(plus the ``custom_objects`` the caller passes); nothing named in the file is imported or evaluated.
+Every entry carries the zip format's CRC-32, checked as it is read, so a damaged file is refused
+rather than loaded with altered weights. Whatever is wrong with the file (not a zip, truncated, a
+flipped byte, a broken config.json, an unknown layer), loading raises one ValueError that names the
+file and the problem; only a file that cannot be opened at all raises the operating system's error.
+
+Saving writes ``.<name>.<pid>.<random>.tmp`` beside the target and renames it over the target. A
+writer killed mid-save leaves its temporary behind; the next save to the same target deletes those
+whose process no longer exists, and leaves those of live writers alone.
 """
 import json
+import math
 import os
+import re
 import tempfile
+import threading
 import warnings
 import zipfile
 
@@ -74,11 +85,55 @@ def _umask():
     return mask
 
 
+# Temporaries this process is writing now: another thread may be saving the same target.
+_ACTIVE = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
+def _process_exists(pid):
+    """Whether a process ``pid`` exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process (or no way to tell): keep its file
+    return True
+
+
+def _remove_stale_temporaries(folder, base):
+    """Delete ``.<base>.<pid>.*.tmp`` files in ``folder`` left by writers that died mid-save.
+
+    A file is stale when its pid is no longer a process, or is this process but no thread of it is
+    writing that file. A live writer's file (another pid that still exists) is left alone: the cost
+    of a reused pid is only that an orphan waits for a later save.
+    """
+    pattern = re.compile(r"\." + re.escape(base) + r"\.(\d+)\.[^/\\]*\.tmp\Z")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    with _ACTIVE_LOCK:
+        active = set(_ACTIVE)
+    for name in names:
+        match = pattern.match(name)
+        if match is None:
+            continue
+        pid, full = int(match[1]), os.path.join(folder, name)
+        stale = full not in active if pid == os.getpid() else not _process_exists(pid)
+        if stale:
+            try:
+                os.unlink(full)
+            except OSError:
+                pass  # another saver removed it first
+
+
 def save_model(model, path):
     """Write ``model`` (architecture, weights, compile settings, optimizer state) to the file ``path``.
 
     The file is written atomically: into a temporary file in the same folder, flushed and synced to
-    disk, then renamed over ``path``, so a crash never leaves a half-written model behind.
+    disk, then renamed over ``path``, so a crash never leaves a half-written model behind. Temporaries
+    of earlier saves that were killed are removed (see the module docstring).
 
     >>> model.save("mnist.flmodel")  # doctest: +SKIP
     >>> restored = flowlearn.load_model("mnist.flmodel")  # doctest: +SKIP
@@ -87,8 +142,11 @@ def save_model(model, path):
     if os.path.isdir(path):
         raise ValueError(f"save: expected a file path; {path!r} is a directory.")
     config, entries = _model_config(model)
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    folder, base = os.path.split(os.path.abspath(path))
+    _remove_stale_temporaries(folder, base)
+    handle, temporary = tempfile.mkstemp(prefix=f".{base}.{os.getpid()}.", suffix=".tmp", dir=folder)
+    with _ACTIVE_LOCK:
+        _ACTIVE.add(temporary)
     try:
         with os.fdopen(handle, "wb") as stream:
             with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED) as archive:
@@ -106,19 +164,42 @@ def save_model(model, path):
         except OSError:
             pass
         raise
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE.discard(temporary)
 
 
 def _read_array(archive, name, path):
+    if not isinstance(name, str):
+        raise ValueError(f"load_model: {path!r} is damaged: its config names an array entry {name!r}.")
     try:
-        with archive.open(name) as entry:
-            array = numpy.lib.format.read_array(entry, allow_pickle=False)
+        info = archive.getinfo(name)
     except KeyError:
         raise ValueError(f"load_model: {path!r} is damaged: its config lists {name!r}, which the file lacks.") from None
-    except ValueError as error:
-        raise ValueError(f"load_model: {path!r}: cannot read {name!r} as a numeric array ({error}).") from None
-    if array.dtype.kind not in "biuf":
-        raise ValueError(f"load_model: {path!r}: {name!r} holds dtype {array.dtype}; expected numbers.")
-    return array
+    with archive.open(info) as entry:
+        try:
+            version = numpy.lib.format.read_magic(entry)
+            read_header = (numpy.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else numpy.lib.format.read_array_header_2_0)
+            shape, fortran_order, dtype = read_header(entry)
+        except ValueError as error:
+            raise ValueError(f"load_model: {path!r}: cannot read {name!r} as a numeric array ({error}).") from None
+        if dtype.kind not in "biuf" or dtype.hasobject:
+            raise ValueError(
+                f"load_model: {path!r}: cannot read {name!r} as a numeric array (it holds dtype {dtype}; "
+                "expected numbers)."
+            )
+        # The declared size must be what the entry holds, before any memory is set aside for it.
+        declared, present = math.prod(shape) * dtype.itemsize, info.file_size - entry.tell()
+        if declared != present:
+            raise ValueError(
+                f"load_model: {path!r} is damaged: {name!r} declares {shape} {dtype} ({declared} bytes) but holds "
+                f"{present} bytes."
+            )
+        # Reading to the entry's end makes zipfile check its CRC-32.
+        data = entry.read(present + 1)
+    array = numpy.frombuffer(data, dtype=dtype, count=math.prod(shape))
+    return array.reshape(shape, order="F" if fortran_order else "C").copy()
 
 
 def _read_config(archive, path):
@@ -148,6 +229,22 @@ def _compile(model, config, archive, path):
     optimizer.load_state_dict({"config": state, "slots": slots}, model.trainable_weights)
 
 
+def _load(path, compile, custom_objects):
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"load_model: {path!r} is not a flowlearn model file (not a zip archive: {error}).") from None
+    with archive:
+        config = _read_config(archive, path)
+        model = deserialize(config["model"], custom_objects)
+        arrays = [_read_array(archive, item["file"], path) for item in config["weights"]]
+        if arrays or model.weights:
+            model.set_weights(arrays)
+        if compile and config.get("compile") is not None:
+            _compile(model, config, archive, path)
+    return model
+
+
 def load_model(path, compile=True, custom_objects=None):  # noqa: A002 (Keras's argument name)
     """The model saved at ``path`` by :func:`save_model` / ``model.save``, ready to predict or train on.
 
@@ -162,16 +259,18 @@ def load_model(path, compile=True, custom_objects=None):  # noqa: A002 (Keras's 
     >>> model = flowlearn.load_model("mnist.flmodel")  # doctest: +SKIP
     """
     path = os.fspath(path)
+    with open(path, "rb"):
+        pass  # a missing or unreadable file is the operating system's error (FileNotFoundError, ...)
     try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        raise ValueError(f"load_model: {path!r} is not a flowlearn model file (not a zip archive).") from None
-    with archive:
-        config = _read_config(archive, path)
-        model = deserialize(config["model"], custom_objects)
-        arrays = [_read_array(archive, item["file"], path) for item in config["weights"]]
-        if arrays or model.weights:
-            model.set_weights(arrays)
-        if compile and config.get("compile") is not None:
-            _compile(model, config, archive, path)
-    return model
+        return _load(path, compile, custom_objects)
+    except ValueError as error:
+        if str(error).startswith("load_model: "):
+            raise
+        problem = error
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, TypeError, AttributeError, IndexError,
+            EOFError, OverflowError, MemoryError, NotImplementedError, OSError, RuntimeError) as error:
+        # A damaged file fails wherever the damage is read: a CRC check, a config of the wrong shape,
+        # weights that do not fit the layers. Each becomes the same kind of error, naming the file.
+        problem = error
+    detail = f"{type(problem).__name__}: {problem}" if str(problem) else type(problem).__name__
+    raise ValueError(f"load_model: {path!r} is damaged or not a valid flowlearn model file ({detail}).") from problem
