@@ -151,7 +151,7 @@ def test_quick_demo_prints_accuracy_and_time():
 
 @pytest.mark.slow  # the full demo: about 35 s on a quiet 2-core machine, 2-4 minutes on a busy one
 def test_full_demo_reaches_0975(capsys):
-    # The worked examples' CNN and its claim (0.975; 0.982 for each of seeds 0-3, 0.9815 for this run), asserted
+    # The worked examples' CNN and its claim (0.975; about 0.98 for seeds 0-3, 0.9815 for seed 0), asserted
     # here once for both the demo and tests/layers/test_mnist_end_to_end.py.
     assert cli.main(["demo"]) == 0
     out = capsys.readouterr().out
