@@ -24,6 +24,8 @@ COMMANDS = {}
 
 @dataclass(frozen=True)
 class Command:
+    """A sub-command: its name, one-line help, ``add_arguments(parser)`` and ``run(args)`` (returns the status)."""
+
     name: str
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
