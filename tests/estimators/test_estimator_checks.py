@@ -1,10 +1,15 @@
 """scikit-learn's own estimator checks, on every estimator in its default configuration.
 
-One check is expected to fail, for a reason of arithmetic rather than design:
+Three checks are expected to fail, for a reason of arithmetic rather than design:
 ``check_sample_weight_equivalence_on_dense_data`` compares a fit with integer sample weights to a fit
 on the rows repeated that many times at rtol=1e-7, which is below float32 resolution (eps = 1.2e-7)
 while the estimators train in float32 by default. The two fits differ only in the order of float32
 sums (1e-7 relative); the tests at the bottom run the same check in float64, where it passes.
+``check_methods_subset_invariance`` and ``check_methods_sample_order_invariance`` compare predictions
+of rows alone, or in another order, with the same rows in one batch at rtol=1e-7: prediction runs
+the rows given, unpadded, and BLAS computes a row with a kernel that depends on the batch size and
+on the row's place in it, so float32 outputs agree to float32 rounding only (test_predict.py checks
+that, and runs both checks in float64, where they pass).
 """
 import numpy
 import pytest
@@ -26,11 +31,20 @@ FLOAT32_SUMS = (
 )
 
 
+BATCH_ROUNDING = (
+    "predicts in float32 with BLAS kernels that depend on the batch size and a row's place in it, so a row "
+    "alone or moved agrees with the batch to ~1e-7 relative, while the check asks rtol=1e-7 (it passes in "
+    "float64, see test_predict.py::test_batch_invariance_checks_in_float64)"
+)
+
+
 def expected_failures(estimator):
     reason = FLOAT32_SUMS
     if isinstance(estimator, CNNClassifier):
         reason += "; and dropout=0.5 draws masks per row, so repeated rows get masks of their own"
-    return {"check_sample_weight_equivalence_on_dense_data": reason}
+    return {"check_sample_weight_equivalence_on_dense_data": reason,
+            "check_methods_subset_invariance": BATCH_ROUNDING,
+            "check_methods_sample_order_invariance": BATCH_ROUNDING}
 
 
 
