@@ -140,9 +140,10 @@ COMMON_PARAMETERS = """\
     validation_fraction : float, default=0.1
         Share of the rows held out when ``early_stopping`` is True.
     n_iter_no_change : int or None, default=10
-        Epochs without improvement before training stops; None trains for all ``epochs``.
+        Training stops once more than this many epochs in a row fail to beat the best value so far
+        by ``tol`` (scikit-learn's MLP rule); None trains for all ``epochs``.
     tol : float, default=1e-4
-        Smallest change of the watched quantity that counts as an improvement.
+        The margin by which an epoch must beat the best value to count as an improvement.
     warm_start : bool, default=False
         Keep the trained network and optimizer state between calls to ``fit`` and train further.
     random_state : int, RandomState instance or None, default=None
@@ -161,7 +162,8 @@ COMMON_ATTRIBUTES = """\
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of features seen during fit, when X was a DataFrame with string column names.
     loss_curve_ : list of float
-        Mean training loss of each epoch (the penalty included; regression on standardized targets).
+        Mean training loss of each epoch (the penalty included; regression on standardized targets,
+        the AutoEncoder's in units of X's mean variance).
     validation_scores_ : list of float or None
         Held-out score of each epoch when ``early_stopping`` is True, else None.
     n_iter_ : int

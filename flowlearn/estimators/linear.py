@@ -62,9 +62,10 @@ class _LinearMixin:
 class LinearRegressor(_LinearMixin, _RegressorNetwork):
     """Least-squares linear regression trained by mini-batch gradient descent (tf.estimator's LinearRegressor).
 
-    Minimises the mean squared error of ``X @ coef_.T + intercept_`` (plus the optional L2 penalty). The
-    targets are standardized internally, so the default learning rate suits any target scale. y may
-    have several columns (one model per column, trained together).
+    Minimises the mean squared error of ``X @ coef_.T + intercept_`` (plus the optional L2 penalty, on
+    the coefficients of standardized features). Features and targets are standardized internally (with
+    the statistics of the first fit; ``coef_`` and ``intercept_`` are folded back into their units), so
+    the defaults suit unscaled data. y may have several columns (one model per column, trained together).
 
     Parameters
     ----------
@@ -114,7 +115,8 @@ class LinearClassifier(_LinearMixin, _ClassifierNetwork):
     """Logistic regression (two classes) or multinomial softmax regression (more), trained by gradient descent.
 
     tf.estimator's LinearClassifier with scikit-learn's interface: labels of any type (strings,
-    non-contiguous integers), ``predict_proba`` with one column per class of ``classes_``.
+    non-contiguous integers), ``predict_proba`` with one column per class of ``classes_``. Features are
+    standardized internally (``coef_`` and ``intercept_`` are in their raw units), so no scaler is needed.
 
     Parameters
     ----------

@@ -133,3 +133,36 @@ def test_the_warning_points_at_the_callers_line():
     assert len(found) == 2
     assert all(w.filename == __file__ for w in found), [(w.filename, w.lineno) for w in found]
     assert "trained all epochs=3" in str(found[0].message)
+
+
+def test_decays_cut_the_step_on_each_plateau_then_stop_and_restore_it():
+    from flowlearn.core import optimizers
+
+    optimizer = optimizers.Adam(learning_rate=0.02)
+    model = FakeModel()
+    stopper = NoImprovementStopper("loss", "min", 1e-4, 3, optimizer=optimizer, decays=2)
+    stopper.set_model(model)
+    stopper.on_train_begin()
+    rates = []
+    for epoch in range(100):
+        stopper.on_epoch_end(epoch, {"loss": 1.0})  # a flat curve: every epoch after the first is a plateau
+        rates.append(optimizer.learning_rate)
+        if model.stop_training:
+            break
+    # Epoch 0 sets the best; then each run of 4 epochs without improvement (more than n_iter_no_change=3)
+    # ends a plateau: two cuts by 5, then the stop.
+    assert rates[3] == 0.02 and rates[4] == pytest.approx(0.004) and rates[8] == pytest.approx(0.0008)
+    assert stopper.stopped_epoch == 12
+    stopper.on_train_end()
+    assert optimizer.learning_rate == 0.02
+
+
+def test_linear_models_use_the_decays_and_keep_their_rate_for_warm_starts():
+    from flowlearn.estimators import LinearRegressor
+
+    rng = numpy.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = X @ [1.0, -1.0, 0.5] + rng.normal(size=300)
+    model = LinearRegressor(random_state=0).fit(X, y)
+    assert model.n_iter_ < model.epochs
+    assert model._optimizer.learning_rate == 0.02
