@@ -716,7 +716,22 @@ class _RegressorNetwork(RegressorMixin, _BaseNetwork):
         return targets, columns.shape[1]
 
     def _validation_score(self, X, targets, weights, rows):
-        return r2_score(targets[rows], self._forward(X, rows), sample_weight=None if weights is None else weights[rows])
+        # r2_score's value (averaged over outputs; a constant column scores 1 if hit exactly, else 0)
+        # without its input checks, which cost more than the forward pass on a small held-out set;
+        # zero total weight is left to it (and its error).
+        predicted, truth = self._forward(X, rows), targets[rows].astype(numpy.float64)
+        held_out = None if weights is None else weights[rows].astype(numpy.float64)
+        if held_out is not None and not held_out.sum() > 0:
+            return r2_score(truth, predicted, sample_weight=held_out)
+        residual = (truth - predicted) ** 2
+        spread = (truth - numpy.average(truth, axis=0, weights=held_out)) ** 2
+        if held_out is not None:
+            residual *= held_out[:, None]
+            spread *= held_out[:, None]
+        error, total = residual.sum(axis=0), spread.sum(axis=0)
+        varied = total > 0
+        scores = numpy.where(varied, 1.0 - error / numpy.where(varied, total, 1.0), numpy.where(error > 0, 0.0, 1.0))
+        return float(scores.mean())
 
     def predict(self, X):
         """Predicted targets: shape (n_samples,) when fitted on a 1-D y, else (n_samples, n_outputs)."""

@@ -10,7 +10,7 @@ import pandas
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
-from sklearn.metrics import accuracy_score
+from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils.estimator_checks import check_methods_sample_order_invariance, check_methods_subset_invariance
 
 import flowlearn as fl
@@ -175,6 +175,22 @@ def test_early_stopping_validates_through_the_prediction_forward(digits, weighte
     seen = spy_batches(model)
     model._validation_score(X.astype(numpy.float32), numpy.searchsorted(model.classes_, y), None, rows)
     assert {count for _, count in seen} == {80}
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("hit", [True, False], ids=["constant-column-hit", "constant-column-missed"])
+def test_the_regressors_validation_score_is_r2_score(weighted, hit):
+    rng = numpy.random.default_rng(0)
+    targets = rng.random((50, 3)).astype(numpy.float32)
+    targets[:, 2] = 0.5  # a constant column: r2 is 1 where it is predicted exactly, else 0
+    weights = rng.uniform(0.5, 2.0, 50).astype(numpy.float32) if weighted else None
+    rows = numpy.sort(rng.permutation(50)[:20])
+    predicted = targets[rows] + rng.normal(0, 0.2, (20, 3))
+    predicted[:, 2] = 0.5 if hit else 0.4
+    model = DNNRegressor()
+    model._forward = lambda X, rows: predicted.copy()
+    expected = r2_score(targets[rows], predicted, sample_weight=None if weights is None else weights[rows])
+    assert model._validation_score(None, targets, weights, rows) == pytest.approx(expected, rel=1e-9)
 
 
 def test_validation_inside_fit_leaves_blas_held_until_fit_ends(digits, monkeypatch):
