@@ -15,6 +15,7 @@ from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 
+from flowlearn.core import backend
 from flowlearn.estimators import (
     AutoEncoder, CNNClassifier, DNNClassifier, DNNRegressor, LinearClassifier, LinearRegressor,
 )
@@ -379,9 +380,9 @@ def test_predict_works_in_bounded_memory():
     assert peak < X.nbytes / 4  # the float64 output and temporaries of its size: no copy of X
 
 
-def test_gpu_fit_pickles_to_a_cpu_model(device, digits):
-    if device == "cpu":
-        pytest.skip("the CPU path is covered by every other test")
+@pytest.mark.gpu
+@pytest.mark.skipif(not backend.gpu_available(), reason="no GPU: cupy is not installed or sees no CUDA device")
+def test_gpu_fit_pickles_to_a_cpu_model(digits):
     X, y = digits
     gpu = small(DNNClassifier, random_state=0, device="gpu").fit(X, y)
     cpu = small(DNNClassifier, random_state=0).fit(X, y)
