@@ -490,7 +490,7 @@ class _BaseNetwork(BaseEstimator):
         layers = model.layers[start:stop]
         dtype, device = model.dtype, model.device
         n = X.shape[0] if rows is None else len(rows)
-        size = n if n <= 64 else self._prediction_rows()  # few rows: one chunk, parameters left uncounted
+        size = max(n, 1) if n <= 64 else self._prediction_rows()  # few rows: one chunk, no parameter count
         if n == 1:
             # A lone row makes matrix-vector products (and one image's convolutions, which cannot split
             # over a batch): too little work for BLAS's threads, and waking them made a one-image CNN

@@ -140,6 +140,14 @@ def test_chunked_prediction_equals_unchunked(cls, digits):
     numpy.testing.assert_allclose(model._forward(X, rows), model._forward(X[rows]), **ROUNDING)
 
 
+def test_no_rows_give_an_empty_output_of_the_right_shape(digits):
+    X, y = digits
+    model = fitted(AutoEncoder, X, y)  # its forward runs whole, or as encoder and decoder apart
+    assert model._forward(X[:0]).shape == (0, X.shape[1])
+    assert model._forward(X[:0], stop=model._n_encoder_layers).shape == (0, 8)
+    assert model._forward(X, numpy.array([], dtype=numpy.intp)).shape == (0, X.shape[1])
+
+
 @pytest.mark.parametrize("cls", ALL, ids=ids)
 def test_predict_leaves_the_input_unchanged(cls, digits):
     X, y = digits
