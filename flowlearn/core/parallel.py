@@ -15,7 +15,9 @@ handed back when a fit, evaluate or predict call ends (see :class:`_BlasThreads`
 every split). Inside a fit, evaluate or predict call, a product too small to need BLAS's threads
 takes the same hold (:func:`hold_blas_for_small_product`): on a host where another process keeps a
 core busy, waking BLAS's workers for each of thousands of tiny products made a small network's fit
-several times slower than on one thread. The number of threads is :func:`get_num_threads` (all the cores this process may
+several times slower than on one thread.
+
+The number of threads is :func:`get_num_threads` (all the cores this process may
 use, or ``FLOWLEARN_NUM_THREADS``), never more than BLAS's own thread count, so
 ``threadpoolctl.threadpool_limits(1)`` keeps flowlearn on one thread too. Work is never split
 inside work that is already split, and never in slices smaller than the caller's ``grain``.
@@ -120,7 +122,7 @@ class _BlasThreads:
         self._running = 0  # splits running now
         self._saved = None  # the thread counts to hand back; None while BLAS is not held
         self.last_split = 0.0
-        self.last_threaded = float("-inf")  # when a product last ran on BLAS's own threads
+        self.last_threaded = float("-inf")  # when a product that wants BLAS's threads last came
         self._libraries = None  # None: not looked up yet; (): no controllable BLAS found
 
     @property

@@ -17,6 +17,7 @@ lives in :class:`_Windows`, which pooling uses too.
 """
 import collections
 import math
+import os
 import threading
 
 import numpy
@@ -227,6 +228,15 @@ class _Lease:
 _patch_pool = _BufferPool(min_bytes=1 << 20, max_bytes=256 << 20)
 
 
+def _after_fork_in_child():
+    # A lock held by a parent thread at the fork would never be released in the child.
+    _patch_pool._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 # -- the three products of a convolution, each split over slices of the batch ----------------------
 def _split_batch(xp, batch, work, per_image, minimum, uses_blas=False):
     """``work(start, stop)`` over slices of the batch: threads on numpy, one call on cupy.
@@ -290,9 +300,10 @@ def _convolve(xp, x, kernel, win, bias=None, relu=False):
     """The patch matrix of ``x`` and, unless ``kernel`` is None, the convolution ``patches @ kernel``.
 
     Returns ``(output or None, patches)``: output NHWC, patches the :class:`_Patches` the kernel
-    gradient reads (whose buffer goes back to the pool when it is freed). Each slice of the batch builds its own rows of the patch matrix and multiplies them; with
-    a ``bias`` or ``relu`` to apply, it multiplies in chunks of rows small enough to be finished
-    while still in its core's cache.
+    gradient reads (whose buffer goes back to the pool when it is freed). Each slice of the batch
+    builds its own rows of the patch matrix and multiplies them; with a ``bias`` or ``relu`` to
+    apply, it multiplies in chunks of rows small enough to be finished while still in its core's
+    cache.
     """
     n, c = x.shape[0], x.shape[3]
     rows = win.out_h * win.out_w
