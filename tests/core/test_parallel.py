@@ -400,6 +400,8 @@ def spy(name, *args, **kwargs):
 ctypes.CDLL = spy
 import flowlearn
 from flowlearn.core import backend
+if os.environ.get("CALL_TUNE_MALLOC"):
+    assert flowlearn.backend.tune_malloc() is backend.MALLOC_TUNED
 print(json.dumps({"libc": [n for n in opened if "libc.so" in n], "tuned": backend.MALLOC_TUNED,
                   "threadpoolctl": "threadpoolctl" in sys.modules}))
 """
@@ -431,3 +433,10 @@ def test_malloc_tuning_is_opt_in_through_the_environment():
     assert seen["tuned"] is True  # False on a Linux without glibc: then this test has nothing to check
     with pytest.raises(AssertionError, match="FLOWLEARN_TUNE_MALLOC must be 0 or 1; got 'yes'"):
         _import_in_fresh_process(FLOWLEARN_TUNE_MALLOC="yes")
+    assert _import_in_fresh_process(FLOWLEARN_TUNE_MALLOC="0")["libc"] == []
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="glibc's mallopt is Linux-only")
+def test_malloc_tuning_is_opt_in_through_a_call():
+    seen = _import_in_fresh_process(CALL_TUNE_MALLOC="1")
+    assert seen["libc"] == ["libc.so.6"] and seen["tuned"] is True
