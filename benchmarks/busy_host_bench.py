@@ -16,9 +16,9 @@ interleave every cell, so a change in the host's state hits both sides of each r
 medians over rounds and, per cell, the spread of the rounds.
 
 Run: ``python benchmarks/busy_host_bench.py [--rounds 3] [--only digits-dnn,mnist-cnn] [--compare DIR]``
-(about three minutes with the defaults on 2 cores). ``--compare DIR`` runs the flowlearn workloads a third
-time with the ``flowlearn`` package found in DIR first on the path (a copy of an older version), so a change
-can be measured A/B in the same rounds.
+(about three minutes with the defaults on 2 cores). ``--compare DIR`` runs the flowlearn workloads again
+(two more columns) with the ``flowlearn`` package found in DIR first on the path (a copy of an older
+version), so a change can be measured A/B in the same rounds.
 """
 import argparse
 import json
@@ -131,6 +131,16 @@ class _BusyProcess:
         self.process.wait()
 
 
+class _Quiet:
+    """No competing process."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
 def _columns(compare):
     columns = [("default", None), ("1 thread", None)]
     if compare:
@@ -175,14 +185,6 @@ def main():
                          f"{_ratio(cells['default'], cells['compare default']):>11}")
             print(line)
     print(json.dumps({" | ".join(key): value for key, value in times.items()}))
-
-
-class _Quiet:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
 
 
 def _cell(values):
