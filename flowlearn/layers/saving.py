@@ -22,19 +22,15 @@ writer killed mid-save leaves its temporary behind; the next save to the same ta
 whose process no longer exists, and leaves those of live writers alone.
 """
 import json
-import math
 import os
-import re
-import tempfile
-import threading
 import warnings
 import zipfile
-
-import numpy
 
 from ..core import backend
 from ..core import losses as losses_module
 from ..core import optimizers as optimizers_module
+from ..core._archive import read_array, write_archive
+from ..core._atomic import atomic_write, remove_stale_temporaries
 from .serialization import deserialize, serialize
 
 __all__ = ["save_model", "load_model"]
@@ -79,55 +75,6 @@ def _model_config(model):
     return config, entries
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# Temporaries this process is writing now: another thread may be saving the same target.
-_ACTIVE = set()
-_ACTIVE_LOCK = threading.Lock()
-
-
-def _process_exists(pid):
-    """Whether a process ``pid`` exists (signal 0 checks without sending anything)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # someone else's process (or no way to tell): keep its file
-    return True
-
-
-def _remove_stale_temporaries(folder, base):
-    """Delete ``.<base>.<pid>.*.tmp`` files in ``folder`` left by writers that died mid-save.
-
-    A file is stale when its pid is no longer a process, or is this process but no thread of it is
-    writing that file. A live writer's file (another pid that still exists) is left alone: the cost
-    of a reused pid is only that an orphan waits for a later save.
-    """
-    pattern = re.compile(r"\." + re.escape(base) + r"\.(\d+)\.[^/\\]*\.tmp\Z")
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return
-    with _ACTIVE_LOCK:
-        active = set(_ACTIVE)
-    for name in names:
-        match = pattern.match(name)
-        if match is None:
-            continue
-        pid, full = int(match[1]), os.path.join(folder, name)
-        stale = full not in active if pid == os.getpid() else not _process_exists(pid)
-        if stale:
-            try:
-                os.unlink(full)
-            except OSError:
-                pass  # another saver removed it first
-
-
 def save_model(model, path):
     """Write ``model`` (architecture, weights, compile settings, optimizer state) to the file ``path``.
 
@@ -143,63 +90,13 @@ def save_model(model, path):
         raise ValueError(f"save: expected a file path; {path!r} is a directory.")
     config, entries = _model_config(model)
     folder, base = os.path.split(os.path.abspath(path))
-    _remove_stale_temporaries(folder, base)
-    handle, temporary = tempfile.mkstemp(prefix=f".{base}.{os.getpid()}.", suffix=".tmp", dir=folder)
-    with _ACTIVE_LOCK:
-        _ACTIVE.add(temporary)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED) as archive:
-                archive.writestr("config.json", json.dumps(config, indent=1))
-                for name, array in entries:
-                    with archive.open(name, "w", force_zip64=array.nbytes > 2**31 - 2**20) as entry:
-                        numpy.lib.format.write_array(entry, numpy.ascontiguousarray(array), allow_pickle=False)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would make saved models private
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
-    finally:
-        with _ACTIVE_LOCK:
-            _ACTIVE.discard(temporary)
+    remove_stale_temporaries(folder, base)
+    with atomic_write(path) as stream:
+        write_archive(stream, [("config.json", json.dumps(config, indent=1))], entries)
 
 
 def _read_array(archive, name, path):
-    if not isinstance(name, str):
-        raise ValueError(f"load_model: {path!r} is damaged: its config names an array entry {name!r}.")
-    try:
-        info = archive.getinfo(name)
-    except KeyError:
-        raise ValueError(f"load_model: {path!r} is damaged: its config lists {name!r}, which the file lacks.") from None
-    with archive.open(info) as entry:
-        try:
-            version = numpy.lib.format.read_magic(entry)
-            read_header = (numpy.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else numpy.lib.format.read_array_header_2_0)
-            shape, fortran_order, dtype = read_header(entry)
-        except ValueError as error:
-            raise ValueError(f"load_model: {path!r}: cannot read {name!r} as a numeric array ({error}).") from None
-        if dtype.kind not in "biuf" or dtype.hasobject:
-            raise ValueError(
-                f"load_model: {path!r}: cannot read {name!r} as a numeric array (it holds dtype {dtype}; "
-                "expected numbers)."
-            )
-        # The declared size must be what the entry holds, before any memory is set aside for it.
-        declared, present = math.prod(shape) * dtype.itemsize, info.file_size - entry.tell()
-        if declared != present:
-            raise ValueError(
-                f"load_model: {path!r} is damaged: {name!r} declares {shape} {dtype} ({declared} bytes) but holds "
-                f"{present} bytes."
-            )
-        # Reading to the entry's end makes zipfile check its CRC-32.
-        data = entry.read(present + 1)
-    array = numpy.frombuffer(data, dtype=dtype, count=math.prod(shape))
-    return array.reshape(shape, order="F" if fortran_order else "C").copy()
+    return read_array(archive, name, path, "load_model")
 
 
 def _read_config(archive, path):

@@ -1,0 +1,77 @@
+"""flowlearn's file format family: a zip archive (entries stored, not compressed) of JSON and ``.npy`` arrays.
+
+Model files, checkpoints and estimator files all use it; a checkpoint is also a plain ``.npz`` that
+``numpy.load`` opens. Writing refuses anything but numeric arrays, so no file ever needs pickle to
+be read. Reading checks each array before any memory is set aside for it: the ``.npy`` header must
+declare a numeric dtype (no objects, hence no pickle) and a size equal to the bytes the entry holds,
+and the entry is read to its end so that zipfile verifies its CRC-32. Every problem is a ValueError
+that names the file, the entry and what is wrong.
+"""
+import math
+import zipfile
+
+import numpy
+
+__all__ = ["NUMERIC_KINDS", "check_numeric", "write_archive", "read_array"]
+
+# bool, signed and unsigned integers, floats: what weights, optimizer slots and steps are made of.
+NUMERIC_KINDS = "biuf"
+
+
+def check_numeric(array, what, who):
+    """Raise a TypeError unless ``array`` is a numeric numpy array (an object array would need pickle)."""
+    dtype = array.dtype
+    if dtype.kind not in NUMERIC_KINDS or dtype.hasobject:
+        raise TypeError(
+            f"{who}: expected numeric arrays (bool, int or float) for {what}; received dtype {dtype}. "
+            "Object and string arrays would need pickle to store; convert them to numbers (or keep them in "
+            "the JSON metadata)."
+        )
+
+
+def write_archive(stream, texts, arrays):
+    """Write a zip archive to the binary ``stream``: ``texts`` as (entry name, str) pairs, ``arrays`` as
+    (entry name, numpy array) pairs in ``.npy`` format (the caller checks the arrays are numeric)."""
+    with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, text in texts:
+            archive.writestr(name, text)
+        for name, array in arrays:
+            with archive.open(name, "w", force_zip64=array.nbytes > 2**31 - 2**20) as entry:
+                numpy.lib.format.write_array(entry, numpy.ascontiguousarray(array), allow_pickle=False)
+
+
+def read_array(archive, name, path, who):
+    """The numeric array stored as entry ``name`` of the open zip ``archive`` (the file ``path``).
+
+    ``who`` starts every error message (e.g. ``"load_model"``), so the user sees which call failed.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"{who}: {path!r} is damaged: its config names an array entry {name!r}.")
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise ValueError(f"{who}: {path!r} is damaged: its config lists {name!r}, which the file lacks.") from None
+    with archive.open(info) as entry:
+        try:
+            version = numpy.lib.format.read_magic(entry)
+            read_header = (numpy.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else numpy.lib.format.read_array_header_2_0)
+            shape, fortran_order, dtype = read_header(entry)
+        except ValueError as error:
+            raise ValueError(f"{who}: {path!r}: cannot read {name!r} as a numeric array ({error}).") from None
+        if dtype.kind not in NUMERIC_KINDS or dtype.hasobject:
+            raise ValueError(
+                f"{who}: {path!r}: cannot read {name!r} as a numeric array (it holds dtype {dtype}; "
+                "expected numbers)."
+            )
+        # The declared size must be what the entry holds, before any memory is set aside for it.
+        declared, present = math.prod(shape) * dtype.itemsize, info.file_size - entry.tell()
+        if declared != present:
+            raise ValueError(
+                f"{who}: {path!r} is damaged: {name!r} declares {shape} {dtype} ({declared} bytes) but holds "
+                f"{present} bytes."
+            )
+        # Reading to the entry's end makes zipfile check its CRC-32.
+        data = entry.read(present + 1)
+    array = numpy.frombuffer(data, dtype=dtype, count=math.prod(shape))
+    return array.reshape(shape, order="F" if fortran_order else "C").copy()
