@@ -37,7 +37,8 @@ def write_archive(stream, texts, arrays):
             archive.writestr(name, text)
         for name, array in arrays:
             with archive.open(name, "w", force_zip64=array.nbytes > 2**31 - 2**20) as entry:
-                numpy.lib.format.write_array(entry, numpy.ascontiguousarray(array), allow_pickle=False)
+                # asarray, not ascontiguousarray, which turns a 0-d array (a step counter) into shape (1,)
+                numpy.lib.format.write_array(entry, numpy.asarray(array, order="C"), allow_pickle=False)
 
 
 def read_array(archive, name, path, who):

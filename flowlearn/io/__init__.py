@@ -1,4 +1,4 @@
 """Input and output: bundled datasets (and, as they land, input pipelines, checkpoints and export)."""
-from . import datasets
+from . import checkpoint, datasets
 
-__all__ = ["datasets"]
+__all__ = ["checkpoint", "datasets"]
