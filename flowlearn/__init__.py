@@ -10,6 +10,9 @@ import sys as _sys
 # The ops live in flowlearn.core.ops; the docs write `from flowlearn import ops`, and `import flowlearn.ops`
 # finds that same module instead of failing (an alias, not a second module).
 _sys.modules[__name__ + ".ops"] = ops
+# Likewise `fl.feature_column` / `import flowlearn.feature_column`, as TensorFlow spelled it (it lives in io).
+from .io import feature_column
+_sys.modules[__name__ + ".feature_column"] = feature_column
 from .layers import Sequential, VariableStore, load_model, variable_scope
 
 __version__ = "0.1.0"
