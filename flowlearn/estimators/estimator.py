@@ -1,0 +1,776 @@
+"""The model_fn Estimator: ``tf.estimator.Estimator``'s programming model, run eagerly on flowlearn.
+
+A *model_fn* ``model_fn(features, labels, mode, params)`` builds the model with the functional layers
+(``fl.layers.dense(x, 10)``), computes the loss and, in TRAIN mode, applies one update with
+``optimizer.minimize(loss, global_step=fl.train.get_global_step())``; it returns an
+:class:`~flowlearn.estimators.EstimatorSpec`. The Estimator calls it once per batch inside
+``fl.variable_scope`` of its own :class:`~flowlearn.layers.VariableStore`, so the layers, the optimizer's
+slots and the global step persist from call to call, and in ``fl.training_mode(mode == TRAIN)``, so
+dropout and batch normalization follow the mode.
+
+Training runs on :func:`flowlearn.layers.training.run_training`, the loop of ``Sequential.fit`` and the
+scikit-learn estimators; checkpoints (every variable, optimizer slot, the global step and the
+Estimator's random generators) and TensorBoard summaries are callbacks of that loop. Evaluation runs
+on :func:`~flowlearn.layers.training.evaluate_batches`.
+
+What the Estimator holds in memory is the state of the checkpoint it last saved or restored: evaluate
+and predict reuse it, and reload only when ``model_dir`` has a newer checkpoint (another process
+trained on).
+"""
+import inspect
+import math
+import logging
+import os
+import re
+import tempfile
+import time
+
+import numpy
+
+from ..core import backend, no_grad, training_mode
+from ..core.parallel import hands_blas_back
+from ..core.tensor import Tensor
+from ..layers import seeding
+from ..layers.callbacks import Callback
+from ..layers.training import NonFiniteLossError, batch_length, evaluate_batches, run_training
+from ..layers.variable_scope import VariableStore, variable_scope
+from .run_config import RunConfig
+from .spec import EstimatorSpec, ModeKeys, SpecError
+
+__all__ = ["Estimator", "WarmStartSettings"]
+
+logger = logging.getLogger("flowlearn.estimators")
+
+_GLOBAL_STEP = "global_step"
+
+
+class WarmStartSettings:
+    """Where and what to warm-start from, as ``tf.estimator.WarmStartSettings``.
+
+    Parameters
+    ----------
+    ckpt_to_initialize_from : str
+        A model_dir (its latest checkpoint is used) or a checkpoint path.
+    vars_to_warm_start : str, optional
+        A regular expression: the trainable variables whose names match it (``re.match``) start from the
+        checkpoint's values; the default ``".*"`` takes every trainable variable. Optimizer slots and the
+        global step always start afresh.
+    """
+
+    def __init__(self, ckpt_to_initialize_from, vars_to_warm_start=".*"):
+        self.ckpt_to_initialize_from = os.fspath(ckpt_to_initialize_from)
+        self.vars_to_warm_start = vars_to_warm_start
+        try:
+            re.compile(vars_to_warm_start)
+        except (TypeError, re.error) as error:
+            raise ValueError(
+                f"WarmStartSettings: expected `vars_to_warm_start` to be a regular expression; got "
+                f"{vars_to_warm_start!r} ({error})."
+            ) from None
+
+
+def _checkpoint_module():
+    from ..io import checkpoint
+
+    return checkpoint
+
+
+def _model_fn_arguments(model_fn):
+    """The optional arguments (params, config) that ``model_fn`` accepts, checked as TensorFlow does."""
+    if not callable(model_fn):
+        raise TypeError(f"Estimator: expected `model_fn` to be callable; got {type(model_fn).__name__}.")
+    parameters = inspect.signature(model_fn).parameters
+    names = set(parameters)
+    if "features" not in names and not any(p.kind is p.VAR_POSITIONAL for p in parameters.values()):
+        raise ValueError(
+            f"Estimator: model_fn {_name(model_fn)} must accept a `features` argument "
+            "(model_fn(features, labels, mode, params)); its signature is "
+            f"{inspect.signature(model_fn)}."
+        )
+    return {name for name in ("labels", "mode", "params", "config") if name in names}
+
+
+def _name(function):
+    return getattr(function, "__qualname__", None) or getattr(function, "__name__", None) or repr(function)
+
+
+def _input_fn_arguments(input_fn, mode, params, config):
+    """The keyword arguments among mode, params and config that ``input_fn`` declares (as TensorFlow)."""
+    if not callable(input_fn):
+        raise TypeError(
+            f"expected `input_fn` to be a callable returning an iterable of (features, labels) batches; got "
+            f"{type(input_fn).__name__}."
+        )
+    try:
+        names = set(inspect.signature(input_fn).parameters)
+    except (TypeError, ValueError):
+        names = set()
+    offered = {"mode": mode, "params": params, "config": config}
+    return {name: value for name, value in offered.items() if name in names}
+
+
+def _resolve_checkpoint(source, what):
+    """The checkpoint path of ``source``: a model_dir (its latest checkpoint) or a checkpoint file."""
+    checkpoint = _checkpoint_module()
+    source = os.fspath(source)
+    if os.path.isdir(source):
+        path = checkpoint.latest_checkpoint(source)
+        if path is None:
+            raise ValueError(f"{what}: the directory {source!r} holds no checkpoint.")
+        return path
+    return source
+
+
+class _Generators:
+    """The Estimator's own random generators (initial weights, dropout masks): seeded by
+    ``tf_random_seed`` (or from flowlearn's module generators), saved in checkpoints and restored with them."""
+
+    def __init__(self, seed):
+        if seed is None:
+            # Drawn from the module generator, so fl.layers.set_random_seed still makes a script reproducible.
+            seed = int(seeding.weights_rng().integers(2 ** 63))
+        weights, dropout = numpy.random.SeedSequence(seed).spawn(2)
+        self.weights = numpy.random.default_rng(weights)
+        self.dropout = numpy.random.default_rng(dropout)
+        self._saved = None
+
+    def __enter__(self):
+        # Dropout layers without a seed of their own draw from the module generator: lend it ours.
+        self._saved = seeding._generators["dropout"]
+        seeding._generators["dropout"] = self.dropout
+
+    def __exit__(self, *exc):
+        seeding._generators["dropout"] = self._saved
+
+    def state(self):
+        return {"weights": self.weights.bit_generator.state, "dropout": self.dropout.bit_generator.state}
+
+    def set_state(self, state):
+        self.weights.bit_generator.state = state["weights"]
+        self.dropout.bit_generator.state = state["dropout"]
+
+
+def _as_numpy(value):
+    if isinstance(value, Tensor):
+        value = value.data
+    return numpy.asarray(backend.to_numpy(value))
+
+
+def _check_batch(batch, where):
+    if not isinstance(batch, tuple) or len(batch) != 2:
+        raise ValueError(
+            f"{where}: input_fn must yield (features, labels) tuples; got {type(batch).__name__}"
+            f"{f' of length {len(batch)}' if isinstance(batch, (tuple, list)) else ''}."
+        )
+    features = batch[0]
+    if isinstance(features, dict):
+        if not features:
+            raise ValueError(f"{where}: input_fn yielded an empty features dict.")
+    elif not hasattr(features, "shape"):
+        raise ValueError(
+            f"{where}: input_fn must yield features as an array or a dict of arrays; got {type(features).__name__}."
+        )
+    return batch
+
+
+class Estimator:
+    """Trains, evaluates and predicts with a model_fn, keeping its state in ``model_dir``.
+
+    Parameters
+    ----------
+    model_fn : callable
+        ``model_fn(features, labels, mode, params[, config]) -> EstimatorSpec``; ``labels``, ``mode``,
+        ``params`` and ``config`` are passed when the function declares them.
+    model_dir : str, optional
+        Checkpoints and TensorBoard events go here; an existing checkpoint is resumed from. Defaults to
+        ``config.model_dir``, else a new temporary directory (as TensorFlow).
+    config : RunConfig, optional
+    params : dict, optional
+        Hyperparameters handed to ``model_fn``.
+    warm_start_from : str or WarmStartSettings, optional
+        A model_dir or checkpoint whose trainable variables initialise a model_dir with no checkpoint yet.
+
+    Examples
+    --------
+    >>> import numpy as np, flowlearn as fl
+    >>> from flowlearn.estimators import Estimator, EstimatorSpec, ModeKeys
+    >>> def model_fn(features, labels, mode):
+    ...     y = fl.layers.dense(features["x"], 1)
+    ...     if mode == ModeKeys.PREDICT:
+    ...         return EstimatorSpec(mode, predictions={"y": y})
+    ...     loss = fl.losses.mean_squared_error(labels, y)
+    ...     train_op = fl.optimizers.SGD(0.1).minimize(loss, global_step=fl.train.get_global_step())
+    ...     return EstimatorSpec(mode, loss=loss, train_op=train_op)
+    >>> est = Estimator(model_fn)  # doctest: +SKIP
+    """
+
+    def __init__(self, model_fn, model_dir=None, config=None, params=None, warm_start_from=None):
+        self._model_fn_args = _model_fn_arguments(model_fn)
+        if config is None:
+            config = RunConfig()
+        elif not isinstance(config, RunConfig):
+            raise TypeError(f"Estimator: expected `config` to be a RunConfig; got {type(config).__name__}.")
+        if params is not None and not isinstance(params, dict):
+            raise TypeError(f"Estimator: expected `params` to be a dict; got {type(params).__name__}.")
+        if params and "params" not in self._model_fn_args:
+            raise ValueError(
+                f"Estimator: params were given ({sorted(params)}) but model_fn {_name(model_fn)} has no `params` "
+                "argument to receive them."
+            )
+        if model_dir is not None and config.model_dir is not None and \
+                os.path.abspath(os.fspath(model_dir)) != os.path.abspath(config.model_dir):
+            raise ValueError(
+                f"Estimator: `model_dir` ({os.fspath(model_dir)!r}) and config.model_dir ({config.model_dir!r}) "
+                "differ; give one, or the same path twice."
+            )
+        model_dir = model_dir if model_dir is not None else config.model_dir
+        if model_dir is None:
+            model_dir = tempfile.mkdtemp(prefix="flowlearn_estimator_")
+            logger.info("Estimator: using a temporary model_dir %s", model_dir)
+        self._model_dir = os.fspath(model_dir)
+        self._config = config.replace(model_dir=self._model_dir)
+        self._params = dict(params or {})
+        if warm_start_from is not None and not isinstance(warm_start_from, WarmStartSettings):
+            warm_start_from = WarmStartSettings(warm_start_from)
+        self._warm_start = warm_start_from
+        self._model_fn = model_fn
+        self._generators = _Generators(self._config.tf_random_seed)
+        self._store = VariableStore()
+        self._store._rng = self._generators.weights
+        self._store.create_global_step()  # before any model_fn runs, as TensorFlow's Estimator does
+        self._built = False  # True once model_fn has created the variables
+        self._in_memory = None  # the checkpoint path whose state the store holds (None: none, or unsaved)
+        self._variable_names = None  # the variables the TRAIN graph creates, once known
+        self._last_train_op = None  # what the last TRAIN step's model_fn returned (its optimizer's learning rate)
+        self.stop_training = False  # set by hooks (callbacks) to end train() early
+
+    # -- properties -------------------------------------------------------------------------------
+    @property
+    def model_dir(self):
+        """Where checkpoints and event files are kept."""
+        return self._model_dir
+
+    @property
+    def config(self):
+        """The :class:`RunConfig` (with ``model_dir`` filled in)."""
+        return self._config
+
+    @property
+    def params(self):
+        """A copy of the ``params`` handed to ``model_fn``."""
+        return dict(self._params)
+
+    @property
+    def model_fn(self):
+        return self._model_fn
+
+    # -- running the model_fn ---------------------------------------------------------------------
+    def _call_model_fn(self, features, labels, mode):
+        arguments = self._model_fn_args
+        kwargs = {}
+        if "labels" in arguments:
+            kwargs["labels"] = labels
+        if "mode" in arguments:
+            kwargs["mode"] = mode
+        if "params" in arguments:
+            kwargs["params"] = self._params
+        if "config" in arguments:
+            kwargs["config"] = self._config
+        with variable_scope(self._store), training_mode(mode == ModeKeys.TRAIN), self._generators:
+            try:
+                spec = self._model_fn(features, **kwargs)
+            except SpecError as error:
+                raise ValueError(f"model_fn {_name(self._model_fn)} in mode {mode!r}: {error}") from None
+        if not isinstance(spec, EstimatorSpec):
+            raise ValueError(
+                f"model_fn {_name(self._model_fn)} must return an EstimatorSpec; in mode {mode!r} it returned "
+                f"{type(spec).__name__}."
+            )
+        if spec.mode != mode:
+            raise ValueError(
+                f"model_fn {_name(self._model_fn)} was called in mode {mode!r} but returned an EstimatorSpec for "
+                f"mode {spec.mode!r}."
+            )
+        return spec
+
+    def _global_step_variable(self):
+        step = self._store.global_step
+        return step if step is not None else self._store.create_global_step()
+
+    def _global_step(self):
+        return int(self._global_step_variable().item())
+
+    # -- state: what a checkpoint holds ---------------------------------------------------------------
+    def _state(self):
+        """Every variable (the global step included) and every optimizer slot, as numpy arrays."""
+        state = self._store.get_weights()
+        for name, array in self._store.slots.items():
+            host = backend.to_numpy(array)
+            state[name] = host.copy() if host is array else host
+        return state
+
+    def _metadata(self):
+        return {"rng": self._generators.state(), "model_fn": _name(self._model_fn)}
+
+    def _save(self, step):
+        path = _checkpoint_module().save_checkpoint(
+            self._model_dir, step, self._state(), keep_checkpoint_max=self._config.keep_checkpoint_max or 0,
+            metadata=self._metadata(),
+        )
+        self._in_memory = path
+        return path
+
+    def _restore(self, path, mode):
+        """Load ``path`` into the store (whose variables ``mode``'s model_fn has created)."""
+        arrays, metadata = _checkpoint_module().load_checkpoint(path)
+        _load_state(self._store, arrays, path, strict=(mode == ModeKeys.TRAIN))
+        if metadata.get("rng"):
+            self._generators.set_state(metadata["rng"])
+        self._in_memory = path
+
+    def _build(self, first_batch, mode):
+        """Create the variables by running model_fn once on ``first_batch`` in EVAL mode (in PREDICT mode for
+        predict), with no update applied, so that a checkpoint or a warm start can then be loaded into them."""
+        build_mode = ModeKeys.PREDICT if mode == ModeKeys.PREDICT else ModeKeys.EVAL
+        features, labels = first_batch
+        with no_grad():
+            self._call_model_fn(features, labels, build_mode)
+        self._built = True
+
+    def _prepare(self, first_batch, mode):
+        """Bring the in-memory state up to the latest checkpoint of model_dir (building if needed)."""
+        latest = _checkpoint_module().latest_checkpoint(self._model_dir)
+        if latest is not None and latest == self._in_memory:
+            return
+        if latest is None:
+            if mode != ModeKeys.TRAIN and self._in_memory is None and not self._trained_in_memory():
+                raise ValueError(
+                    f"Could not find a trained model in model_dir {self._model_dir!r}: train the Estimator first "
+                    "(or point model_dir at a directory holding checkpoints)."
+                )
+            if not self._built and mode == ModeKeys.TRAIN and self._warm_start is not None:
+                self._build(first_batch, mode)
+                self._warm_start_now()
+            return
+        if not self._built:
+            self._build(first_batch, mode)
+        self._restore(latest, mode)
+
+    def _trained_in_memory(self):
+        return self._built and self._global_step() > 0
+
+    def _warm_start_now(self):
+        settings = self._warm_start
+        path = _resolve_checkpoint(settings.ckpt_to_initialize_from, "Estimator(warm_start_from=...)")
+        arrays, _ = _checkpoint_module().load_checkpoint(path)
+        pattern = re.compile(settings.vars_to_warm_start)
+        wanted = [w for w in self._store.trainable_variables if pattern.match(w.name)]
+        missing = sorted(w.name for w in wanted if w.name not in arrays)
+        shapes = sorted(f"{w.name}: {tuple(arrays[w.name].shape)} in the checkpoint, {w.shape} in the model"
+                        for w in wanted if w.name in arrays and tuple(arrays[w.name].shape) != w.shape)
+        if missing or shapes:
+            raise ValueError(
+                f"Estimator(warm_start_from={path!r}): the checkpoint does not match the model_fn's variables; "
+                f"missing: {missing}, mis-shaped: {shapes}."
+            )
+        for w in wanted:
+            w.assign(numpy.asarray(arrays[w.name], dtype=w.dtype))
+        logger.info("Estimator: warm-started %d variables from %s", len(wanted), path)
+
+    # -- input ------------------------------------------------------------------------------------
+    def _batches(self, input_fn, mode, where):
+        kwargs = _input_fn_arguments(input_fn, mode, self._params, self._config)
+        from ..layers.data_adapter import iterate_batches
+
+        source = input_fn(**kwargs) if kwargs else input_fn
+        for batch in iterate_batches(source):
+            yield _check_batch(batch, where)
+
+    # -- train ------------------------------------------------------------------------------------
+    def train(self, input_fn, steps=None, max_steps=None, hooks=None):
+        """Train on the batches of ``input_fn`` until it runs out, ``steps`` more steps are done or the
+        global step reaches ``max_steps``; returns ``self``.
+
+        A checkpoint is saved every ``config.save_checkpoints_steps`` steps (or ``save_checkpoints_secs``
+        seconds) and when training ends. A model_dir holding checkpoints is resumed from.
+
+        Parameters
+        ----------
+        input_fn : callable
+            Returns an iterable of ``(features, labels)`` batches (see :func:`flowlearn.io.numpy_input_fn`).
+        steps : int, optional
+            Train this many more steps.
+        max_steps : int, optional
+            Train until the global step reaches this (returns at once if it already has).
+        hooks : list of Callback, optional
+            :class:`flowlearn.callbacks.Callback` objects called around each step (``self.model`` is the
+            Estimator; setting ``stop_training`` on it ends training after the step).
+        """
+        return self._train(input_fn, steps=steps, max_steps=max_steps, hooks=hooks)
+
+    def _train(self, input_fn, steps=None, max_steps=None, hooks=None, after_save=None):
+        """train(), with ``after_save(checkpoint_path, global_step)`` called after every checkpoint saved."""
+        if steps is not None and max_steps is not None:
+            raise ValueError(
+                f"Estimator.train: give at most one of `steps` and `max_steps`; got steps={steps!r}, "
+                f"max_steps={max_steps!r}."
+            )
+        for name, value in (("steps", steps), ("max_steps", max_steps)):
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                raise ValueError(f"Estimator.train: expected `{name}` to be a positive integer; got {name}={value!r}.")
+        hooks = list(hooks or [])
+        for hook in hooks:
+            if not isinstance(hook, Callback):
+                raise TypeError(
+                    f"Estimator.train: expected `hooks` to be flowlearn.callbacks.Callback objects; got "
+                    f"{type(hook).__name__}."
+                )
+        if max_steps is not None:
+            latest = _checkpoint_module().latest_checkpoint(self._model_dir)
+            if latest is not None and (_checkpoint_module().checkpoint_step(latest) or 0) >= max_steps:
+                logger.info("Estimator.train: the global step already reached max_steps=%d; nothing to do.", max_steps)
+                return self
+        batches = self._batches(input_fn, ModeKeys.TRAIN, "Estimator.train")
+        first = next(batches, None)
+        if first is None:
+            raise ValueError("Estimator.train: input_fn yielded no batch.")
+        self._prepare(first, ModeKeys.TRAIN)
+        start = self._global_step()
+        if max_steps is not None:
+            remaining = max_steps - start
+        else:
+            remaining = steps
+        if remaining is not None and remaining <= 0:
+            return self
+        step = _TrainStep(self)
+        callbacks = hooks + _training_callbacks(self, start, after_save)
+        self._in_memory = None  # the weights are about to move away from every checkpoint
+        run_training(step, _limited(_chain(first, batches), remaining), epochs=1, callbacks=callbacks, model=self,
+                     terminate_on_nan=False, steps=remaining)
+        return self
+
+    # -- evaluate ---------------------------------------------------------------------------------
+    def evaluate(self, input_fn, steps=None, name=None):
+        """Evaluate on ``input_fn``'s batches (at most ``steps`` of them).
+
+        Returns
+        -------
+        dict
+            ``loss`` (the mean over the batches, weighted by batch size), every eval metric of the
+            model_fn streamed over all batches, and ``global_step``.
+        """
+        if steps is not None and (isinstance(steps, bool) or int(steps) != steps or steps < 1):
+            raise ValueError(f"Estimator.evaluate: expected `steps` to be a positive integer; got steps={steps!r}.")
+        if name is not None and (not isinstance(name, str) or not name or "/" in name):
+            raise ValueError(f"Estimator.evaluate: expected `name` to be a non-empty string without '/'; got {name!r}.")
+        batches = self._batches(input_fn, ModeKeys.EVAL, "Estimator.evaluate")
+        first = next(batches, None)
+        if first is None:
+            raise ValueError("Estimator.evaluate: input_fn yielded no batch.")
+        self._prepare(first, ModeKeys.EVAL)
+        metrics = _StreamedMetrics()
+
+        def forward(batch):
+            features, labels = batch
+            spec = self._call_model_fn(features, labels, ModeKeys.EVAL)
+            metrics.update(spec.eval_metric_ops)
+            return spec.loss, None, None
+
+        logs = evaluate_batches(forward, _limited(_chain(first, batches), steps))
+        results = {"loss": logs["loss"], **metrics.results(), "global_step": self._global_step()}
+        _write_eval_summaries(self, results, name)
+        return results
+
+    # -- predict ----------------------------------------------------------------------------------
+    def predict(self, input_fn, predict_keys=None, yield_single_examples=True):
+        """Yield the model_fn's predictions for ``input_fn``'s batches, as dicts of numpy arrays.
+
+        Parameters
+        ----------
+        predict_keys : str or list of str, optional
+            Only these keys of a dict of predictions.
+        yield_single_examples : bool
+            True: one dict per example; False: one dict per batch.
+        """
+        if isinstance(predict_keys, str):
+            predict_keys = [predict_keys]
+        batches = self._batches(input_fn, ModeKeys.PREDICT, "Estimator.predict")
+        first = next(batches, None)
+        if first is None:
+            return
+        self._prepare(first, ModeKeys.PREDICT)
+        yield from self._predict_batch(first, predict_keys, yield_single_examples)
+        for batch in batches:
+            yield from self._predict_batch(batch, predict_keys, yield_single_examples)
+
+    def _predict_batch(self, batch, predict_keys, yield_single_examples):
+        predictions = self._predictions(batch, predict_keys)
+        if not yield_single_examples:
+            yield predictions
+            return
+        n = len(next(iter(predictions.values())))
+        for i in range(n):
+            yield {key: value[i] for key, value in predictions.items()}
+
+    @hands_blas_back
+    def _predictions(self, batch, predict_keys):
+        features, labels = batch
+        with no_grad():
+            spec = self._call_model_fn(features, labels, ModeKeys.PREDICT)
+        predictions = spec.predictions
+        single = not isinstance(predictions, dict)
+        if single:
+            predictions = {"predictions": predictions}
+        if predict_keys is not None:
+            unknown = sorted(set(predict_keys) - set(predictions))
+            if unknown or single:
+                raise ValueError(
+                    f"Estimator.predict: predict_keys {unknown or list(predict_keys)} are not keys of the model_fn's "
+                    f"predictions {sorted(predictions) if not single else '(a single array, not a dict)'}."
+                )
+            predictions = {key: predictions[key] for key in predict_keys}
+        arrays = {key: _as_numpy(value) for key, value in predictions.items()}
+        n = batch_length(features)
+        for key, array in arrays.items():
+            if array.ndim == 0 or len(array) != n:
+                raise ValueError(
+                    f"Estimator.predict: prediction {key!r} has shape {array.shape}; expected its first axis to be "
+                    f"the batch's {n} examples."
+                )
+        return arrays
+
+    # -- variables --------------------------------------------------------------------------------
+    def latest_checkpoint(self):
+        """The path of model_dir's latest checkpoint, or None."""
+        return _checkpoint_module().latest_checkpoint(self._model_dir)
+
+    def _checkpoint_arrays(self):
+        latest = self.latest_checkpoint()
+        if latest is None:
+            raise ValueError(f"Estimator: model_dir {self._model_dir!r} holds no checkpoint yet; train first.")
+        return _checkpoint_module().load_checkpoint(latest)[0]
+
+    def get_variable_names(self):
+        """The names of the variables in the latest checkpoint (optimizer slots and global step included)."""
+        return sorted(self._checkpoint_arrays())
+
+    def get_variable_value(self, name):
+        """The value of variable ``name`` in the latest checkpoint, as a numpy array."""
+        arrays = self._checkpoint_arrays()
+        if name not in arrays:
+            raise ValueError(
+                f"Estimator.get_variable_value: no variable named {name!r} in the latest checkpoint; its variables "
+                f"are {sorted(arrays)}."
+            )
+        return arrays[name]
+
+
+def _load_state(store, arrays, path, strict):
+    """Put a checkpoint's arrays into ``store``: its variables in place, its optimizer slots into ``slots``.
+
+    Every variable of the store must be in the checkpoint, with its shape. With ``strict`` (training)
+    every entry of the checkpoint must be a variable or a slot of one (``"<variable>/<optimizer>/<slot>"``,
+    ``"<optimizer>/iterations"``); evaluation and prediction ignore what their model_fn did not create.
+    """
+    targets = {w.name: w for w in store.variables}
+    slots = {name: array for name, array in arrays.items() if name not in targets and _is_slot_name(name, targets)}
+    if strict:
+        checked = {name: array for name, array in arrays.items() if name not in slots}
+    else:
+        checked = {name: array for name, array in arrays.items() if name in targets}
+    _checkpoint_module().restore_variables(checked, targets, path)
+    store.slots.clear()
+    store.slots.update({name: numpy.array(array) for name, array in slots.items()})
+
+
+def _is_slot_name(name, variables):
+    owner, _, rest = name.rpartition("/")
+    if rest == "iterations":
+        return True
+    owner = owner.rpartition("/")[0]  # "<variable>/<optimizer>"
+    return owner in variables
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _limited(batches, count):
+    if count is None:
+        yield from batches
+        return
+    for index, batch in enumerate(batches):
+        yield batch
+        if index + 1 >= count:
+            return
+
+
+class _TrainStep:
+    """One training step of run_training: the model_fn in TRAIN mode (whose train_op has applied the
+    update), the global step advanced; logs the step's loss and global step, as TensorFlow reports them."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+        self.global_step = estimator._global_step_variable()
+        self.step = int(self.global_step.item())
+
+    def reset_state(self):
+        pass  # the logs are per step, not running means
+
+    def __call__(self, batch):
+        features, labels = batch
+        estimator = self.estimator
+        spec = estimator._call_model_fn(features, labels, ModeKeys.TRAIN)
+        value = float(spec.loss.item())
+        if not math.isfinite(value):
+            # The update from this loss has been applied already (minimize runs inside model_fn): the
+            # in-memory state is lost, the model_dir keeps the last good checkpoint.
+            estimator._in_memory = None
+            raise NonFiniteLossError(
+                f"Estimator.train: the loss became {value} at global step {self.step}; training stopped. The "
+                f"model_dir keeps its latest checkpoint ({estimator.latest_checkpoint()}), from before; the next "
+                "train, evaluate or predict call starts from it."
+            )
+        step = int(self.global_step.item())
+        if step == self.step:
+            # The train_op did not advance the global step (minimize without global_step=): advance it
+            # here, so that steps and max_steps still end training.
+            step += 1
+            self.global_step.assign(numpy.array(step, dtype=self.global_step.dtype))
+        self.step = step
+        estimator._last_train_op = spec.train_op
+        return {"loss": value, "global_step": step}
+
+
+def _training_callbacks(estimator, start, after_save):
+    config = estimator.config
+    callbacks = [_CheckpointSaver(estimator, config.save_checkpoints_steps, config.save_checkpoints_secs, after_save)]
+    callbacks.append(_StepLogger(estimator, config.save_summary_steps, config.log_step_count_steps, start))
+    return callbacks
+
+
+class _CheckpointSaver(Callback):
+    """Saves a checkpoint every ``steps`` global steps or ``secs`` seconds, and when training ends."""
+
+    def __init__(self, estimator, steps, secs, after_save=None):
+        super().__init__()
+        self.estimator = estimator
+        self.after_save = after_save
+        self.every_steps = steps
+        self.every_secs = secs
+        self.last_step = None
+        self.last_time = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = logs["global_step"]
+        due = (self.every_steps is not None and step % self.every_steps == 0) or (
+            self.every_secs is not None and time.monotonic() - self.last_time >= self.every_secs)
+        if due:
+            self._save(step)
+
+    def _save(self, step):
+        if step != self.last_step:
+            path = self.estimator._save(step)
+            self.last_step = step
+            self.last_time = time.monotonic()
+            if self.after_save is not None:
+                self.after_save(path, step)
+
+    def on_train_end(self, logs=None):
+        self._save(self.estimator._global_step())
+
+
+class _StepLogger(Callback):
+    """Loss, learning rate and global steps/second to TensorBoard (model_dir) and to logging."""
+
+    def __init__(self, estimator, summary_steps, log_steps, start):
+        super().__init__()
+        self.estimator = estimator
+        self.summary_steps = summary_steps
+        self.log_steps = log_steps
+        self.writer = None
+        self.mark = (start, time.monotonic())
+        self.log_mark = self.mark
+
+    def on_train_begin(self, logs=None):
+        if self.summary_steps is not None:
+            self.writer = _summary_writer(self.estimator.model_dir)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = logs["global_step"]
+        if self.writer is not None and step % self.summary_steps == 0:
+            now = time.monotonic()
+            rate = (step - self.mark[0]) / max(now - self.mark[1], 1e-9)
+            self.mark = (step, now)
+            self.writer.add_scalar("loss", logs["loss"], step)
+            self.writer.add_scalar("global_step/sec", rate, step)
+            optimizer = getattr(self.estimator._last_train_op, "optimizer", None)
+            if optimizer is not None and hasattr(optimizer, "current_learning_rate"):
+                self.writer.add_scalar("learning_rate", optimizer.current_learning_rate, step)
+        if self.log_steps is not None and step % self.log_steps == 0 and logger.isEnabledFor(logging.INFO):
+            now = time.monotonic()
+            rate = (step - self.log_mark[0]) / max(now - self.log_mark[1], 1e-9)
+            self.log_mark = (step, now)
+            logger.info("loss = %.6g, step = %d (%.3g global steps/sec)", logs["loss"], step, rate)
+
+    def _close(self):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def on_train_end(self, logs=None):
+        self._close()
+
+    def _on_abort(self):
+        self._close()
+
+
+_warned_no_tensorboard = set()
+
+
+def _summary_writer(logdir):
+    """E's SummaryWriter for ``logdir``, or None (logged once) when the tensorboard extra is missing."""
+    try:
+        from ..io.tensorboard import SummaryWriter
+
+        return SummaryWriter(logdir)
+    except ImportError as error:
+        if logdir not in _warned_no_tensorboard:
+            _warned_no_tensorboard.add(logdir)
+            logger.info("Estimator: no TensorBoard summaries for %s (%s)", logdir, error)
+        return None
+
+
+def _write_eval_summaries(estimator, results, name):
+    logdir = os.path.join(estimator.model_dir, "eval" if name is None else f"eval_{name}")
+    writer = _summary_writer(logdir)
+    if writer is None:
+        return
+    try:
+        step = results["global_step"]
+        for key, value in results.items():
+            if key != "global_step":
+                writer.add_scalar(key, value, step)
+    finally:
+        writer.close()
+
+
+class _StreamedMetrics:
+    """The eval_metric_ops of every batch streamed into one metric per key over the whole evaluation."""
+
+    def __init__(self):
+        self.metrics = {}
+
+    def update(self, ops):
+        from .. import metrics as metrics_module
+
+        for key, op in ops.items():
+            op = metrics_module.as_metric_op(op, key)
+            metric = self.metrics.get(key)
+            if metric is None:
+                metric = self.metrics[key] = op.create_state()
+            op.update(metric)
+
+    def results(self):
+        return {key: float(metric.result()) for key, metric in self.metrics.items()}
