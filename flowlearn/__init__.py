@@ -14,6 +14,8 @@ _sys.modules[__name__ + ".ops"] = ops
 from .io import feature_column
 _sys.modules[__name__ + ".feature_column"] = feature_column
 from .layers import Sequential, VariableStore, load_model, variable_scope
+from .layers.variable_scope import AUTO_REUSE
+from . import metrics, train
 
 __version__ = "0.1.0"
 

@@ -8,3 +8,14 @@ from .dnn import DNNClassifier, DNNRegressor
 from .linear import LinearClassifier, LinearRegressor
 
 __all__ = ["LinearRegressor", "LinearClassifier", "DNNClassifier", "DNNRegressor", "AutoEncoder", "CNNClassifier"]
+
+# The model_fn Estimator (tf.estimator's programming model), see docs/estimator.md.
+from .estimator import Estimator, WarmStartSettings
+from .experiment import EvalSpec, Exporter, TrainSpec, train_and_evaluate
+from .run_config import RunConfig
+from .spec import EstimatorSpec, ModeKeys
+
+__all__ += [
+    "Estimator", "EstimatorSpec", "ModeKeys", "RunConfig", "WarmStartSettings", "TrainSpec", "EvalSpec", "Exporter",
+    "train_and_evaluate",
+]

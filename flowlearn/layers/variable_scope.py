@@ -1,10 +1,16 @@
 """Variable scopes: where the functional forms (``layers.dense(x, ...)``) keep their weights.
 
-A :class:`VariableStore` owns layers (and loose variables) by name. Inside
-``with variable_scope(store):`` each functional call gets-or-creates its layer in the store, named
-``dense``, ``dense_1``, ... in call order (the count restarts at each entry of the scope) or by an
-explicit ``name=``. So a model function run again in a fresh ``with`` block finds the same layers in
-the same order and reuses their weights, as ``tf.compat.v1.variable_scope`` with reuse does::
+A :class:`VariableStore` owns layers, loose variables, the optimizers' state (:attr:`VariableStore.slots`)
+and the global step by name. Inside ``with variable_scope(store):`` each functional call gets-or-creates
+its layer in the store, named ``dense``, ``dense_1``, ... in call order (the count restarts at each entry
+of a scope) or by an explicit ``name=``. ``variable_scope("encoder")`` takes the store of the enclosing
+scope and prefixes names (``encoder/dense/kernel``), as ``tf.compat.v1.variable_scope`` does.
+
+Every outermost entry of ``variable_scope(store)`` is one *run* of a model function. Within a run
+names follow tf.layers: a second layer (or :func:`get_variable`) claiming a name already used in the
+same run raises ValueError unless the scope says ``reuse=True`` (share what exists, and only that) or
+``reuse=fl.AUTO_REUSE`` (share or create). Across runs names are found again, so a model function
+run once per batch, in a fresh ``with`` block each time, trains the same weights::
 
     store = fl.VariableStore()
 
@@ -14,7 +20,9 @@ the same order and reuses their weights, as ``tf.compat.v1.variable_scope`` with
             return fl.layers.dense(h, 10)
 
     model_fn(x1); model_fn(x2)   # the second call reuses dense/kernel, dense_1/kernel, ...
-    optimizer.apply(store.trainable_variables)
+
+While a scope is active, ``optimizer.minimize(loss)`` updates the store's trainable variables and keeps
+its moments in the store, so an optimizer created afresh inside each run continues where the last left.
 
 Outside any scope, the functional forms that own weights raise RuntimeError rather than create
 weights that nothing would keep or train; weightless forms (max_pooling2d, dropout, flatten) work
@@ -28,8 +36,26 @@ import numpy
 
 from ..core import backend, initializers
 from ..core.config import floatx
+from ..core.optimizers.optimizer import pop_state_holder, push_state_holder
 from ..core.tensor import tensor
 from . import regularizers, seeding
+
+
+class _AutoReuse:
+    """The ``reuse=AUTO_REUSE`` setting: get a variable that exists, create one that does not."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "AUTO_REUSE"
+
+    def __reduce__(self):
+        return "AUTO_REUSE"
+
+
+AUTO_REUSE = _AutoReuse()
+
+GLOBAL_STEP_NAME = "global_step"
 
 
 class VariableStore:
@@ -40,12 +66,21 @@ class VariableStore:
     seed : int, optional
         Draw every initial weight created in this store from one generator seeded with ``seed``
         (otherwise from the module generator, see :func:`flowlearn.layers.set_random_seed`).
+
+    Attributes
+    ----------
+    slots : dict
+        The optimizers' state, ``{name: array}``: ``"<variable>/<optimizer>/<slot>"`` for per-variable
+        arrays (``"dense/kernel/Adam/m"``) and ``"<optimizer>/iterations"`` (an int64 scalar array) for
+        the step count. ``Optimizer.minimize`` inside a scope of this store reads and writes it, so a
+        checkpoint of :meth:`get_weights` plus ``slots`` is everything training needs to resume.
     """
 
     def __init__(self, seed=None):
         self._layers = {}  # name -> (layer, creation arguments)
-        self._variables = {}  # name -> (Tensor, regularizer) for get_variable
+        self._variables = {}  # name -> (Tensor, regularizer) for get_variable (and the global step)
         self._rng = None if seed is None else numpy.random.default_rng(seed)
+        self.slots = {}
 
     def __repr__(self):
         return f"<VariableStore: {len(self._layers)} layers, {len(self.variables)} variables>"
@@ -68,9 +103,27 @@ class VariableStore:
 
     @property
     def non_trainable_variables(self):
-        """Variables kept but not optimised (batch-norm moving statistics, frozen layers)."""
+        """Variables kept but not optimised (batch-norm moving statistics, frozen layers, the global step)."""
         loose = [w for w, _ in self._variables.values() if not w.requires_grad]
         return [w for layer in self.layers for w in layer.non_trainable_weights] + loose
+
+    @property
+    def global_step(self):
+        """The int64 scalar Tensor ``"global_step"`` (see :func:`flowlearn.train.create_global_step`), or None."""
+        entry = self._variables.get(GLOBAL_STEP_NAME)
+        return None if entry is None else entry[0]
+
+    def create_global_step(self):
+        """Create the store's ``"global_step"``: an int64 scalar Tensor at 0, not trainable.
+
+        Raises ValueError when it exists (:attr:`global_step` returns it).
+        """
+        if GLOBAL_STEP_NAME in self._variables:
+            raise ValueError(f"create_global_step: {GLOBAL_STEP_NAME!r} already exists in this VariableStore; "
+                             "use get_global_step() or get_or_create_global_step().")
+        step = tensor(numpy.zeros((), numpy.int64), name=GLOBAL_STEP_NAME)
+        self._variables[GLOBAL_STEP_NAME] = (step, None)
+        return step
 
     def regularization_losses(self):
         """Penalty Tensors of every regularized variable, to add to the training loss."""
@@ -78,7 +131,7 @@ class VariableStore:
         return losses + [reg(w) for w, reg in self._variables.values() if reg is not None]
 
     def get_weights(self):
-        """``{name: numpy array}`` copies of every variable (a checkpoint's content)."""
+        """``{name: numpy array}`` copies of every variable (a checkpoint's content, slots aside)."""
         weights = {}
         for w in self.variables:
             array = backend.to_numpy(w.data)
@@ -106,8 +159,9 @@ class VariableStore:
             w = variables[name]
             w.assign(array)  # in place, bumping the version that recorded graphs check
 
-    def _layer(self, name, cls, arguments):
+    def _layer(self, frame, name, cls, arguments):
         entry = self._layers.get(name)
+        frame.claim(name, entry is not None, lambda: _first_variable(entry[0], name))
         if entry is None:
             layer = cls(name=name, **arguments)
             layer._rng = self._rng
@@ -132,6 +186,12 @@ class VariableStore:
         return layer
 
 
+def _first_variable(layer, name):
+    """How an error names an existing layer: by its first variable, as TensorFlow named variables."""
+    weights = layer.weights
+    return weights[0].name if weights else name
+
+
 def _signature(arguments):
     """Creation arguments in a comparable form (initializer objects by class and config)."""
     def comparable(value):
@@ -143,28 +203,54 @@ def _signature(arguments):
 
 
 class _Frame:
-    """One entry of ``variable_scope``: the store, the name prefix and the names handed out so far."""
+    """One entry of ``variable_scope``: the store, the name prefix, the reuse mode and the names handed out.
 
-    __slots__ = ("store", "prefix", "counts", "claimed")
+    ``run`` is the set of names claimed since the outermost entry of this store's scope (one run of a
+    model function), shared by the nested entries; ``claimed`` holds those of this entry alone, which
+    automatic names skip.
+    """
 
-    def __init__(self, store, prefix):
+    __slots__ = ("store", "prefix", "reuse", "run", "counts", "claimed")
+
+    def __init__(self, store, prefix, reuse, run):
         self.store = store
         self.prefix = prefix
+        self.reuse = reuse
+        self.run = run
         self.counts = collections.Counter()
         self.claimed = set()
 
     def layer_name(self, kind, name):
         if name is not None:
-            full = self.prefix + name
-        else:
-            while True:
-                count = self.counts[kind]
-                self.counts[kind] += 1
-                full = self.prefix + (kind if count == 0 else f"{kind}_{count}")
-                if full not in self.claimed:
-                    break
+            return self.prefix + name
+        while True:
+            count = self.counts[kind]
+            self.counts[kind] += 1
+            full = self.prefix + (kind if count == 0 else f"{kind}_{count}")
+            if full not in self.claimed:
+                return full
+
+    def claim(self, full, exists, describe, missing=None):
+        """Apply the reuse rules to ``full`` (a layer or variable name).
+
+        ``describe()`` names an existing one in errors, ``missing`` a missing one (default: any variable
+        under the layer's name).
+        """
+        reuse = self.reuse
+        if reuse is True:
+            if not exists:
+                raise ValueError(
+                    f"Variable {missing or full + '/...'} does not exist: variable_scope(reuse=True) shares variables created "
+                    "before and creates none. Pass reuse=fl.AUTO_REUSE to create what is missing, or leave "
+                    "reuse unset."
+                )
+        elif reuse is not AUTO_REUSE and full in self.run:
+            raise ValueError(
+                f"Variable {describe()} already exists in this run of the scope; pass reuse=True or "
+                "reuse=fl.AUTO_REUSE to variable_scope to share it, or give the layer another name=."
+            )
+        self.run.add(full)
         self.claimed.add(full)
-        return full
 
 
 class _State(threading.local):
@@ -175,43 +261,90 @@ class _State(threading.local):
 _state = _State()
 
 
+def _check_reuse(reuse):
+    if reuse is None or reuse is False:
+        return None  # as in TensorFlow 1: both inherit the enclosing scope's mode
+    if reuse is True or reuse is AUTO_REUSE:
+        return reuse
+    raise ValueError(f"variable_scope: expected `reuse` to be None, True, False or fl.AUTO_REUSE; got reuse={reuse!r}.")
+
+
 @contextlib.contextmanager
-def variable_scope(store=None, name=None):
-    """Context manager in which the functional forms get-or-create their layers in ``store``.
+def variable_scope(name_or_scope=None, reuse=None, store=None, name=None):
+    """Context manager in which the functional forms get-or-create their layers in a :class:`VariableStore`.
 
     Parameters
     ----------
+    name_or_scope : str or VariableStore, optional
+        A name prefixing the names inside (``"encoder"`` gives ``encoder/dense/kernel``), nesting like
+        ``tf.compat.v1.variable_scope``; or the store itself (the older ``variable_scope(store)`` form).
+    reuse : {None, True, fl.AUTO_REUSE}, optional
+        None (or False) inherits the enclosing scope's mode; creating a name already claimed in this run
+        then raises ValueError. True shares existing variables and raises for missing ones;
+        ``fl.AUTO_REUSE`` shares or creates. True and AUTO_REUSE hold for nested scopes too.
     store : VariableStore, optional
-        Defaults to the enclosing scope's store (required at the outermost level).
+        Defaults to the enclosing scope's store (required at the outermost level; an Estimator's
+        model_fn runs inside one). An outermost entry, or one with another store, starts a new run.
     name : str, optional
-        Prefix for the names inside (``"encoder"`` gives ``encoder/dense/kernel``), nesting like
-        ``tf.variable_scope``.
+        The prefix, when the store is given first (``variable_scope(store, name="encoder")``).
+
+    Yields the store.
 
     >>> import numpy as np, flowlearn as fl
     >>> store = fl.VariableStore()
-    >>> for _ in range(2):
+    >>> for _ in range(2):                       # two runs: the second finds the first's weights
     ...     with fl.variable_scope(store):
-    ...         y = fl.layers.dense(np.ones((4, 3)), 2)
+    ...         with fl.variable_scope("encoder"):
+    ...             y = fl.layers.dense(np.ones((4, 3)), 2)
     >>> [w.name for w in store.variables]
-    ['dense/kernel', 'dense/bias']
+    ['encoder/dense/kernel', 'encoder/dense/bias']
     """
+    if isinstance(name_or_scope, VariableStore):
+        if store is not None and store is not name_or_scope:
+            raise ValueError("variable_scope: got two different VariableStores (first argument and store=).")
+        store = name_or_scope
+    elif isinstance(name_or_scope, str):
+        if name is not None:
+            raise TypeError(
+                f"variable_scope: got a name twice: {name_or_scope!r} as the first argument and name={name!r}."
+            )
+        name = name_or_scope
+    elif name_or_scope is not None:
+        raise TypeError(
+            "variable_scope: expected a scope name (str) or a VariableStore as the first argument; got "
+            f"{type(name_or_scope).__name__}."
+        )
+    reuse = _check_reuse(reuse)
     outer = _state.frames[-1] if _state.frames else None
     if store is None:
         if outer is None:
-            raise TypeError("variable_scope: expected a VariableStore (no enclosing scope to take one from); got None.")
+            raise TypeError(
+                "variable_scope: expected a VariableStore (no enclosing scope to take one from); got None. "
+                "Pass store=fl.VariableStore() at the outermost level."
+            )
         store = outer.store
     if not isinstance(store, VariableStore):
-        raise TypeError(f"variable_scope: expected a VariableStore; got {type(store).__name__}.")
-    prefix = outer.prefix if outer is not None and outer.store is store else ""
+        raise TypeError(f"variable_scope: expected a VariableStore as `store`; got {type(store).__name__}.")
+    same_run = outer is not None and outer.store is store
+    prefix = outer.prefix if same_run else ""
     if name is not None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"variable_scope: expected `name` to be a non-empty string; got {name!r}.")
         prefix += name + "/"
-    _state.frames.append(_Frame(store, prefix))
+    if reuse is None and same_run:
+        reuse = outer.reuse
+    _state.frames.append(_Frame(store, prefix, reuse, outer.run if same_run else set()))
+    push_state_holder(store)  # where Optimizer.minimize finds the variables and keeps its slots
     try:
         yield store
     finally:
+        pop_state_holder()
         _state.frames.pop()
+
+
+def current_store():
+    """The VariableStore of the innermost active scope, or None outside every scope."""
+    return _state.frames[-1].store if _state.frames else None
 
 
 def _current_frame(caller):
@@ -227,13 +360,14 @@ def _current_frame(caller):
 def scoped_layer(caller, kind, cls, name, arguments):
     """The layer of class ``cls`` for a functional call, got or created in the current scope."""
     frame = _current_frame(caller)
-    return frame.store._layer(frame.layer_name(kind, name), cls, arguments)
+    return frame.store._layer(frame, frame.layer_name(kind, name), cls, arguments)
 
 
 def get_variable(name, shape, initializer="glorot_uniform", trainable=True, regularizer=None, dtype=None):
     """Get or create a variable named ``name`` (under the scope's prefix) in the current scope's store.
 
-    A second call with the same name returns the same Tensor; its shape must match.
+    The reuse rules of :func:`variable_scope` apply: a second call with the same name in one run raises
+    unless the scope says ``reuse=``; a later run gets the same Tensor. Its shape must match.
 
     >>> import flowlearn as fl
     >>> store = fl.VariableStore()
@@ -247,6 +381,7 @@ def get_variable(name, shape, initializer="glorot_uniform", trainable=True, regu
     full = frame.prefix + name
     shape = tuple(int(d) for d in shape)
     store = frame.store
+    frame.claim(full, full in store._variables, lambda: full, missing=full)
     if full in store._variables:
         variable = store._variables[full][0]
         if variable.shape != shape:

@@ -158,7 +158,7 @@ def test_minimize_clears_previous_gradients():
     w.grad = numpy.array([100.0, 100.0], numpy.float32)  # stale, from another loss
     loss = (w * w).sum()
     returned = optimizers.SGD(0.1).minimize(loss, [w])
-    assert returned is loss
+    assert returned.loss is loss
     assert_allclose(w.grad, [2.0, 4.0])
     assert_allclose(w.numpy(), [0.8, 1.6], rtol=1e-6)
 

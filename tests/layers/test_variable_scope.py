@@ -33,15 +33,121 @@ def test_distinct_names_create_distinct_weights():
     assert not numpy.array_equal(store.variables[2].numpy(), store.variables[4].numpy())
 
 
-def test_explicit_names_share_weights_within_one_call_and_auto_names_skip_them():
+def test_a_repeated_name_in_one_run_raises_and_auto_names_skip_explicit_ones():
     store = fl.VariableStore()
     with fl.variable_scope(store):
-        a = layers.dense(X, 3, name="shared")
-        b = layers.dense(X, 3, name="shared")
+        layers.dense(X, 3, name="shared")
+        with pytest.raises(ValueError, match=r"^Variable shared/kernel already exists in this run of the scope; "
+                                             r"pass reuse=True or reuse=fl.AUTO_REUSE"):
+            layers.dense(X, 3, name="shared")
         layers.dense(X, 3, name="dense")
         layers.dense(X, 3)  # "dense" is taken in this scope entry: this one is dense_1
-    numpy.testing.assert_array_equal(a.numpy(), b.numpy())
     assert [layer.name for layer in store.layers] == ["shared", "dense", "dense_1"]
+
+
+def _block(x):
+    with fl.variable_scope("block"):
+        return layers.dense(x, 3, activation="relu")
+
+
+def test_a_helper_entering_its_scope_twice_in_one_run_raises():
+    store = fl.VariableStore()
+    with fl.variable_scope(store):
+        with pytest.raises(ValueError, match=r"^Variable block/dense/kernel already exists"):
+            _block(_block(X))
+    assert [layer.name for layer in store.layers] == ["block/dense"]
+    with fl.variable_scope(store):  # a new run finds block/dense again
+        _block(X)
+    assert len(store.layers) == 1
+
+
+def test_reuse_true_shares_within_a_run_and_is_inherited():
+    store = fl.VariableStore()
+    with fl.variable_scope(store):
+        a = _block(X)
+        with fl.variable_scope(reuse=True):
+            b = _block(X)
+        with fl.variable_scope("block", reuse=True):
+            with fl.variable_scope(name="inner"):  # reuse=True holds in nested scopes
+                with pytest.raises(ValueError, match=r"^Variable block/inner/dense/\.\.\. does not exist: "
+                                                     r"variable_scope\(reuse=True\)"):
+                    layers.dense(X, 3)
+    numpy.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert [layer.name for layer in store.layers] == ["block/dense"]
+
+
+def test_reuse_true_on_a_missing_name_raises():
+    store = fl.VariableStore()
+    with fl.variable_scope(store):
+        with fl.variable_scope("encoder", reuse=True):
+            with pytest.raises(ValueError, match=r"^Variable encoder/dense/\.\.\. does not exist"):
+                layers.dense(X, 2)
+            with pytest.raises(ValueError, match=r"^Variable encoder/w does not exist"):
+                layers.get_variable("w", (2,))
+    assert store.layers == [] and store.variables == []
+
+
+def test_auto_reuse_creates_then_shares():
+    store = fl.VariableStore()
+    with fl.variable_scope(store, reuse=fl.AUTO_REUSE):
+        a = _block(X)
+        b = _block(X)
+        w = layers.get_variable("w", (2,))
+        assert layers.get_variable("w", (2,)) is w
+    numpy.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert [layer.name for layer in store.layers] == ["block/dense"]
+
+
+def test_repeated_get_variable_in_one_run_raises():
+    store = fl.VariableStore()
+    with fl.variable_scope(store, name="net"):
+        layers.get_variable("w", (2,))
+        with pytest.raises(ValueError, match=r"^Variable net/w already exists"):
+            layers.get_variable("w", (2,))
+
+
+def test_name_first_form_takes_the_enclosing_store_and_old_forms_still_work():
+    store = fl.VariableStore()
+    with fl.variable_scope(store) as yielded:
+        assert yielded is store
+        with fl.variable_scope("encoder") as inner:
+            assert inner is store
+            layers.dense(X, 2)
+    with fl.variable_scope(store=store, name="decoder"):
+        layers.dense(X, 2)
+    with fl.variable_scope("head", store=store):
+        layers.dense(X, 2)
+    assert [layer.name for layer in store.layers] == ["encoder/dense", "decoder/dense", "head/dense"]
+    with pytest.raises(TypeError, match=r"no enclosing scope to take one from"):
+        with fl.variable_scope("encoder"):
+            pass
+    with pytest.raises(ValueError, match=r"expected `reuse` to be None, True, False or fl.AUTO_REUSE; got "
+                                         r"reuse='x'"):
+        with fl.variable_scope(store, "x"):
+            pass
+    with pytest.raises(TypeError, match="got a name twice"):
+        with fl.variable_scope("a", name="b"):
+            pass
+
+
+def test_a_run_per_batch_reuses_the_weights():
+    store = fl.VariableStore(seed=1)
+    batches = numpy.random.default_rng(2).standard_normal((5, 4, 3)).astype("float32")
+
+    def model_fn(x):
+        with fl.variable_scope(store):
+            with fl.variable_scope("encoder"):
+                h = layers.dense(x, 4, activation="relu")
+                h = layers.dense(h, 4, activation="relu")
+            return layers.dense(_block(h), 1, name="logits")
+
+    outputs = [model_fn(x).numpy() for x in batches]
+    names = [w.name for w in store.variables]
+    assert names == ["encoder/dense/kernel", "encoder/dense/bias", "encoder/dense_1/kernel", "encoder/dense_1/bias",
+                     "block/dense/kernel", "block/dense/bias", "logits/kernel", "logits/bias"]
+    for x, first in zip(batches, outputs):
+        numpy.testing.assert_array_equal(model_fn(x).numpy(), first)
+    assert [w.name for w in store.variables] == names
 
 
 def test_store_lists_trainable_and_non_trainable_variables_and_penalties():
@@ -84,7 +190,8 @@ def test_functional_forms_with_weights_need_a_scope():
         layers.dense(X, 2)
     with pytest.raises(RuntimeError, match="layers.batch_normalization"):
         layers.batch_normalization(X)
-    with pytest.raises(TypeError, match="expected a VariableStore"):
+    with pytest.raises(TypeError, match=r"expected a scope name \(str\) or a VariableStore as the first argument; "
+                                        r"got dict"):
         with fl.variable_scope({}):
             pass
 
@@ -111,6 +218,7 @@ def test_get_variable():
         b = layers.get_variable("b", (2,), initializer="ones", trainable=False)
     with fl.variable_scope(store, name="net"):
         assert layers.get_variable("w", (3, 2)) is w
+    with fl.variable_scope(store, name="net"):
         with pytest.raises(ValueError, match=r"'net/w' exists with shape \(3, 2\); got shape \(2, 3\)"):
             layers.get_variable("w", (2, 3))
     assert w.name == "net/w" and store.trainable_variables == [w] and store.non_trainable_variables == [b]

@@ -3,8 +3,16 @@
 A subclass names its slots (``_slot_names``), turns the learning rate and the step number into a
 few scalars once per step (``_prepare``), and updates one parameter in place (``_update``) with a
 handful of ufuncs writing into the parameter, its slots or one scratch buffer.
+
+:meth:`Optimizer.minimize` may keep that state outside the optimizer object: a *state holder*
+(anything with a ``slots`` dict and a ``trainable_variables`` list; ``flowlearn.layers.VariableStore``
+is one, made current by ``variable_scope``) registered with :func:`push_state_holder` supplies the
+default ``var_list`` and stores the slots by variable name, so that a fresh optimizer created on every
+run of a model function continues the same moments and step count. The core knows holders only by
+that protocol: it never imports the layers.
 """
 import numbers
+import threading
 import weakref
 
 import numpy
@@ -19,6 +27,60 @@ from ._checks import check_optional_positive, check_real
 
 # Smallest slice of a parameter worth a thread of its own for the element-wise update.
 _SLICE_ELEMENTS = 1 << 18
+
+
+class _Holders(threading.local):
+    def __init__(self):
+        self.stack = []
+
+
+_holders = _Holders()
+
+
+def push_state_holder(holder):
+    """Make ``holder`` (``slots`` dict, ``trainable_variables``) the one :meth:`Optimizer.minimize` uses.
+
+    Pair every push with :func:`pop_state_holder` (``variable_scope`` does both). Per thread.
+    """
+    _holders.stack.append(holder)
+
+
+def pop_state_holder():
+    """Undo the latest :func:`push_state_holder` of this thread."""
+    _holders.stack.pop()
+
+
+def current_state_holder():
+    """The innermost state holder of this thread, or None."""
+    stack = _holders.stack
+    return stack[-1] if stack else None
+
+
+class TrainOp:
+    """What :meth:`Optimizer.minimize` returns: the record of one update that has already run.
+
+    flowlearn runs eagerly, so there is nothing left to execute; the object marks that a training step
+    happened (``EstimatorSpec(train_op=...)``) and carries what it did.
+
+    Attributes
+    ----------
+    loss : Tensor
+        The loss that was minimised.
+    optimizer : Optimizer
+    global_step : int or None
+        The global step's value after the increment, when one was given.
+    """
+
+    __slots__ = ("loss", "optimizer", "global_step")
+
+    def __init__(self, loss, optimizer, global_step=None):
+        self.loss = loss
+        self.optimizer = optimizer
+        self.global_step = global_step
+
+    def __repr__(self):
+        step = "" if self.global_step is None else f", global_step={self.global_step}"
+        return f"<TrainOp {type(self.optimizer).__name__}{step}>"
 
 
 class Optimizer(Serializable):
@@ -73,6 +135,10 @@ class Optimizer(Serializable):
             )
         self.weight_decay = check_optional_positive(owner, "weight_decay", weight_decay)
         self.iterations = 0
+        # Prefix of the slots kept in a state holder ("dense/kernel/Adam/m"); fl.train's TF-style
+        # factories set TensorFlow's names ("GradientDescent"); two optimizers of one class training
+        # different variables in one store need different names to count their steps apart.
+        self.name = type(self).__name__
         self._state = {}  # id(param) -> (weakref to param, {slot name: array})
         self._last_params = []
         self._buffers = {}  # (array module, dtype) -> flat scratch array, grown to the largest parameter
@@ -176,18 +242,109 @@ class Optimizer(Serializable):
         for param in self._param_list(params):
             param.grad = None
 
-    def minimize(self, loss, params):
-        """One training step: clear the gradients, back-propagate ``loss``, :meth:`step`. Returns the loss.
+    def minimize(self, loss, var_list=None, global_step=None):
+        """One training step: clear the gradients, back-propagate ``loss``, :meth:`step`, count it.
 
-        ``loss`` is a scalar Tensor, or a function of no arguments that computes one (called here).
+        Parameters
+        ----------
+        loss : Tensor or callable
+            A scalar Tensor, or a function of no arguments that computes one (called here).
+        var_list : iterable of Tensors, optional
+            The variables to update (the older name of this argument is ``params``; it may be given
+            by position). Defaults to the trainable variables of the current state holder: inside
+            ``fl.variable_scope`` (and so inside an Estimator's model_fn), those of its VariableStore.
+        global_step : Tensor, optional
+            An integer scalar Tensor (``fl.train.get_global_step()``) incremented by one, in place.
+
+        Returns
+        -------
+        TrainOp
+            Marks the update (already applied); ``.loss`` is ``loss``.
+
+        Inside a variable scope the optimizer's slots and step count live in the store's ``slots``
+        under the variables' names, not in this object, so a new optimizer created on every call of
+        a model function continues exactly where the previous one stopped.
+
+        >>> import flowlearn as fl
+        >>> from flowlearn.core.optimizers import SGD
+        >>> w = fl.tensor([1.0, 2.0], requires_grad=True)
+        >>> SGD(learning_rate=0.1).minimize((w * w).sum(), [w]).loss.item()
+        5.0
+        >>> w
+        tensor([0.8, 1.6], dtype=float32, requires_grad=True)
         """
-        params = self._param_list(params)
+        owner = f"{type(self).__name__}.minimize"
+        holder = current_state_holder()
+        if var_list is None:
+            if holder is None:
+                raise ValueError(
+                    f"{owner}: no `var_list` given and no variable store is active to take the trainable "
+                    "variables from; pass var_list=[...] or call minimize inside `with fl.variable_scope(...)` "
+                    "(an Estimator's model_fn runs inside one)."
+                )
+            var_list = holder.trainable_variables
+        elif isinstance(var_list, Tensor) and var_list.dtype.kind in "iu" and var_list.ndim == 0:
+            raise TypeError(
+                f"{owner}: expected Tensors to update as `var_list` (the second argument); got the integer "
+                f"scalar {var_list._describe()}. Pass the global step by keyword: minimize(loss, "
+                "global_step=...)."
+            )
+        params = self._param_list(var_list)
+        if global_step is not None and not (
+                isinstance(global_step, Tensor) and global_step.ndim == 0 and global_step.dtype.kind in "iu"):
+            raise TypeError(
+                f"{owner}: expected an integer scalar Tensor as `global_step` (fl.train.get_global_step()); "
+                f"got {global_step!r}."
+            )
         if callable(loss):
             loss = loss()
+        if not isinstance(loss, Tensor):
+            raise TypeError(f"{owner}: expected a scalar Tensor as `loss` (or a function returning one); got "
+                            f"{type(loss).__name__}.")
         self.zero_grad(params)
         loss.backward()
+        if holder is None:
+            self.step(params)
+        else:
+            self._step_in(holder.slots, params)
+        step = None
+        if global_step is not None:
+            global_step.assign(global_step.data + 1)  # in place: the version counter records the write
+            step = int(global_step.data)
+        return TrainOp(loss, self, step)
+
+    def _step_in(self, store, params):
+        """:meth:`step` with the slots and the step count read from, and written back to, ``store``.
+
+        The arrays are shared, not copied: the update writes into the store's own arrays; new slots
+        (first step) and moved ones (device change) are put back after the step. Unnamed parameters
+        keep their state in this object.
+        """
+        prefix = self.name
+        count_key = f"{prefix}/iterations"
+        count = store.get(count_key)
+        self.iterations = 0 if count is None else int(count)
+        names = self._slot_names()
+        named = []
+        for param in params:
+            if not param.name or param.grad is None:
+                continue
+            keys = [f"{param.name}/{prefix}/{slot}" for slot in names]
+            entry = self._state.get(id(param))
+            if entry is None or entry[0]() is not param:
+                entry = self._new_entry(param)
+            slots = entry[1]
+            slots.clear()  # the store is the state: what it lacks starts afresh
+            for slot, key in zip(names, keys):
+                array = store.get(key)
+                if array is not None:
+                    slots[slot] = array
+            named.append((slots, keys))
         self.step(params)
-        return loss
+        for slots, keys in named:
+            for slot, key in zip(names, keys):
+                store[key] = slots[slot]
+        store[count_key] = numpy.array(self.iterations, dtype=numpy.int64)
 
     # -- what subclasses define ------------------------------------------------------------------
     def _slot_names(self):
@@ -337,8 +494,10 @@ class Optimizer(Serializable):
                     f"{owner}: slot {key!r} has shape {tuple(array.shape)}; parameter {index} has shape {data.shape}."
                 )
             loaded.setdefault(int(index), {})[name] = backend.array_module(data).array(array, dtype=data.dtype)
+        name = self.name
         vars(self).clear()
         vars(self).update(vars(fresh))
+        self.name = name
         self.iterations = int(config["iterations"])
         for index, slots in loaded.items():
             self._new_entry(params[index])[1].update(slots)
