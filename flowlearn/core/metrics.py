@@ -21,7 +21,7 @@ from .serialization import Registry, Serializable
 from .tensor import Tensor
 
 __all__ = [
-    "Metric", "Accuracy", "RootMeanSquaredError", "MeanAbsoluteError", "AUC", "Precision", "Recall",
+    "Metric", "Mean", "Accuracy", "RootMeanSquaredError", "MeanAbsoluteError", "AUC", "Precision", "Recall",
     "accuracy", "rmse", "mae", "auc", "precision", "recall", "get",
 ]
 
@@ -160,6 +160,30 @@ class Accuracy(_ThresholdMixin, _MeanMetric):
         if y_pred.dtype.kind == "f":
             y_pred = y_pred > self.threshold
         return _align(self.name, y_true, y_pred.shape) == y_pred
+
+
+class Mean(_MeanMetric):
+    """(Weighted) mean of every value seen: ``update_state(values, sample_weight=None)``.
+
+    >>> m = Mean()
+    >>> m.update_state([1.0, 2.0])
+    >>> m.update_state([6.0])
+    >>> m.result()
+    3.0
+    """
+
+    default_name = "mean"
+
+    def update_state(self, values, sample_weight=None):
+        super().update_state(values, values, sample_weight)
+
+    def values(self, xp, y_true, y_pred):
+        return y_pred.astype("float64")
+
+    def __call__(self, values, sample_weight=None):
+        """Update with one batch of values and return the running mean."""
+        self.update_state(values, sample_weight)
+        return self.result()
 
 
 class RootMeanSquaredError(_MeanMetric):
@@ -334,7 +358,7 @@ Metric.registry.names.update(
     accuracy=Accuracy, acc=Accuracy,
     rmse=RootMeanSquaredError, root_mean_squared_error=RootMeanSquaredError,
     mae=MeanAbsoluteError, mean_absolute_error=MeanAbsoluteError,
-    auc=AUC, precision=Precision, recall=Recall,
+    auc=AUC, precision=Precision, recall=Recall, mean=Mean,
 )
 
 
