@@ -6,6 +6,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ..layers import Dense
 from ._base import (HIDDEN_ACTIVATIONS, _BaseNetwork, _ClassifierNetwork, _RegressorNetwork, check_unit_tuple,
                     dense_layers, fill_doc, store_parameters)
+from ._features import FEATURE_COLUMNS_PARAMETER, FeatureColumnsMixin
 
 _DNN_CONSTRAINTS = {
     "hidden_units": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
@@ -41,8 +42,8 @@ class _DNNMixin:
         return hidden + [Dense(n_outputs, kernel_regularizer=regularizer, name="output")]
 
 
-@fill_doc(dnn_parameters=DNN_PARAMETERS, epochs=200)
-class DNNClassifier(_DNNMixin, _ClassifierNetwork):
+@fill_doc(dnn_parameters=DNN_PARAMETERS, epochs=200, feature_columns=FEATURE_COLUMNS_PARAMETER)
+class DNNClassifier(FeatureColumnsMixin, _DNNMixin, _ClassifierNetwork):
     """Feed-forward neural network classifier (tf.estimator's DNNClassifier, scikit-learn's interface).
 
     Hidden Dense layers then one logit (two classes, sigmoid cross-entropy) or one per class (softmax
@@ -55,6 +56,7 @@ class DNNClassifier(_DNNMixin, _ClassifierNetwork):
         Weights ``{label: weight}`` multiplying the loss of each class's rows; "balanced" weights
         classes inversely to their frequency in y.
 {common_parameters}
+{feature_columns}
 
     Attributes
     ----------
@@ -87,15 +89,15 @@ class DNNClassifier(_DNNMixin, _ClassifierNetwork):
     def __init__(self, hidden_units=(64, 32), *, activation="relu", dropout=0.0, batch_norm=False, class_weight=None,
                  optimizer="adam", learning_rate=None, batch_size="auto", epochs=200, l2=0.0, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False, random_state=None,
-                 verbose=0, device="cpu"):
+                 verbose=0, device="cpu", feature_columns=None):
         store_parameters(self, locals())
 
     def _class_weight(self):
         return self.class_weight
 
 
-@fill_doc(dnn_parameters=DNN_PARAMETERS, epochs=200)
-class DNNRegressor(_DNNMixin, _RegressorNetwork):
+@fill_doc(dnn_parameters=DNN_PARAMETERS, epochs=200, feature_columns=FEATURE_COLUMNS_PARAMETER)
+class DNNRegressor(FeatureColumnsMixin, _DNNMixin, _RegressorNetwork):
     """Feed-forward neural network regressor (tf.estimator's DNNRegressor, scikit-learn's interface).
 
     Hidden Dense layers then one linear output per target, trained with the squared error on
@@ -105,6 +107,7 @@ class DNNRegressor(_DNNMixin, _RegressorNetwork):
     ----------
 {dnn_parameters}
 {common_parameters}
+{feature_columns}
 
     Attributes
     ----------
@@ -132,5 +135,5 @@ class DNNRegressor(_DNNMixin, _RegressorNetwork):
     def __init__(self, hidden_units=(64, 32), *, activation="relu", dropout=0.0, batch_norm=False, optimizer="adam",
                  learning_rate=None, batch_size="auto", epochs=200, l2=0.0, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False, random_state=None,
-                 verbose=0, device="cpu"):
+                 verbose=0, device="cpu", feature_columns=None):
         store_parameters(self, locals())

@@ -7,7 +7,8 @@ logistic-regression models of the worked examples, with scikit-learn's interface
 import numpy
 
 from ..layers import BatchNormalization, Dense
-from ._base import _ClassifierNetwork, _RegressorNetwork, column_moments, fill_doc, store_parameters
+from ._base import _ClassifierNetwork, _RegressorNetwork, fill_doc, store_parameters
+from ._features import FEATURE_COLUMNS_PARAMETER, FeatureColumnsMixin
 
 # Added to the stored variance by the standardizing layer: negligible, yet it must be positive.
 _EPSILON = 1e-12
@@ -23,7 +24,7 @@ class _LinearMixin:
 
     def __init__(self, *, optimizer="adam", learning_rate=None, batch_size="auto", epochs=200, l2=0.0,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False,
-                 random_state=None, verbose=0, device="cpu"):
+                 random_state=None, verbose=0, device="cpu", feature_columns=None):
         store_parameters(self, locals())
 
     # Gradient descent on raw features converges at the pace of the worst-scaled one (a column in the
@@ -32,7 +33,7 @@ class _LinearMixin:
     # normalization that only ever uses those statistics, and the Dense layer learns coefficients of
     # standardized features; coef_ and intercept_ fold the scaling back into X's units.
     def _fit_input_statistics(self, X, weights):
-        self._x_mean, self._x_scale = column_moments(X, weights)
+        self._x_mean, self._x_scale = self._input_moments(X, weights)  # of the dense features, with feature_columns
 
     def _build_layers(self, n_features, n_outputs):
         return [
@@ -45,21 +46,21 @@ class _LinearMixin:
     def _initialize(self, n_features, n_outputs):
         super()._initialize(n_features, n_outputs)
         # coef_ folds with the layer's own sqrt(variance + epsilon), so it matches the network exactly.
-        self._model.layers[0].set_weights([self._x_mean, self._x_scale ** 2])
+        self._model.layers[-2].set_weights([self._x_mean, self._x_scale ** 2])  # after DenseFeatures, if any
 
     def _coefficients(self):
         """(coefficients, intercepts) in the units of X as float64, one row per output."""
         if not hasattr(self, "_model"):
             raise AttributeError("coef_ and intercept_ exist once the model is fitted: call fit first.")
-        standardize, linear = self._model.layers
+        standardize, linear = self._model.layers[-2:]
         mean, variance = (w.astype(numpy.float64) for w in standardize.get_weights())
         kernel, bias = (w.astype(numpy.float64) for w in linear.get_weights())
         kernel = kernel / numpy.sqrt(variance + _EPSILON)[:, None]
         return kernel.T, bias - mean @ kernel
 
 
-@fill_doc(epochs=200)
-class LinearRegressor(_LinearMixin, _RegressorNetwork):
+@fill_doc(epochs=200, feature_columns=FEATURE_COLUMNS_PARAMETER)
+class LinearRegressor(FeatureColumnsMixin, _LinearMixin, _RegressorNetwork):
     """Least-squares linear regression trained by mini-batch gradient descent (tf.estimator's LinearRegressor).
 
     Minimises the mean squared error of ``X @ coef_.T + intercept_`` (plus the optional L2 penalty, on
@@ -70,6 +71,7 @@ class LinearRegressor(_LinearMixin, _RegressorNetwork):
     Parameters
     ----------
 {common_parameters}
+{feature_columns}
 
     Attributes
     ----------
@@ -110,8 +112,8 @@ class LinearRegressor(_LinearMixin, _RegressorNetwork):
         return kernel * self._y_scale[:, None], bias * self._y_scale + self._y_mean
 
 
-@fill_doc(epochs=200)
-class LinearClassifier(_LinearMixin, _ClassifierNetwork):
+@fill_doc(epochs=200, feature_columns=FEATURE_COLUMNS_PARAMETER)
+class LinearClassifier(FeatureColumnsMixin, _LinearMixin, _ClassifierNetwork):
     """Logistic regression (two classes) or multinomial softmax regression (more), trained by gradient descent.
 
     tf.estimator's LinearClassifier with scikit-learn's interface: labels of any type (strings,
@@ -121,6 +123,7 @@ class LinearClassifier(_LinearMixin, _ClassifierNetwork):
     Parameters
     ----------
 {common_parameters}
+{feature_columns}
 
     Attributes
     ----------
