@@ -373,15 +373,17 @@ def _read_header(archive, path, who):
 def _guarded(path, who, read):
     """``read(archive)`` on the zip at ``path``, every failure of a damaged file turned into one ValueError."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            return read(archive)
+        archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as error:
         raise ValueError(f"{who}: {path!r} is not a flowlearn checkpoint (not a zip archive: {error}).") from None
+    try:
+        with archive:
+            return read(archive)
     except ValueError as error:
         if str(error).startswith(f"{who}: "):
             raise
         problem = error
-    except (zipfile.LargeZipFile, KeyError, TypeError, AttributeError, IndexError, EOFError, OverflowError,
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, TypeError, AttributeError, IndexError, EOFError, OverflowError,
             MemoryError, NotImplementedError, OSError, RuntimeError) as error:
         # Damage surfaces wherever it is read (a CRC check, a header of the wrong shape): one kind of error.
         problem = error
