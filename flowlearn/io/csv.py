@@ -1,0 +1,758 @@
+"""Streaming CSV input: ``csv_input_fn`` reads CSV files larger than memory as ``(features, labels)`` batches.
+
+The pipeline is a chain of small stages, each bounded in memory (tf.data's read / decode / shuffle / batch /
+prefetch, without TensorFlow):
+
+1. *read*: each file is read in blocks of about ``chunk_size`` bytes, every block cut at a record boundary
+   (a newline outside quotes), so no file is ever held whole;
+2. *check*: the fields of every record are counted with vectorised byte searches, which is what lets a bad row
+   be named by file and line and be skipped without restarting the parser;
+3. *decode*: each block goes through pandas' C parser with the column dtypes (a block that fails to convert is
+   decoded again as strings, value by value, to find the row and the reason); empty fields take the column
+   defaults;
+4. *interleave*: ``num_parallel_reads`` files are read at once by worker threads and their blocks taken in a
+   fixed round-robin, so the order never depends on thread timing;
+5. *shuffle*: a buffer of at most ``shuffle_buffer_size`` rows; each incoming block replaces randomly chosen
+   rows of the buffer and the replaced rows leave (a seeded generator makes the order reproducible);
+6. *batch*, then *prefetch*: a background thread keeps the next ``prefetch_buffer_size`` batches ready while the
+   model trains.
+"""
+import csv
+import glob
+import io
+import os
+import queue
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy
+import pandas
+
+__all__ = ["csv_input_fn"]
+
+_NEWLINE, _QUOTE, _CARRIAGE_RETURN = 10, 34, 13
+_BOM = b"\xef\xbb\xbf"
+_NO_DEFAULT = object()
+_THREAD_PREFIX = "flowlearn-csv"
+# What the producer thread hands the consumer, besides batches.
+_BATCH, _WARNING, _ERROR, _DONE = "batch", "warning", "error", "done"
+
+
+def csv_input_fn(file_pattern, column_names=None, column_defaults=None, label_column=None, batch_size=128,
+                 num_epochs=1, shuffle=True, shuffle_buffer_size=10000, num_parallel_reads=2, header=True, seed=None,
+                 on_bad_row="raise", chunk_size=1 << 20, field_delim=",", prefetch_buffer_size=2):
+    """An input_fn that streams CSV files as ``(features, labels)`` batches, in bounded memory.
+
+    Parameters
+    ----------
+    file_pattern : str, path or list of them
+        A file, a glob pattern (``"data/train-*.csv"``, matches sorted by name) or a list of files and patterns.
+    column_names : list of str, optional
+        The names of the columns. Default: the first line of the first file (``header=True`` is then required).
+    column_defaults : list or dict, optional
+        One entry per column (a list in column order, or a dict by name; columns left out have none), as in
+        ``tf.io.decode_csv``'s ``record_defaults``: a value (``0.0`` -> float32, ``0`` -> int64, ``""`` -> str,
+        a numpy scalar -> its dtype) fills that column's empty fields; a type (``float``, ``int``, ``str``, a numpy
+        dtype) or ``None`` declares a required column, whose empty fields make the row malformed. Columns
+        without a type are float32 when every non-empty field of the first block parses as a number, else str
+        (numpy object arrays).
+    label_column : str, optional
+        The column returned as labels; the others are the features. ``None``: labels are ``None``.
+    batch_size : int, default 128
+        Rows per batch; the last batch of each pass over the files may be smaller.
+    num_epochs : int or None, default 1
+        Passes over the files; ``None`` repeats forever. Every pass yields each good row exactly once.
+    shuffle : bool, default True
+        Shuffle the order of the files each pass and the rows through the shuffle buffer.
+    shuffle_buffer_size : int, default 10000
+        Rows held by the shuffle buffer (the bound on its memory). A buffer larger than the data shuffles fully.
+    num_parallel_reads : int, default 2
+        Files read at once, each by a worker thread; their blocks are interleaved in a fixed round-robin, so
+        with several files the rows of up to this many files alternate block by block.
+    header : bool, default True
+        Whether each file starts with a header line (skipped; it gives the names when ``column_names`` is None).
+    seed : int, optional
+        Seed of the shuffling: the same seed gives the same order on every call and every machine.
+    on_bad_row : {"raise", "skip"}, default "raise"
+        A malformed row (wrong number of fields, a value that does not parse, an empty required field) raises
+        ``ValueError("<file>, line <n>: <reason>")``, or with ``"skip"`` is dropped and counted: a warning at the
+        end of each pass gives the count and the first such row.
+    chunk_size : int, default 1 MiB
+        Bytes read from a file at a time (each block is extended to the end of its last record).
+    field_delim : str, default ","
+        The one-character field separator.
+    prefetch_buffer_size : int, default 2
+        Batches prepared ahead by a background thread; 0 prepares each batch when it is asked for.
+
+    Returns
+    -------
+    input_fn : callable
+        A zero-argument callable; each call returns a fresh iterator of ``(features, labels)``, ``features`` a
+        dict of column name -> ndarray. Its threads stop when the iteration ends, fails, or is abandoned (the
+        iterator closed or garbage-collected).
+
+    Examples
+    --------
+    >>> input_fn = csv_input_fn("train-*.csv", label_column="label", batch_size=32, seed=0)  # doctest: +SKIP
+    >>> for features, labels in input_fn():  # doctest: +SKIP
+    ...     ...
+    """
+    files = _resolve_files(file_pattern)
+    options = _Options(batch_size, num_epochs, shuffle, shuffle_buffer_size, num_parallel_reads, on_bad_row,
+                       chunk_size, field_delim, prefetch_buffer_size, seed, header)
+    names = _column_names(files, column_names, header, options.delimiter)
+    columns = _column_specs(names, column_defaults)
+    if label_column is not None and label_column not in names:
+        raise ValueError(f"csv_input_fn: label_column={label_column!r} is not a column; the columns are {names}.")
+    if any(column.dtype is None for column in columns):
+        _infer_dtypes(files, columns, options)
+    return CsvInputFn(files, columns, label_column, options)
+
+
+class CsvInputFn:
+    """The input_fn :func:`csv_input_fn` returns: call it for an iterator of ``(features, labels)`` batches.
+
+    Attributes
+    ----------
+    files : list of str
+        The files read, in their unshuffled order.
+    column_names : list of str
+    dtypes : dict
+        Column name -> numpy dtype of its arrays.
+    """
+
+    def __init__(self, files, columns, label_column, options):
+        self.files = files
+        self._columns = columns
+        self._label = label_column
+        self._options = options
+        self.column_names = [column.name for column in columns]
+        self.dtypes = {column.name: column.dtype for column in columns}
+
+    def __repr__(self):
+        return f"CsvInputFn({len(self.files)} files, columns={self.column_names}, label_column={self._label!r})"
+
+    def __call__(self):
+        if self._options.prefetch:
+            return self._prefetched()
+        return self._unprefetched()
+
+    # -- the consumer's side -----------------------------------------------------------------------------
+    def _unprefetched(self):
+        items = self._items()
+        try:
+            for kind, item in items:
+                if kind == _WARNING:
+                    warnings.warn(item, UserWarning, stacklevel=2)
+                else:
+                    yield item
+        finally:
+            items.close()
+
+    def _prefetched(self):
+        ready = queue.Queue(maxsize=self._options.prefetch)
+        stop = threading.Event()
+        producer = threading.Thread(target=self._produce, args=(ready, stop), name=f"{_THREAD_PREFIX}-prefetch",
+                                    daemon=True)
+        producer.start()
+        try:
+            while True:
+                try:
+                    kind, item = ready.get(timeout=0.1)
+                except queue.Empty:
+                    if not producer.is_alive() and ready.empty():
+                        raise RuntimeError("csv_input_fn: the reader thread ended without a result") from None
+                    continue
+                if kind == _DONE:
+                    return
+                if kind == _ERROR:
+                    raise item  # the reader's own exception, message and traceback intact
+                if kind == _WARNING:
+                    warnings.warn(item, UserWarning, stacklevel=2)
+                else:
+                    yield item
+        finally:
+            # Reached when the consumer stops early too (generator closed or collected): the producer notices
+            # `stop` within one put timeout, closes its readers and ends; nothing is left running.
+            stop.set()
+            producer.join()
+
+    def _produce(self, ready, stop):
+        def put(entry):
+            while not stop.is_set():
+                try:
+                    ready.put(entry, timeout=0.05)
+                    return True
+                except queue.Full:
+                    pass
+            return False
+
+        items = self._items()
+        try:
+            for entry in items:
+                if not put(entry):
+                    return
+            put((_DONE, None))
+        except BaseException as error:  # handed to the consumer, which raises it
+            put((_ERROR, error))
+        finally:
+            items.close()
+
+    # -- the pipeline ------------------------------------------------------------------------------------
+    def _items(self):
+        """``(kind, item)`` pairs: batches, and a warning after each pass that skipped rows."""
+        options = self._options
+        rng = numpy.random.default_rng(options.seed)
+        executor = None
+        if options.parallel_reads > 1:
+            executor = ThreadPoolExecutor(options.parallel_reads, thread_name_prefix=f"{_THREAD_PREFIX}-read")
+        try:
+            epoch = 0
+            while options.num_epochs is None or epoch < options.num_epochs:
+                epoch += 1
+                files = list(self.files)
+                if options.shuffle:
+                    files = [files[i] for i in rng.permutation(len(files))]
+                tally = _BadRowTally()
+                chunks = tally.counting(_interleave(files, options.parallel_reads, executor, self._reader()))
+                pieces = _shuffled(chunks, options.buffer_size, rng) if options.shuffle else chunks
+                rows = 0
+                try:
+                    for batch in _batched(pieces, options.batch_size):
+                        rows += len(next(iter(batch.values())))
+                        yield _BATCH, self._split(batch)
+                finally:
+                    pieces.close()
+                    chunks.close()
+                if tally.count:
+                    yield _WARNING, (f"csv_input_fn skipped {tally.count} malformed row(s) in one pass over "
+                                     f"{len(files)} file(s); the first: {tally.first}")
+                if rows == 0 and options.num_epochs is None:
+                    raise ValueError(f"csv_input_fn: num_epochs=None, but the files hold no rows to repeat: {self.files}")
+        finally:
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
+
+    def _reader(self):
+        columns, options = self._columns, self._options
+
+        def read(path):
+            for block, first_line in _blocks(path, options.chunk_size, options.header):
+                block, lines, bad = _check_records(block, first_line, len(columns), options.delimiter, path)
+                decoded, bad_values = _decode(block, lines, columns, options.delimiter, path)
+                bad.extend(bad_values)
+                if bad:
+                    bad.sort()
+                    if options.on_bad_row == "raise":
+                        line, reason = bad[0]
+                        raise ValueError(f"{path}, line {line}: {reason}")
+                if decoded is not None or bad:
+                    yield decoded, path, bad
+
+        return read
+
+    def _split(self, batch):
+        labels = batch.pop(self._label) if self._label is not None else None
+        return batch, labels
+
+
+# -- options and columns -----------------------------------------------------------------------------------
+class _Options:
+    def __init__(self, batch_size, num_epochs, shuffle, shuffle_buffer_size, num_parallel_reads, on_bad_row,
+                 chunk_size, field_delim, prefetch_buffer_size, seed, header):
+        self.batch_size = _positive_int("batch_size", batch_size)
+        if num_epochs is not None:
+            num_epochs = _positive_int("num_epochs", num_epochs)
+        self.num_epochs = num_epochs
+        self.shuffle = bool(shuffle)
+        self.buffer_size = _positive_int("shuffle_buffer_size", shuffle_buffer_size)
+        self.parallel_reads = _positive_int("num_parallel_reads", num_parallel_reads)
+        if on_bad_row not in ("raise", "skip"):
+            raise ValueError(f"csv_input_fn: on_bad_row must be 'raise' or 'skip'; got {on_bad_row!r}.")
+        self.on_bad_row = on_bad_row
+        self.chunk_size = _positive_int("chunk_size", chunk_size)
+        if not isinstance(field_delim, str) or len(field_delim.encode()) != 1 or field_delim in "\"\r\n":
+            raise ValueError(f"csv_input_fn: field_delim must be one ASCII character other than a quote or a "
+                             f"newline; got {field_delim!r}.")
+        self.delimiter = field_delim
+        self.prefetch = 0 if prefetch_buffer_size == 0 else _positive_int("prefetch_buffer_size",
+                                                                          prefetch_buffer_size)
+        self.seed = seed
+        self.header = bool(header)
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 1:
+        raise ValueError(f"csv_input_fn: {name} must be a positive integer; got {value!r}.")
+    return int(value)
+
+
+def _resolve_files(file_pattern):
+    entries = file_pattern if isinstance(file_pattern, (list, tuple)) else [file_pattern]
+    if not entries:
+        raise ValueError("csv_input_fn: file_pattern is an empty list; expected files or glob patterns.")
+    files = []
+    for entry in entries:
+        entry = os.fspath(entry)
+        if glob.has_magic(entry):
+            matches = sorted(path for path in glob.glob(entry) if os.path.isfile(path))
+            if not matches:
+                raise ValueError(f"csv_input_fn: file_pattern {entry!r} matches no file.")
+            files.extend(matches)
+        elif not os.path.isfile(entry):
+            raise FileNotFoundError(f"csv_input_fn: no such file: {entry!r}")
+        else:
+            files.append(entry)
+    return files
+
+
+def _column_names(files, column_names, header, delimiter):
+    if column_names is None:
+        if not header:
+            raise ValueError("csv_input_fn: header=False needs column_names (the files carry no names).")
+        names = _read_header(files[0], delimiter)
+        for path in files[1:]:
+            other = _read_header(path, delimiter)
+            if other != names:
+                raise ValueError(f"{path}, line 1: header {other} differs from the header of {files[0]}: {names}")
+    else:
+        names = [str(name) for name in column_names]
+    if not names:
+        raise ValueError("csv_input_fn: column_names is empty.")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"csv_input_fn: column names must be unique; repeated: {duplicates}")
+    return names
+
+
+def _read_header(path, delimiter):
+    # Only the header record is read: a block at a time until its (unquoted) newline.
+    with open(path, "rb") as handle:
+        data = b""
+        while True:
+            piece = handle.read(1 << 16)
+            data += piece
+            end = _record_end(data, last=False)
+            if end >= 0 or not piece:
+                break
+    data = data[:end] if end >= 0 else data
+    text = data.removeprefix(_BOM).decode("utf-8")
+    if not text.strip():
+        raise ValueError(f"{path}, line 1: expected a header line (header=True), found an empty line or file")
+    return next(csv.reader(io.StringIO(text), delimiter=delimiter))
+
+
+class _Column:
+    def __init__(self, name, dtype, default):
+        self.name, self.dtype, self.default = name, dtype, default
+
+
+def _column_specs(names, column_defaults):
+    if column_defaults is None:
+        entries = [None] * len(names)
+    elif isinstance(column_defaults, dict):
+        unknown = sorted(set(column_defaults) - set(names))
+        if unknown:
+            raise ValueError(f"csv_input_fn: column_defaults names columns that do not exist: {unknown}; "
+                             f"the columns are {names}")
+        entries = [column_defaults.get(name) for name in names]
+    else:
+        entries = list(column_defaults)
+        if len(entries) != len(names):
+            raise ValueError(f"csv_input_fn: column_defaults must have one entry per column ({len(names)}: "
+                             f"{names}); got {len(entries)}")
+    return [_column(name, entry) for name, entry in zip(names, entries)]
+
+
+def _column(name, entry):
+    """A column's dtype and default from its ``column_defaults`` entry (see csv_input_fn)."""
+    if isinstance(entry, (list, tuple)):
+        if len(entry) > 1:
+            raise ValueError(f"csv_input_fn: column_defaults for {name!r} must be one value; got {entry!r}")
+        entry = entry[0] if entry else None
+    if entry is None:
+        return _Column(name, None, _NO_DEFAULT)
+    if isinstance(entry, (type, numpy.dtype)):
+        return _Column(name, _declared_dtype(name, entry), _NO_DEFAULT)
+    if isinstance(entry, (bool, numpy.bool_)):
+        raise TypeError(f"csv_input_fn: column_defaults for {name!r} must be a number or a str; got {entry!r}")
+    if isinstance(entry, numpy.generic):
+        return _Column(name, _declared_dtype(name, entry.dtype), entry)
+    if isinstance(entry, float):
+        return _Column(name, numpy.dtype(numpy.float32), entry)
+    if isinstance(entry, int):
+        return _Column(name, numpy.dtype(numpy.int64), entry)
+    if isinstance(entry, str):
+        return _Column(name, numpy.dtype(object), entry)
+    raise TypeError(f"csv_input_fn: column_defaults for {name!r} must be a float, int or str value, a type or "
+                    f"None; got {entry!r} of type {type(entry).__name__}")
+
+
+def _declared_dtype(name, kind):
+    if kind is float:
+        return numpy.dtype(numpy.float32)
+    if kind is int:
+        return numpy.dtype(numpy.int64)
+    if kind is str or kind is object:
+        return numpy.dtype(object)
+    dtype = numpy.dtype(kind)
+    if dtype.kind in "fiu":
+        return dtype
+    if dtype.kind in "UO":
+        return numpy.dtype(object)
+    raise TypeError(f"csv_input_fn: column {name!r} must be a float, integer or str column; got dtype {dtype}")
+
+
+def _infer_dtypes(files, columns, options):
+    """float32 for columns whose non-empty fields in the first block all parse as numbers, else str."""
+    strings = None
+    for path in files:
+        for block, first_line in _blocks(path, options.chunk_size, options.header):
+            block, lines, _ = _check_records(block, first_line, len(columns), options.delimiter, path)
+            if len(lines):
+                strings = _read_strings(block, columns, options.delimiter)
+                break
+        if strings is not None:
+            break
+    for column in columns:
+        if column.dtype is None:
+            numeric = strings is None or all(_parses_as_float(text) for text in strings[column.name] if text != "")
+            column.dtype = numpy.dtype(numpy.float32 if numeric else object)
+
+
+def _parses_as_float(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# -- read: blocks of whole records ---------------------------------------------------------------------------
+def _record_end(data, last):
+    """Index of the last (or first) newline of ``data`` that ends a record (is outside quotes), or -1."""
+    if b'"' not in data:
+        return data.rfind(b"\n") if last else data.find(b"\n")
+    array = numpy.frombuffer(data, numpy.uint8)
+    newlines = numpy.flatnonzero(array == _NEWLINE)
+    quotes = numpy.flatnonzero(array == _QUOTE)
+    # A newline is outside quotes when an even number of quote characters precede it ("" escapes count twice).
+    outside = newlines[(numpy.searchsorted(quotes, newlines) & 1) == 0]
+    if not len(outside):
+        return -1
+    return int(outside[-1] if last else outside[0])
+
+
+def _blocks(path, chunk_size, header):
+    """``(block, first_line)``: the file in blocks of whole records of about ``chunk_size`` bytes, with the
+    1-based line number of each block's first record; the header record is dropped."""
+    with open(path, "rb") as handle:
+        line, carry, skip_header, start = 1, b"", header, True
+        while True:
+            piece = handle.read(chunk_size)
+            data = carry + piece if carry else piece
+            if start:
+                data, start = data.removeprefix(_BOM), False
+            if piece:
+                end = _record_end(data, last=True)
+                if end < 0:  # no record ends in what was read: read on
+                    carry = data
+                    continue
+                block, carry = data[:end + 1], data[end + 1:]
+            else:
+                block, carry = data, b""
+            if skip_header and block:
+                end = _record_end(block, last=False)
+                end = len(block) - 1 if end < 0 else end
+                line += block.count(b"\n", 0, end + 1)
+                block, skip_header = block[end + 1:], False
+            if block:
+                yield block, line
+                line += block.count(b"\n")
+            if not piece:
+                return
+
+
+# -- check: field counts, with lines -------------------------------------------------------------------------
+def _check_records(block, first_line, n_fields, delimiter, path):
+    """Drop blank and malformed records from ``block``.
+
+    Returns ``(block, lines, bad)``: the kept records as bytes, the line of each kept record (an int array),
+    and ``[(line, reason)]`` for the malformed ones.
+    """
+    array = numpy.frombuffer(block, numpy.uint8)
+    newlines = numpy.flatnonzero(array == _NEWLINE)
+    delimiters = numpy.flatnonzero(array == ord(delimiter))
+    quoted = b'"' in block
+    ends = newlines
+    if quoted:
+        quotes = numpy.flatnonzero(array == _QUOTE)
+        ends = newlines[(numpy.searchsorted(quotes, newlines) & 1) == 0]
+        delimiters = delimiters[(numpy.searchsorted(quotes, delimiters) & 1) == 0]
+    if block[-1] != _NEWLINE:  # the file's last record, without a final newline
+        ends = numpy.append(ends, len(block))
+    starts = numpy.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    fields = numpy.searchsorted(delimiters, ends) - numpy.searchsorted(delimiters, starts) + 1
+    lengths = ends - starts
+    blank = (lengths == 0) | ((lengths == 1) & (array[starts] == _CARRIAGE_RETURN))
+    lines = first_line + numpy.searchsorted(newlines, starts)
+    bad = ~blank & (fields != n_fields)
+    reasons = [(int(line), f"expected {n_fields} fields, got {count}") for line, count in zip(lines[bad], fields[bad])]
+    if quoted and len(quotes) % 2 and not bad[-1]:
+        bad[-1] = True  # only the file's last block can end inside quotes
+        reasons.append((int(lines[-1]), "a quoted field is never closed"))
+    keep = ~(blank | bad)
+    if keep.all():
+        return block, lines, reasons
+    # Each record spans its length plus its newline; the mask drops the bytes of the records not kept.
+    keep_bytes = numpy.repeat(keep, lengths + 1)[:len(block)]
+    return array[keep_bytes].tobytes(), lines[keep], reasons
+
+
+# -- decode: typed columns, defaults, bad values -------------------------------------------------------------
+def _decode(block, lines, columns, delimiter, path):
+    """``(columns dict or None, [(line, reason)])`` for a block of well-formed records."""
+    if not len(lines):
+        return None, []
+    try:
+        frame = pandas.read_csv(
+            io.BytesIO(block), sep=delimiter, header=None, names=[c.name for c in columns], index_col=False,
+            dtype={c.name: "Int64" if c.dtype.kind in "iu" else c.dtype for c in columns},
+            keep_default_na=False, na_values=[""], engine="c",
+        )
+        decoded, bad = _from_typed(frame, lines, columns)
+    except (ValueError, TypeError, OverflowError):
+        # A field that does not convert: decode this block again as strings, value by value, to find it.
+        frame = _read_strings(block, columns, delimiter)
+        decoded, bad = _from_strings(frame, lines, columns)
+    if len(frame) != len(lines):
+        raise ValueError(f"{path}, lines {lines[0]}-{lines[-1]}: pandas read {len(frame)} records where "
+                         f"{len(lines)} were expected; a quote character inside an unquoted field?")
+    if bad:
+        keep = numpy.ones(len(lines), bool)
+        keep[[row for row, _ in bad]] = False
+        decoded = {name: values[keep] for name, values in decoded.items()}
+        bad = [(int(lines[row]), reason) for row, reason in bad]
+    if not len(next(iter(decoded.values()))):
+        return None, bad
+    return decoded, bad
+
+
+def _read_strings(block, columns, delimiter):
+    return pandas.read_csv(io.BytesIO(block), sep=delimiter, header=None, names=[c.name for c in columns],
+                           index_col=False, dtype=object, na_filter=False, engine="c")
+
+
+def _from_typed(frame, lines, columns):
+    decoded, bad = {}, []
+    for column in columns:
+        series = frame[column.name]
+        if column.dtype.kind in "iu":
+            missing = series.isna().to_numpy()
+            values = series.to_numpy(dtype=numpy.int64, na_value=0)
+            if column.dtype != numpy.int64:
+                info = numpy.iinfo(column.dtype)
+                if ((values < info.min) | (values > info.max)).any():
+                    raise OverflowError  # found and reported value by value
+                values = values.astype(column.dtype)
+        elif column.dtype.kind == "f":
+            values = series.to_numpy()
+            missing = numpy.isnan(values)
+        else:
+            values = series.to_numpy(dtype=object)
+            missing = pandas.isna(values)
+        decoded[column.name] = _fill(column, values, missing, bad)
+    return decoded, bad
+
+
+def _from_strings(frame, lines, columns):
+    decoded, bad = {}, []
+    for column in columns:
+        texts = frame[column.name].to_numpy(dtype=object)
+        missing = texts == ""
+        if column.dtype.kind == "O":
+            values = texts.copy()
+        else:
+            values = numpy.zeros(len(texts), column.dtype)
+            convert = _to_int if column.dtype.kind in "iu" else float
+            for row in numpy.flatnonzero(~missing):
+                try:
+                    values[row] = convert(texts[row])
+                except (ValueError, OverflowError):
+                    kind = "an integer" if column.dtype.kind in "iu" else "a number"
+                    bad.append((int(row), f"column {column.name!r} expects {kind} ({column.dtype}), got {texts[row]!r}"))
+        decoded[column.name] = _fill(column, values, missing, bad)
+    return decoded, bad
+
+
+def _to_int(text):
+    try:
+        return int(text)
+    except ValueError:
+        number = float(text)  # "3.0", as pandas reads it; "3.5" stays an error
+        if not number.is_integer():
+            raise
+        return int(number)
+
+
+def _fill(column, values, missing, bad):
+    if missing.any():
+        if column.default is _NO_DEFAULT:
+            bad.extend((int(row), f"column {column.name!r} is empty and has no default in column_defaults")
+                       for row in numpy.flatnonzero(missing))
+        else:
+            values[missing] = column.default
+    return values
+
+
+class _BadRowTally:
+    """Counts the rows skipped in one pass, in the (deterministic) order the chunks are used."""
+
+    def __init__(self):
+        self.count, self.first = 0, None
+
+    def counting(self, chunks):
+        try:
+            for decoded, path, bad in chunks:
+                if bad:
+                    self.count += len(bad)
+                    if self.first is None:
+                        self.first = f"{path}, line {bad[0][0]}: {bad[0][1]}"
+                if decoded is not None:
+                    yield decoded
+        finally:
+            chunks.close()  # its readers' files and in-flight reads, now rather than at garbage collection
+
+
+# -- interleave, shuffle, batch --------------------------------------------------------------------------------
+class _Deferred:
+    """A synchronous stand-in for a Future: runs ``fn`` when its result is asked for."""
+
+    def __init__(self, fn, *args):
+        self._fn, self._args = fn, args
+
+    def result(self):
+        return self._fn(*self._args)
+
+    def cancel(self):
+        return True
+
+
+def _interleave(files, cycle_length, executor, read):
+    """Chunks of up to ``cycle_length`` files at once, taken in a fixed round-robin (the next file takes the
+    slot of one that ends); each file's next chunk is read ahead on ``executor`` while the others are used."""
+    def start(readers):
+        path = next(pending, None)
+        if path is None:
+            return None
+        reader = read(path)
+        readers.append(reader)
+        return [reader, submit(reader)]
+
+    def submit(reader):
+        if executor is None:
+            return _Deferred(next, reader, None)
+        return executor.submit(next, reader, None)
+
+    pending, readers = iter(files), []
+    slots = [slot for slot in (start(readers) for _ in range(cycle_length)) if slot is not None]
+    try:
+        position = 0
+        while slots:
+            position %= len(slots)
+            reader, future = slots[position]
+            chunk = future.result()
+            if chunk is None:
+                replacement = start(readers)
+                if replacement is None:
+                    del slots[position]
+                    continue
+                slots[position] = replacement
+            else:
+                slots[position][1] = submit(reader)
+                yield chunk
+            position += 1
+    finally:
+        for _, future in slots:
+            if not future.cancel():
+                try:
+                    future.result()  # a read in flight: let it finish before its file is closed
+                except BaseException:  # noqa: BLE001 - the pipeline is ending; its error is not this one
+                    pass
+        for reader in readers:
+            reader.close()
+
+
+def _rows(chunk):
+    return len(next(iter(chunk.values())))
+
+
+def _take(chunk, index):
+    return {name: values[index] for name, values in chunk.items()}
+
+
+def _shuffled(chunks, capacity, rng):
+    """The rows of ``chunks`` through a shuffle buffer of at most ``capacity`` rows.
+
+    Once full, each incoming chunk of ``m`` rows joins the buffer's rows as one pool from which ``m`` rows are
+    drawn at random to leave; the incoming rows not drawn take the places of the buffer rows that were. Rows
+    move once each way, so a chunk costs O(m), whatever the capacity.
+    """
+    buffer, size = None, 0
+    for chunk in chunks:
+        m = _rows(chunk)
+        if buffer is None:
+            buffer = {name: numpy.empty(min(capacity, max(m, 1024)), values.dtype) for name, values in chunk.items()}
+        fill = min(capacity - size, m)
+        if fill:
+            if size + fill > len(next(iter(buffer.values()))):
+                grown = min(capacity, max(2 * (size + fill), 1024))
+                buffer = {name: numpy.concatenate([values[:size], numpy.empty(grown - size, values.dtype)])
+                          for name, values in buffer.items()}
+            for name, values in chunk.items():
+                buffer[name][size:size + fill] = values[:fill]
+            size += fill
+        if fill == m:
+            continue
+        rest = _take(chunk, slice(fill, None))
+        n_rest = m - fill
+        drawn = rng.choice(size + n_rest, size=n_rest, replace=False)  # in random order
+        from_buffer = drawn < size
+        slots = drawn[from_buffer]
+        drawn_rest = drawn[~from_buffer] - size
+        staying = numpy.ones(n_rest, bool)
+        staying[drawn_rest] = False
+        out = {}
+        for name, values in buffer.items():
+            piece = numpy.empty(n_rest, values.dtype)
+            piece[from_buffer] = values[slots]
+            piece[~from_buffer] = rest[name][drawn_rest]
+            values[slots] = rest[name][staying]
+            out[name] = piece
+        yield out
+    if size:
+        order = rng.permutation(size)
+        yield {name: values[:size][order] for name, values in buffer.items()}
+
+
+def _batched(pieces, batch_size):
+    """Batches of exactly ``batch_size`` rows from pieces of any size; the last may be smaller."""
+    held, count = [], 0
+    for piece in pieces:
+        held.append(piece)
+        count += _rows(piece)
+        if count < batch_size:
+            continue
+        merged = held[0] if len(held) == 1 else {
+            name: numpy.concatenate([part[name] for part in held]) for name in held[0]}
+        full = count - count % batch_size
+        for start in range(0, full, batch_size):
+            yield _take(merged, slice(start, start + batch_size))
+        held = [_take(merged, slice(full, None))] if full < count else []
+        count -= full
+    if count:
+        yield held[0] if len(held) == 1 else {name: numpy.concatenate([part[name] for part in held])
+                                              for name in held[0]}
