@@ -1,4 +1,5 @@
 """Input and output: bundled datasets (and, as they land, input pipelines, checkpoints and export)."""
 from . import checkpoint, datasets
+from .csv import csv_input_fn
 
-__all__ = ["checkpoint", "datasets"]
+__all__ = ["checkpoint", "datasets", "csv_input_fn"]
