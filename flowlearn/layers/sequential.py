@@ -17,6 +17,9 @@ from ..core.parallel import hands_blas_back
 from ..core.tensor import Tensor, tensor
 from . import _args, seeding
 from .base import InputSpec, Layer, _shape_repr
+from .data_adapter import (
+    ArrayAdapter, BatchSourceAdapter, check_finite, describe, first_steps, host_array, is_batch_source,
+)
 from .input_layer import InputLayer
 from .serialization import deserialize, serialize
 from .training import (
@@ -31,23 +34,23 @@ _FUSABLE = {
 }
 
 
-def _host_array(what, name, value):
-    """``value`` as a numpy array (Tensors and array-likes accepted), refusing empty data."""
-    if isinstance(value, Tensor):
-        value = value.numpy()
-    array = numpy.asarray(value)
-    if array.ndim == 0 or len(array) == 0:
-        raise ValueError(f"{what}: expected `{name}` with at least one sample; got an array of shape {array.shape}.")
-    return array
+# Why each argument that arrays take cannot come with a batch source (an input_fn, a generator).
+_NOT_WITH_A_SOURCE = {
+    "y": "its batches carry the labels",
+    "batch_size": "its batches come already made",
+    "sample_weight": "a batch carries its weights as a third item, (features, labels, sample_weight)",
+    "validation_split": "no held-out part can be cut from a stream; pass validation_data",
+}
 
 
-def _check_finite(what, name, array):
-    if array.dtype.kind == "f" and not numpy.isfinite(array).all():
-        row = int(numpy.argwhere(~numpy.isfinite(array))[0][0])
-        raise ValueError(
-            f"{what}: `{name}` contains NaN or infinite values (first in sample {row}). Clean the data, or pass "
-            "allow_nan=True if the model is meant to see them."
-        )
+def _refuse_with_source(what, **given):
+    for name, value in given.items():
+        if value is not None and not (name == "validation_split" and not value):
+            raise ValueError(
+                f"{what}: `{name}` cannot be given when `x` is an input_fn, a generator or an iterable of batches: "
+                f"{_NOT_WITH_A_SOURCE[name]}. Received: " + (f"{name}={value!r}" if isinstance(value, (numbers.Number, str))
+                                                            else f"{name} as {describe(value)}")
+            )
 
 
 class Sequential(Layer):
@@ -261,11 +264,11 @@ class Sequential(Layer):
     # -- data checks ----------------------------------------------------------------------------
     def _prepare_x(self, what, x, allow_nan=False):
         """``x`` as one numpy array of the model's input dtype (converted once), checked against the model."""
-        x = _host_array(what, "x", x)
+        x = host_array(what, "x", x)
         if self._autocast and x.dtype != self.dtype:
             x = x.astype(self.dtype)
         if not allow_nan:
-            _check_finite(what, "x", x)
+            check_finite(what, "x", x)
         if not self._layers:
             raise ValueError(f'Sequential "{self.name}": {what} needs layers; add some first.')
         try:
@@ -287,7 +290,7 @@ class Sequential(Layer):
         return "other"
 
     def _prepare_y(self, what, y, n, allow_nan=False):
-        y = _host_array(what, "y", y)
+        y = host_array(what, "y", y)
         if len(y) != n:
             raise ValueError(f"{what}: x and y must hold the same number of samples; got {n} and {len(y)}.")
         output = self._output_shapes[-1]
@@ -295,7 +298,7 @@ class Sequential(Layer):
         if y.dtype.kind not in "biuf":
             raise TypeError(f"{what}: expected numeric targets `y`; got dtype {y.dtype}.")
         if y.dtype.kind == "f" and not allow_nan:
-            _check_finite(what, "y", y)
+            check_finite(what, "y", y)
         if kind == "sparse":
             classes = output[-1]
             if y.shape[1:] not in (tuple(output[1:-1]), tuple(output[1:-1]) + (1,)):
@@ -336,7 +339,7 @@ class Sequential(Layer):
             if weights.shape not in ((len(y),), (len(y), 1)):
                 raise ValueError(f"{what}: expected `sample_weight` of shape ({len(y)},); got {weights.shape}.")
             weights = weights.reshape(-1).astype(self.dtype)
-            _check_finite(what, "sample_weight", weights)
+            check_finite(what, "sample_weight", weights)
         if class_weight is not None:
             if not isinstance(class_weight, dict) or not all(
                     isinstance(c, numbers.Integral) and not isinstance(c, bool) and c >= 0 for c in class_weight):
@@ -357,38 +360,71 @@ class Sequential(Layer):
         return x, y, self._prepare_weights(what, y, sample_weight, class_weight)
 
     # -- training and inference -----------------------------------------------------------------
-    def fit(self, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
+    def _prepared_batches(self, what, batches, class_weight=None, allow_nan=False):
+        """Each ``(features, labels, sample_weight)`` batch of a batch source, checked as ``_prepare`` checks
+        arrays (converted to the model's dtype, targets checked against the loss)."""
+        for index, (x, y, weights) in enumerate(batches):
+            where = f"{what} (batch {index + 1})"
+            if y is None:
+                raise ValueError(
+                    f"{where}: the batch has no labels (labels=None); training and evaluation need (features, "
+                    "labels) batches. An input_fn made for prediction (e.g. numpy_input_fn(x) without y) only "
+                    "suits predict."
+                )
+            yield self._prepare(where, x, y, weights, class_weight, allow_nan)
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
-            terminate_on_nan=True, allow_nan=False):
+            terminate_on_nan=True, allow_nan=False, steps_per_epoch=None, validation_steps=None):
         """Train for ``epochs`` epochs over ``x`` and ``y``; returns the :class:`~flowlearn.callbacks.History`.
 
         Parameters
         ----------
-        x, y : array-like
+        x, y : array-like, or a batch source and None
             Inputs (float64 or integer data are converted once to the model's float32) and targets:
-            class indices for sparse cross-entropy, one-hot rows for categorical, 0/1 for binary.
-        batch_size, epochs, initial_epoch : int
+            class indices for sparse cross-entropy, one-hot rows for categorical, 0/1 for binary. Arrays,
+            Tensors, DataFrames and Series, or a dict holding one array.
+            Or ``x`` is a batch source and ``y`` is None: an input_fn (a function returning an iterable of
+            ``(features, labels)`` batches, e.g. ``flowlearn.io.numpy_input_fn(...)``), a Python
+            generator, or another iterable of batches; a batch may carry sample weights as a third item.
+            See "Feeding data" in docs/layers.md for how epochs go through a source.
+        batch_size : int, optional
+            Samples per batch for arrays (default 32); not for a batch source, whose batches come made.
+        epochs, initial_epoch : int
             As in Keras: the epochs run are ``range(initial_epoch, epochs)``.
         verbose : {0, 1, 2}
             0 silent, 1 a progress bar per epoch, 2 one line per epoch.
         callbacks : list of Callback, optional
         validation_split : float
-            The fraction of the data, taken from the end before shuffling, held out for validation.
-        validation_data : tuple, optional
-            ``(x_val, y_val)`` or ``(x_val, y_val, sample_weight_val)``; wins over ``validation_split``.
+            The fraction of the data, taken from the end before shuffling, held out for validation
+            (arrays only).
+        validation_data : tuple or batch source, optional
+            ``(x_val, y_val)`` or ``(x_val, y_val, sample_weight_val)``, or a batch source gone through
+            at the end of every epoch; wins over ``validation_split``.
         shuffle : bool
             Visit the training samples in a new random order each epoch (drawn from the generator that
-            :func:`flowlearn.layers.set_random_seed` seeds).
+            :func:`flowlearn.layers.set_random_seed` seeds). Arrays only: a batch source is taken in the
+            order it yields (``numpy_input_fn(..., shuffle=True)`` shuffles itself).
         class_weight : dict, optional
             ``{class index: weight}`` multiplying the loss of each sample of that class (unlisted: 1).
         sample_weight : array-like, optional
-            One weight per sample.
+            One weight per sample (arrays only).
         terminate_on_nan : bool
             True (default): if a batch's loss is NaN or infinite, stop with
             :class:`~flowlearn.layers.training.NonFiniteLossError` and keep the weights and optimizer
             state from before that batch. False: keep training whatever the loss (Keras's behaviour).
         allow_nan : bool
-            False (default): NaN or infinite values in ``x`` or ``y`` raise ValueError before training.
+            False (default): NaN or infinite values in ``x`` or ``y`` raise ValueError before training
+            (before each batch, for a batch source).
+        steps_per_epoch : int, optional
+            Batches per epoch. Without it an epoch is one pass over the data; a source that repeats
+            forever (``numpy_input_fn(..., num_epochs=None)``) needs it. With it each epoch takes the next
+            ``steps_per_epoch`` batches, going on where the previous epoch stopped: arrays and input_fns
+            start a new pass whenever one ends, and a generator that runs out ends training with a warning.
+        validation_steps : int, optional
+            At most this many batches of ``validation_data`` per validation; a restartable source (an
+            input_fn, arrays) starts from its beginning at each validation, so every epoch sees the same
+            batches.
 
         Returns
         -------
@@ -396,48 +432,90 @@ class Sequential(Layer):
             ``history.history`` maps "loss", the metric names and their "val_" forms to per-epoch lists.
         """
         self._require_compiled("fit")
-        batch_size = _args.positive_int("fit", "batch_size", batch_size)
         if verbose not in (0, 1, 2):
             raise ValueError(f"Received an invalid value for `verbose`: expected 0, 1 or 2; got {verbose!r}.")
         if not isinstance(validation_split, numbers.Real) or not 0.0 <= validation_split < 1.0:
             raise ValueError(
                 f"Received an invalid value for `validation_split`: expected a number in [0, 1); got {validation_split!r}."
             )
-        x, y, weights = self._prepare("fit", x, y, sample_weight, class_weight, allow_nan)
-        validation = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError(
-                    "fit: expected `validation_data` as (x_val, y_val) or (x_val, y_val, sample_weight_val); got "
-                    f"{type(validation_data).__name__} {str(validation_data)[:60]}."
-                )
-            validation = self._prepare("fit (validation_data)", *validation_data[:2],
-                                       sample_weight=validation_data[2] if len(validation_data) == 3 else None,
-                                       allow_nan=allow_nan)
-        elif validation_split:
-            split = int(len(x) * (1.0 - validation_split))
-            if split == 0 or split == len(x):
-                raise ValueError(
-                    f"fit: validation_split={validation_split} of {len(x)} samples leaves "
-                    f"{split} for training and {len(x) - split} for validation; both need at least one."
-                )
-            validation = (x[split:], y[split:], None if weights is None else weights[split:])
-            x, y, weights = x[:split], y[:split], None if weights is None else weights[:split]
+        if is_batch_source(x):
+            _refuse_with_source("fit", y=y, batch_size=batch_size, sample_weight=sample_weight,
+                                validation_split=validation_split)
+            source = BatchSourceAdapter(x, what="fit", name="x", steps=steps_per_epoch, steps_name="steps_per_epoch",
+                                        training=True)
+            # The first batch builds the model, so the gradient step below sees its weights.
+            next(self._prepared_batches("fit", [source.peek()], class_weight, allow_nan))
 
+            def batches(epoch):
+                return self._prepared_batches("fit", source.epoch(epoch), class_weight, allow_nan)
+
+            n_batches, batch_size = source.num_batches, 32
+        else:
+            batch_size = _args.positive_int("fit", "batch_size", 32 if batch_size is None else batch_size)
+            self._require_targets("fit", x, y)
+            x, y, weights = self._prepare("fit", x, y, sample_weight, class_weight, allow_nan)
+            if validation_data is None and validation_split:
+                split = int(len(x) * (1.0 - validation_split))
+                if split == 0 or split == len(x):
+                    raise ValueError(
+                        f"fit: validation_split={validation_split} of {len(x)} samples leaves "
+                        f"{split} for training and {len(x) - split} for validation; both need at least one."
+                    )
+                validation_data = (x[split:], y[split:], None if weights is None else weights[split:])
+                x, y, weights = x[:split], y[:split], None if weights is None else weights[:split]
+            adapter = ArrayAdapter((x, y, weights), batch_size, shuffle=bool(shuffle), rng=seeding.shuffle_rng(),
+                                   steps=steps_per_epoch)
+            batches, n_batches = adapter.epoch, adapter.num_batches
+
+        validation = self._validation_batches(validation_data, validation_steps, batch_size, allow_nan,
+                                              int(epochs) - int(initial_epoch))
         forward = self._make_forward()
         step = self._gradient_step(forward, terminate_on_nan)
-        rng = seeding.shuffle_rng()
-        data = (x, y, weights)
         validate = None
         if validation is not None:
+            epoch_count = iter(range(int(initial_epoch), 2 ** 62))
+
             def validate():
-                return evaluate_batches(forward, array_batches(validation, batch_size), self._metric_ids)
+                return evaluate_batches(forward, validation(next(epoch_count)), self._metric_ids)
 
         return run_training(
-            step, lambda epoch: array_batches(data, batch_size, shuffle=bool(shuffle), rng=rng),
-            epochs=epochs, initial_epoch=initial_epoch, steps=-(-len(x) // batch_size), callbacks=callbacks,
+            step, batches, epochs=epochs, initial_epoch=initial_epoch, steps=n_batches, callbacks=callbacks,
             validate=validate, model=self, verbose=verbose, terminate_on_nan=terminate_on_nan,
         )
+
+    def _require_targets(self, what, x, y):
+        if x is None or y is None:
+            missing = "`x` and `y`" if x is None and y is None else "`x`" if x is None else "targets `y`"
+            raise ValueError(
+                f"{what}: expected {missing}; got None. Pass arrays x and y, or as x an input_fn or a generator "
+                "of (features, labels) batches (then without y)."
+            )
+
+    def _validation_batches(self, validation_data, steps, batch_size, allow_nan, epochs):
+        """``epoch -> batches`` of the validation data (prepared), or None without validation data."""
+        what = "fit (validation_data)"
+        if validation_data is None:
+            return None
+        if is_batch_source(validation_data):
+            source = BatchSourceAdapter(validation_data, what="fit", name="validation_data", steps=steps,
+                                        steps_name="validation_steps")
+            if source.one_shot and steps is None and epochs > 1:
+                raise ValueError(
+                    "fit: `validation_data` is a generator, which can be gone through only once, and validation "
+                    f"runs after each of the {epochs} epochs. Pass an input_fn (a function returning the batches), "
+                    "or a generator that repeats together with `validation_steps`."
+                )
+            return lambda epoch: self._prepared_batches(what, source.epoch(epoch), allow_nan=allow_nan)
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError(
+                "fit: expected `validation_data` as (x_val, y_val) or (x_val, y_val, sample_weight_val), or an "
+                f"input_fn or a generator of batches; got {type(validation_data).__name__} {str(validation_data)[:60]}."
+            )
+        arrays = self._prepare(what, *validation_data[:2],
+                               sample_weight=validation_data[2] if len(validation_data) == 3 else None,
+                               allow_nan=allow_nan)
+        steps = _args.positive_int("fit", "validation_steps", steps) if steps is not None else None
+        return lambda epoch: first_steps(array_batches(arrays, batch_size), steps)
 
     def _gradient_step(self, forward, skip_nonfinite):
         parameters = self.trainable_weights
@@ -451,28 +529,60 @@ class Sequential(Layer):
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def evaluate(self, x, y, batch_size=32, verbose=0, sample_weight=None, return_dict=False, allow_nan=False):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, sample_weight=None, return_dict=False,
+                 allow_nan=False, steps=None):
         """The loss (regularization included) and metrics over ``x``, ``y``, computed in batches.
+
+        ``x`` and ``y`` are arrays (``batch_size`` samples at a time, default 32), or ``x`` is an input_fn,
+        a generator or an iterable of ``(features, labels)`` batches (one pass over it) and ``y`` is
+        None. ``steps`` stops after that many batches.
 
         Returns the loss as a float when there are no metrics, else ``[loss, *metrics]`` in the order
         of :attr:`metrics_names` (a dict with ``return_dict=True``), as Keras does. ``verbose`` is
         accepted for Keras compatibility; evaluation prints nothing.
         """
         self._require_compiled("evaluate")
-        batch_size = _args.positive_int("evaluate", "batch_size", batch_size)
-        data = self._prepare("evaluate", x, y, sample_weight, allow_nan=allow_nan)
-        logs = evaluate_batches(self._make_forward(), array_batches(data, batch_size), self._metric_ids)
+        if is_batch_source(x):
+            _refuse_with_source("evaluate", y=y, batch_size=batch_size, sample_weight=sample_weight)
+            source = BatchSourceAdapter(x, what="evaluate", name="x", steps=steps)
+            batches = self._prepared_batches("evaluate", source.epoch(0), allow_nan=allow_nan)
+        else:
+            batch_size = _args.positive_int("evaluate", "batch_size", 32 if batch_size is None else batch_size)
+            steps = _args.positive_int("evaluate", "steps", steps) if steps is not None else None
+            self._require_targets("evaluate", x, y)
+            data = self._prepare("evaluate", x, y, sample_weight, allow_nan=allow_nan)
+            batches = first_steps(array_batches(data, batch_size), steps)
+        logs = evaluate_batches(self._make_forward(), batches, self._metric_ids)
         return self._results(logs, return_dict)
 
     @hands_blas_back
-    def predict(self, x, batch_size=32, verbose=0):
-        """The model's outputs for ``x`` as a numpy array, computed ``batch_size`` samples at a time in
-        inference mode with no graph recorded (only the result is allocated whole).
+    def predict(self, x, batch_size=None, verbose=0, steps=None):
+        """The model's outputs for ``x`` as a numpy array, computed ``batch_size`` samples at a time (default
+        32) in inference mode with no graph recorded (only the result is allocated whole).
 
+        ``x`` may also be an input_fn, a generator or an iterable of batches: each batch is ``features``,
+        ``(features,)`` or ``(features, labels)`` (labels ignored) and the outputs of all batches are
+        joined. ``steps`` stops after that many batches (for arrays: ``steps * batch_size`` samples).
         ``verbose`` is accepted for Keras compatibility.
         """
-        batch_size = _args.positive_int("predict", "batch_size", batch_size)
+        if is_batch_source(x):
+            _refuse_with_source("predict", batch_size=batch_size)
+            source = BatchSourceAdapter(x, what="predict", name="x", steps=steps, sample_weight=False,
+                                        bare_features=True)
+            outputs = []
+            for index, (features, _) in enumerate(source.epoch(0)):
+                features = self._prepare_x(f"predict (batch {index + 1})", features, allow_nan=True)
+                outputs.append(self._predict_array(features, len(features)))
+            return numpy.concatenate(outputs)
+        batch_size = _args.positive_int("predict", "batch_size", 32 if batch_size is None else batch_size)
+        if x is None:
+            self._require_targets("predict", x, True)
         x = self._prepare_x("predict", x, allow_nan=True)
+        if steps is not None:
+            x = x[:_args.positive_int("predict", "steps", steps) * batch_size]
+        return self._predict_array(x, batch_size)
+
+    def _predict_array(self, x, batch_size):
         result = None
         with no_grad(), training_mode(False):
             for start in range(0, len(x), batch_size):

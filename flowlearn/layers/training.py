@@ -3,7 +3,8 @@
 ``Sequential.fit``, the scikit-learn estimators and the model_fn ``Estimator`` all train through
 :func:`run_training`; they differ only in the ``train_step`` and the batches they hand it:
 
-* :func:`array_batches` cuts in-memory arrays into batches, shuffling by permuting indices;
+* :mod:`flowlearn.layers.data_adapter` turns every kind of input into batches (:func:`array_batches`
+  cuts in-memory arrays, shuffling by permuting indices; input_fns and generators are adapted there too);
 * :class:`GradientStep` is the standard step (forward in training mode, loss, backward, optimizer
   update, gradients cleared, running loss and metrics) and refuses to apply an update computed from
   a non-finite loss; :func:`evaluate_batches` runs the same forward function for evaluation;
@@ -18,12 +19,12 @@ so the model keeps the weights (and optimizer state) from just before that batch
 """
 import math
 
-import numpy
-
 from ..core import metrics as metrics_module
 from ..core import no_grad, training_mode
 from ..core.parallel import hands_blas_back
 from .callbacks import CallbackList, History, ProgressBar
+# Batching lives in the data adapter; these names stay importable from here.
+from .data_adapter import array_batches, batch_length
 
 __all__ = [
     "NonFiniteLossError", "GradientStep", "MetricTracker", "array_batches", "batch_length", "evaluate_batches",
@@ -33,44 +34,6 @@ __all__ = [
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the weights from before that batch were kept."""
-
-
-def batch_length(batch):
-    """The number of samples in ``batch``: an array, a tuple/list of arrays (first non-None) or a dict."""
-    if isinstance(batch, dict):
-        batch = next(iter(batch.values()))
-    if isinstance(batch, (tuple, list)):
-        batch = next(item for item in batch if item is not None)
-    return len(batch)
-
-
-def array_batches(arrays, batch_size, shuffle=False, rng=None, indices=None):
-    """Yield tuples of batches taken from equally long arrays (None entries stay None).
-
-    With ``shuffle`` the rows are visited in the order of one index permutation: the data are never
-    copied as a whole, each batch is one fancy-indexed copy. Without it, batches are views.
-    ``indices`` (an integer array) restricts the batches to those rows, e.g. the training part of a
-    held-out split, again without copying the data.
-
-    >>> import numpy
-    >>> x, y = numpy.arange(10).reshape(5, 2), numpy.arange(5)
-    >>> [len(bx) for bx, by in array_batches((x, y), batch_size=2)]
-    [2, 2, 1]
-    >>> [by.tolist() for bx, by in array_batches((x, y), batch_size=2, indices=numpy.array([4, 0, 2]))]
-    [[4, 0], [2]]
-    """
-    arrays = tuple(arrays)
-    n = batch_length(arrays) if indices is None else len(indices)
-    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"Received an invalid value for `batch_size`: expected a positive integer; got {batch_size!r}.")
-    batch_size = int(batch_size)
-    order = indices
-    if shuffle:
-        rng = rng if rng is not None else numpy.random.default_rng()
-        order = rng.permutation(n) if indices is None else indices[rng.permutation(n)]
-    for start in range(0, n, batch_size):
-        rows = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
-        yield tuple(None if array is None else array[rows] for array in arrays)
 
 
 # -- metrics ------------------------------------------------------------------------------------
