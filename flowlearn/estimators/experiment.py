@@ -141,8 +141,9 @@ class EvalSpec:
 class _Evaluator:
     """Evaluates checkpoints as training saves them (throttled), then runs the exporters."""
 
-    def __init__(self, estimator, eval_spec):
+    def __init__(self, estimator, eval_spec, max_steps):
         self.estimator = estimator
+        self.max_steps = max_steps
         self.spec = eval_spec
         self.started = time.monotonic()
         self.last_time = None
@@ -151,6 +152,8 @@ class _Evaluator:
         self.exports = []
 
     def after_save(self, path, step):
+        if self.max_steps is not None and step >= self.max_steps:
+            return  # the final checkpoint: evaluated and exported as the final one after training
         now = time.monotonic()
         if now - self.started < self.spec.start_delay_secs:
             return
@@ -186,7 +189,7 @@ def train_and_evaluate(estimator, train_spec, eval_spec):
         raise TypeError(f"train_and_evaluate: expected `train_spec` to be a TrainSpec; got {type(train_spec).__name__}.")
     if not isinstance(eval_spec, EvalSpec):
         raise TypeError(f"train_and_evaluate: expected `eval_spec` to be an EvalSpec; got {type(eval_spec).__name__}.")
-    evaluator = _Evaluator(estimator, eval_spec)
+    evaluator = _Evaluator(estimator, eval_spec, train_spec.max_steps)
     estimator._train(train_spec.input_fn, max_steps=train_spec.max_steps, hooks=train_spec.hooks,
                      after_save=evaluator.after_save)
     latest = estimator.latest_checkpoint()
