@@ -40,7 +40,8 @@ from ..core.parallel import hands_blas_back, hold_blas_for_small_product
 from ..core.tensor import tensor
 from ..layers import Activation, BatchNormalization, Dense, Dropout, deserialize, regularizers, serialize
 from ..layers.sequential import Sequential
-from ..layers.training import GradientStep, NonFiniteLossError, array_batches, forward_state, run_training
+from ..layers.data_adapter import ArrayAdapter
+from ..layers.training import GradientStep, NonFiniteLossError, forward_state, run_training
 from ._stopping import NoImprovementStopper, user_stacklevel
 
 # Multiply-adds in the largest prediction chunk (~5 ms of float32 work on two cores); see _prediction_rows.
@@ -414,14 +415,11 @@ class _BaseNetwork(BaseEstimator):
         parameters = model.trainable_weights
         state = forward_state(model)  # batch-norm statistics, put back after a non-finite loss
         step = GradientStep(forward, self._optimizer, lambda: parameters, state=lambda: state)
-        n_train = X.shape[0] if train_rows is None else len(train_rows)
-
-        def batches(epoch):
-            return array_batches((X, targets, weights), batch_size, shuffle=True, rng=self._batch_rng,
-                                 indices=train_rows)
-
+        # The data adapter's array path, as Sequential.fit's: each epoch a new permutation of the training
+        # rows' indices, the data never copied whole.
+        batches = ArrayAdapter((X, targets, weights), batch_size, shuffle=True, rng=self._batch_rng, indices=train_rows)
         try:
-            return run_training(step, batches, epochs=epochs, steps=-(-n_train // batch_size), callbacks=callbacks,
+            return run_training(step, batches.epoch, epochs=epochs, steps=batches.num_batches, callbacks=callbacks,
                                 validate=validate, model=model, verbose=int(self.verbose))
         except NonFiniteLossError as error:
             # The loop's advice (terminate_on_nan=False) is for Sequential.fit; say what an estimator can change.
