@@ -768,7 +768,7 @@ class EmbeddingColumn(DenseColumn):
         scale = {"sum": 1.0, "mean": 1.0 / xp.maximum(count, 1), "sqrtn": 1.0 / xp.sqrt(xp.maximum(count, 1))}
         weights = (live * scale[self.combiner]).astype(table.dtype)
         rows = ops.getitem(table, xp.where(live, ids, 0))  # (n, k, dimension); ignored ids weigh 0
-        return ops.sum(rows * tensor(weights[:, :, None], device=backend.device_of(weights)), axis=1)
+        return ops.sum(rows * tensor(weights[:, :, None], dtype=table.dtype, device=backend.device_of(weights)), axis=1)
 
 
 # -- the public constructors -------------------------------------------------------------------------
