@@ -113,6 +113,29 @@ def test_flush_writes_queued_events_while_the_writer_stays_open(tmp_path):
     assert _scalars(_read(tmp_path), "x") == [(0, 1.0), (1, 2.0)]
 
 
+def test_events_of_a_writer_never_closed_are_on_disk_after_the_interpreter_exits(tmp_path):
+    script = textwrap.dedent(f"""
+        from flowlearn.io import SummaryWriter
+        writer = SummaryWriter({str(tmp_path)!r}, flush_secs=3600)
+        for step in range(50):
+            writer.add_scalar("x", step, step)
+        keep = [writer]  # still referenced at exit: written by the exit-time finalizer, not by garbage collection
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert _scalars(_read(tmp_path), "x") == [(step, float(step)) for step in range(50)]
+
+
+def test_writers_on_one_folder_write_separate_files(tmp_path):
+    # Event file names carry seconds: without the pid and count, the second would truncate the first.
+    with SummaryWriter(tmp_path) as first, SummaryWriter(tmp_path) as second:
+        first.add_scalar("x", 1.0, 0)
+        second.add_scalar("x", 2.0, 1)
+    assert first.path != second.path
+    assert len(os.listdir(tmp_path)) == 2
+    assert _scalars(_read(tmp_path), "x") == [(0, 1.0), (1, 2.0)]
+
+
 def test_bad_arguments_raise_errors_naming_them(tmp_path):
     with SummaryWriter(tmp_path) as writer:
         with pytest.raises(ValueError, match="`step`.*integer >= 0.*-1"):
@@ -288,6 +311,7 @@ def test_callback_arguments_are_checked():
         TensorBoard("logs", histogram_freq=-1)
 
 
-def test_callback_is_exported_from_flowlearn_callbacks():
+def test_writer_and_callback_are_exported_where_users_look():
     assert fl.callbacks.TensorBoard is tb.TensorBoard
+    assert fl.io.SummaryWriter is SummaryWriter
     assert "TensorBoard" in fl.callbacks.__all__
