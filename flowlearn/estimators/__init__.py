@@ -6,8 +6,11 @@ from .autoencoder import AutoEncoder
 from .cnn import CNNClassifier
 from .dnn import DNNClassifier, DNNRegressor
 from .linear import LinearClassifier, LinearRegressor
+from ._persistence import load
 
-__all__ = ["LinearRegressor", "LinearClassifier", "DNNClassifier", "DNNRegressor", "AutoEncoder", "CNNClassifier"]
+__all__ = [
+    "LinearRegressor", "LinearClassifier", "DNNClassifier", "DNNRegressor", "AutoEncoder", "CNNClassifier", "load",
+]
 
 # The model_fn Estimator (tf.estimator's programming model), see docs/estimator.md.
 from .estimator import Estimator, WarmStartSettings
