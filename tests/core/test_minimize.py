@@ -178,3 +178,17 @@ def test_any_state_holder_works_without_the_layers():
         adam.minimize(lambda: (reference * reference).sum(), [reference])
     numpy.testing.assert_array_equal(w.numpy(), reference.numpy())
     assert sorted(holder.slots) == ["Adam/iterations", "w/Adam/m", "w/Adam/v"]
+
+
+def test_two_variables_with_one_name_cannot_share_store_slots():
+    class Holder:
+        slots, trainable_variables = {}, []
+
+    a = fl.tensor([1.0], requires_grad=True, name="w")
+    b = fl.tensor([2.0], requires_grad=True, name="w")
+    push_state_holder(Holder())
+    try:
+        with pytest.raises(ValueError, match=r"two variables of `var_list` are named 'w'"):
+            optimizers.Adam().minimize((a * b).sum(), [a, b])
+    finally:
+        pop_state_holder()

@@ -326,9 +326,17 @@ class Optimizer(Serializable):
         self.iterations = 0 if count is None else int(count)
         names = self._slot_names()
         named = []
+        seen = set()
         for param in params:
             if not param.name or param.grad is None:
                 continue
+            if param.name in seen:
+                raise ValueError(
+                    f"{type(self).__name__}.minimize: two variables of `var_list` are named {param.name!r}; "
+                    "inside a variable scope the optimizer keeps its slots by variable name, so names must be "
+                    "unique (pass distinct name= to the tensors)."
+                )
+            seen.add(param.name)
             keys = [f"{param.name}/{prefix}/{slot}" for slot in names]
             entry = self._state.get(id(param))
             if entry is None or entry[0]() is not param:
