@@ -461,13 +461,15 @@ class VocabularyColumn(CategoricalColumn):
             raise ValueError(f"{owner}: vocabulary entries must be unique; repeated: {duplicates}.")
         if not isinstance(num_oov_buckets, numbers.Integral) or num_oov_buckets < 0:
             raise ValueError(f"{owner}: expected `num_oov_buckets` to be an int >= 0; got {num_oov_buckets!r}.")
-        if not isinstance(default_value, numbers.Integral) or not -1 <= default_value < len(vocabulary):
-            raise ValueError(f"{owner}: expected `default_value` to be -1 (ignore) or an id in [0, {len(vocabulary)}); "
-                             f"got {default_value!r}.")
+        if default_value is not None and (not isinstance(default_value, numbers.Integral)
+                                          or not -1 <= default_value < len(vocabulary)):
+            raise ValueError(f"{owner}: expected `default_value` to be -1 (ignore), an id in [0, {len(vocabulary)}) or "
+                             f"None (a miss is an error); got {default_value!r}.")
         if num_oov_buckets and default_value != -1:
             raise ValueError(f"{owner}: give either default_value or num_oov_buckets, not both (a miss goes to one).")
         self.key, self.vocabulary_list, self.kind = key, vocabulary, kind
-        self.default_value, self.num_oov_buckets = int(default_value), int(num_oov_buckets)
+        self.default_value = None if default_value is None else int(default_value)
+        self.num_oov_buckets = int(num_oov_buckets)
         self._index = {v: i for i, v in enumerate(vocabulary)}
 
     @property
@@ -508,6 +510,13 @@ class VocabularyColumn(CategoricalColumn):
             if self.num_oov_buckets:
                 texts = [_as_text(self.key, keys[i]) for i in misses]
                 table[misses] = len(self.vocabulary_list) + _bucket_of_texts(texts, self.num_oov_buckets)
+            elif self.default_value is None:
+                unknown = sorted({str(keys[i]) for i in misses})
+                raise ValueError(
+                    f"feature {self.key!r}: {len(unknown)} value(s) not in the vocabulary of {len(self.vocabulary_list)} "
+                    f"entries, such as {unknown[:5]}, and default_value=None makes a miss an error; pass "
+                    "num_oov_buckets > 0 to give them buckets, or default_value=-1 to ignore them."
+                )
             else:
                 table[misses] = self.default_value
         return _map_codes(codes, table)
@@ -814,7 +823,8 @@ def bucketized_column(source_column, boundaries):
 def categorical_column_with_vocabulary_list(key, vocabulary_list, default_value=-1, num_oov_buckets=0):
     """Category ids from a list: the i-th entry is id i.
 
-    A value not in the list gets ``default_value`` (-1: ignored, contributes nothing) or, with
+    A value not in the list gets ``default_value`` (-1: ignored, contributes nothing, as in
+    TensorFlow; None: raises ValueError naming the feature and the unknown values) or, with
     ``num_oov_buckets > 0``, one of the ids ``len(vocabulary_list) + hash % num_oov_buckets``.
 
     >>> import numpy as np

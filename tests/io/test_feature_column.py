@@ -104,6 +104,11 @@ def test_vocabulary_indicator_miss_default_and_oov():
     column = fc.categorical_column_with_vocabulary_list("w", ["a", "b", "c"], num_oov_buckets=4)
     ids = column._ids({"w": words}, {}).ravel().tolist()
     assert ids == [1, 0, 3 + fnv1a64("zzz") % 4, 2, -1] and column.num_buckets == 7
+    column = fc.categorical_column_with_vocabulary_list("w", ["a", "b", "c"], default_value=None)
+    with pytest.raises(ValueError, match=r"feature 'w': 1 value\(s\) not in the vocabulary of 3 entries, such as "
+                                         r"\['zzz'\].*num_oov_buckets"):
+        column._ids({"w": words}, {})
+    assert column._ids({"w": words[[0, 1, 4]]}, {}).ravel().tolist() == [1, 0, -1]  # missing is not a miss
 
 
 def test_integer_vocabulary_and_multivalent_counts():
