@@ -6,7 +6,8 @@ class name, ``get_params()`` and every fitted attribute (``classes_``, ``n_featu
 ``feature_names_in_``, the layer configs, the optimizer's hyperparameters, the random streams' states),
 as JSON; arrays of numbers (weights, optimizer slots, standardization moments) are ``.npy`` entries
 that the JSON refers to. What JSON has no type for is written as a small tagged object (a tuple, a
-numpy scalar, an array of strings, a numpy random Generator), from a closed list.
+numpy scalar, an array of strings, a numpy random Generator, a flowlearn optimizer or feature
+column), from a closed list.
 
 What gets stored is exactly the estimator's pickling state (``__getstate__``), so a loaded estimator is
 the one unpickling would give: it predicts the same, and trains on (warm start, ``partial_fit``) with
@@ -26,6 +27,7 @@ import numpy
 from ..core import optimizers
 from ..core._archive import check_numeric, read_array, write_archive
 from ..core._atomic import atomic_write, remove_stale_temporaries
+from ..io import feature_column
 
 __all__ = ["save_estimator", "load"]
 
@@ -77,9 +79,15 @@ class _Encoder:
             return {_TAG: "random_state", "state": self.encode(value.get_state(legacy=False), where)}
         if isinstance(value, optimizers.Optimizer):
             return {_TAG: "optimizer", "config": self.encode(optimizers.serialize(value), where)}
+        if isinstance(value, feature_column.FeatureColumn):
+            try:
+                config = feature_column.serialize(value)
+            except ValueError as error:  # a Python callable inside (normalizer_fn): code, not data
+                raise TypeError(f"save: cannot store {where} without pickle: {error}") from None
+            return {_TAG: "feature_column", "config": self.encode(config, where)}
         raise TypeError(
             f"save: cannot store {where} without pickle: expected numbers, strings, arrays, lists, tuples, dicts, "
-            f"random generators or flowlearn optimizers; received {type(value).__module__}.{type(value).__qualname__}."
+            f"random generators, flowlearn optimizers or feature columns; received {type(value).__module__}.{type(value).__qualname__}."
         )
 
     def _encode_array(self, array, where):
@@ -151,6 +159,8 @@ class _Decoder:
             return generator
         if tag == "optimizer":
             return optimizers.deserialize(self.decode(value["config"]))
+        if tag == "feature_column":
+            return feature_column.deserialize(self.decode(value["config"]))
         raise self.damaged(f"an object tagged {tag!r}, which this flowlearn does not know")
 
 

@@ -261,3 +261,23 @@ def test_load_is_exported_and_listed():
 def test_the_no_pickle_fixture_does_block_pickle(no_pickle):
     with pytest.raises(AssertionError, match="pickle was used"):
         pickle.loads(pickle.dumps([1]))
+
+
+def test_estimators_with_feature_columns_round_trip(tmp_path, no_pickle):
+    import flowlearn as fl
+    fc = fl.feature_column
+    rng = numpy.random.default_rng(0)
+    frame = pandas.DataFrame({"age": rng.uniform(20, 60, 120), "city": rng.choice(["a", "b", "c"], 120)})
+    y = numpy.where(frame["age"] > 40, "old", "young")
+    columns = [fc.numeric_column("age", normalizer_fn=("standardize", 40.0, 10.0)),
+               fc.indicator_column(fc.categorical_column_with_vocabulary_list("city", ["a", "b", "c"])),
+               fc.embedding_column(fc.categorical_column_with_hash_bucket("city", 10), 2)]
+    for model in (small(DNNClassifier, feature_columns=columns), small(LinearClassifier, feature_columns=columns[:2])):
+        model.fit(frame, y).save(tmp_path / "m.flest")
+        restored = load(tmp_path / "m.flest")
+        assert restored.feature_columns == model.feature_columns
+        numpy.testing.assert_array_equal(restored.predict_proba(frame), model.predict_proba(frame))
+        numpy.testing.assert_array_equal(restored.predict(frame), model.predict(frame))
+    with_code = small(LinearClassifier, feature_columns=[fc.numeric_column("age", normalizer_fn=numpy.log1p)])
+    with pytest.raises(TypeError, match=r"cannot store parameter 'feature_columns'\[0\] without pickle.*callable"):
+        with_code.save(tmp_path / "code.flest")
