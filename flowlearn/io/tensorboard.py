@@ -387,8 +387,17 @@ class TensorBoard(Callback):
                         writer.add_scalar(f"epoch_{key}", value, epoch)
         if self.histogram_freq and epoch % self.histogram_freq == 0:
             writer = self._writer("train")
+            skipped = []
             for weight in getattr(self.model, "weights", ()):
-                writer.add_histogram(weight.name, weight, epoch)
+                try:
+                    writer.add_histogram(weight.name, weight, epoch)
+                except ValueError:
+                    skipped.append(weight.name)  # NaN/inf weights (terminate_on_nan=False): a picture must not stop training
+            if skipped:
+                warnings.warn(
+                    f"TensorBoard: no histogram at epoch {epoch} for {skipped}: they hold NaN or infinite values.",
+                    RuntimeWarning, stacklevel=2,
+                )
         for writer in self._writers.values():
             writer.flush()
 

@@ -256,6 +256,23 @@ def test_callback_histograms_every_histogram_freq_epochs_follow_the_weights(tmp_
     assert last.sum == pytest.approx(float(kernel.sum()), rel=1e-5, abs=1e-6)
 
 
+def test_callback_skips_histograms_of_non_finite_weights_with_a_warning(tmp_path, rng):
+    x, y = _data(rng)
+    model = _model()
+
+    def spoil(epoch, logs):
+        if epoch == 1:
+            model.weights[0].data[0, 0] = numpy.nan  # as a run with terminate_on_nan=False may leave them
+
+    callbacks = [fl.callbacks.LambdaCallback(on_epoch_end=spoil), TensorBoard(tmp_path, histogram_freq=1)]
+    with pytest.warns(RuntimeWarning, match="no histogram at epoch 1 for \\['dense/kernel'\\]"):
+        model.fit(x, y, epochs=2, batch_size=60, verbose=0, callbacks=callbacks)
+    train = _read(tmp_path / "train")
+    assert [event.step for event in train.Histograms("dense/kernel")] == [0]
+    assert [event.step for event in train.Histograms("dense/bias")] == [0, 1]
+    assert [step for step, _ in _scalars(train, "epoch_loss")] == [0, 1]
+
+
 def test_callback_batch_values_every_update_freq_batches(tmp_path, rng):
     x, y = _data(rng, n=100)  # batch 20: 5 batches an epoch, 10 in all
     callback = TensorBoard(tmp_path, update_freq=3)
