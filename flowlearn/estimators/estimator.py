@@ -743,6 +743,8 @@ def _summary_writer(logdir):
 
 
 def _write_eval_summaries(estimator, results, name):
+    if estimator.config.save_summary_steps is None:  # summaries turned off: none for evaluations either
+        return
     logdir = os.path.join(estimator.model_dir, "eval" if name is None else f"eval_{name}")
     writer = _summary_writer(logdir)
     if writer is None:
