@@ -14,7 +14,7 @@ _sys.modules[__name__ + ".ops"] = ops
 from .io import feature_column
 _sys.modules[__name__ + ".feature_column"] = feature_column
 from .layers import Sequential, VariableStore, load_model, variable_scope
-from .layers.variable_scope import AUTO_REUSE
+from .layers.variable_scope import AUTO_REUSE, get_variable_scope
 from . import metrics, train
 
 __version__ = "0.1.0"

@@ -342,6 +342,60 @@ def variable_scope(name_or_scope=None, reuse=None, store=None, name=None):
         _state.frames.pop()
 
 
+class VariableScope:
+    """A view of the innermost active scope (:func:`get_variable_scope`), as TensorFlow 1 gave one.
+
+    Attributes
+    ----------
+    name : str
+        The prefix without its trailing slash (``"encoder/inner"``; ``""`` at the top).
+    reuse : None, True or AUTO_REUSE
+    store : VariableStore
+    """
+
+    __slots__ = ("_frame",)
+
+    def __init__(self, frame):
+        self._frame = frame
+
+    @property
+    def name(self):
+        return self._frame.prefix[:-1]
+
+    @property
+    def reuse(self):
+        return self._frame.reuse
+
+    @property
+    def store(self):
+        return self._frame.store
+
+    def reuse_variables(self):
+        """Share existing variables from here to the end of this scope entry (``reuse=True``), as in TF 1."""
+        self._frame.reuse = True
+
+    def __repr__(self):
+        return f"<VariableScope name={self.name!r} reuse={self.reuse!r}>"
+
+
+def get_variable_scope():
+    """The innermost active scope as a :class:`VariableScope`; RuntimeError outside every scope.
+
+    TensorFlow 1's GAN idiom works: after the first tower, ``fl.get_variable_scope().reuse_variables()``
+    makes the rest of the scope share the weights.
+
+    >>> import numpy as np, flowlearn as fl
+    >>> with fl.variable_scope(fl.VariableStore()):
+    ...     with fl.variable_scope("tower"):
+    ...         a = fl.layers.dense(np.ones((2, 3)), 4)
+    ...         fl.get_variable_scope().reuse_variables()
+    ...         b = fl.layers.dense(np.ones((2, 3)), 4, name="dense")
+    ...         fl.get_variable_scope()
+    <VariableScope name='tower' reuse=True>
+    """
+    return VariableScope(_current_frame("get_variable_scope"))
+
+
 def current_store():
     """The VariableStore of the innermost active scope, or None outside every scope."""
     return _state.frames[-1].store if _state.frames else None

@@ -225,3 +225,45 @@ def test_get_variable():
     assert len(store.regularization_losses()) == 1
     with pytest.raises(RuntimeError, match="get_variable"):
         layers.get_variable("w", (3, 2))
+
+
+def test_reuse_modes_nest_as_in_tensorflow_and_another_store_starts_its_own_run():
+    store, other = fl.VariableStore(), fl.VariableStore()
+    with fl.variable_scope(store, reuse=fl.AUTO_REUSE):
+        assert fl.get_variable_scope().reuse is fl.AUTO_REUSE
+        with fl.variable_scope("a", reuse=False):  # False inherits, as None does
+            assert fl.get_variable_scope().reuse is fl.AUTO_REUSE
+        with fl.variable_scope("a", reuse=True):
+            assert fl.get_variable_scope().reuse is True
+        _block(X)
+        with fl.variable_scope(other):  # a new run in another store: no prefix, no inherited reuse
+            scope = fl.get_variable_scope()
+            assert scope.store is other and scope.name == "" and scope.reuse is None
+            _block(X)
+            with pytest.raises(ValueError, match="already exists"):
+                _block(X)
+        _block(X)  # back in the first store's AUTO_REUSE run
+    assert [layer.name for layer in store.layers] == ["block/dense"] == [layer.name for layer in other.layers]
+
+
+def test_reuse_variables_turns_the_rest_of_the_scope_to_sharing():
+    store = fl.VariableStore()
+    with fl.variable_scope(store):
+        with fl.variable_scope("gan") as yielded:
+            first = _block(X)
+            scope = fl.get_variable_scope()
+            assert scope.name == "gan" and scope.reuse is None and yielded is store
+            scope.reuse_variables()
+            second = _block(X)
+            with pytest.raises(ValueError, match=r"^Variable gan/other/\.\.\. does not exist"):
+                layers.dense(X, 2, name="other")
+    numpy.testing.assert_array_equal(first.numpy(), second.numpy())
+    assert [layer.name for layer in store.layers] == ["gan/block/dense"]
+    with pytest.raises(RuntimeError, match="get_variable_scope"):
+        fl.get_variable_scope()
+
+
+def test_auto_reuse_survives_pickling_as_the_same_object():
+    import pickle
+
+    assert pickle.loads(pickle.dumps(fl.AUTO_REUSE)) is fl.AUTO_REUSE and repr(fl.AUTO_REUSE) == "AUTO_REUSE"
