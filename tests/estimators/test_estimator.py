@@ -432,3 +432,26 @@ def test_a_model_dir_always_resumes_after_the_trainer_is_killed_while_checkpoint
         assert after == before + 1
         steps.append(after)
     assert steps == sorted(steps) and steps[-1] > 4
+
+
+@pytest.mark.slow  # importing tensorboardX (which imports torch where installed) takes seconds
+def test_training_and_evaluation_write_tensorboard_scalars(tmp_path, data):
+    pytest.importorskip("tensorboardX")
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    x, y = data
+    est = make(tmp_path, save_summary_steps=2)
+    est.train(batches_fn(x, y, epochs=None), steps=6)
+    result = est.evaluate(batches_fn(x, y))
+
+    def scalars(logdir):
+        accumulator = event_accumulator.EventAccumulator(str(logdir), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+    train = scalars(tmp_path)
+    assert {"loss", "learning_rate", "global_step/sec"} <= set(train)
+    assert [step for step, _ in train["loss"]] == [2, 4, 6]
+    assert train["learning_rate"][0][1] == pytest.approx(0.01)
+    evaluation = scalars(tmp_path / "eval")
+    assert evaluation["loss"] == [(6, pytest.approx(result["loss"], rel=1e-6))]
+    assert evaluation["rmse"] == [(6, pytest.approx(result["rmse"], rel=1e-6))]
