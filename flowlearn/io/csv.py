@@ -240,13 +240,15 @@ class CsvInputFn:
         def read(path):
             for block, first_line in _blocks(path, options.chunk_size, options.header):
                 block, lines, bad = _check_records(block, first_line, len(columns), options.delimiter, path)
-                decoded, bad_values = _decode(block, lines, columns, options.delimiter, path)
+                decoded, lines, bad_values = _decode(block, lines, columns, options.delimiter, path)
                 bad.extend(bad_values)
-                if bad:
-                    bad.sort()
-                    if options.on_bad_row == "raise":
-                        line, reason = bad[0]
-                        raise ValueError(f"{path}, line {line}: {reason}")
+                bad.sort()
+                if bad and options.on_bad_row == "raise":
+                    line, reason = bad[0]
+                    before = lines < line
+                    if before.any():  # the good rows above the bad one still arrive, as when reading on
+                        yield _take(decoded, before), path, []
+                    raise ValueError(f"{path}, line {line}: {reason}")
                 if decoded is not None or bad:
                     yield decoded, path, bad
 
@@ -448,30 +450,31 @@ def _blocks(path, chunk_size, header):
     """``(block, first_line)``: the file in blocks of whole records of about ``chunk_size`` bytes, with the
     1-based line number of each block's first record; the header record is dropped."""
     with open(path, "rb") as handle:
-        line, carry, skip_header, start = 1, b"", header, True
+        position, line, size = 0, 1, chunk_size
         while True:
-            piece = handle.read(chunk_size)
-            data = carry + piece if carry else piece
-            if start:
-                data, start = data.removeprefix(_BOM), False
-            if piece:
-                end = _record_end(data, last=True)
-                if end < 0:  # no record ends in what was read: read on
-                    carry = data
+            handle.seek(position)
+            block = handle.read(size)
+            if not block:
+                return
+            if len(block) == size:  # not the end of the file: cut after the last whole record
+                end = _record_end(block, last=True)
+                if end < 0:  # a record longer than what was read: read again, twice as much
+                    size *= 2
                     continue
-                block, carry = data[:end + 1], data[end + 1:]
-            else:
-                block, carry = data, b""
-            if skip_header and block:
+                if end + 1 < len(block):
+                    block = block[:end + 1]  # the cut-off record is read again with the next block
+            size = chunk_size
+            if position == 0 and block.startswith(_BOM):
+                block, position = block[len(_BOM):], len(_BOM)
+            position += len(block)
+            if header:
                 end = _record_end(block, last=False)
                 end = len(block) - 1 if end < 0 else end
                 line += block.count(b"\n", 0, end + 1)
-                block, skip_header = block[end + 1:], False
+                block, header = block[end + 1:], False
             if block:
                 yield block, line
                 line += block.count(b"\n")
-            if not piece:
-                return
 
 
 # -- check: field counts, with lines -------------------------------------------------------------------------
@@ -483,26 +486,32 @@ def _check_records(block, first_line, n_fields, delimiter, path):
     """
     array = numpy.frombuffer(block, numpy.uint8)
     newlines = numpy.flatnonzero(array == _NEWLINE)
-    delimiters = numpy.flatnonzero(array == ord(delimiter))
+    delimiters = array == ord(delimiter)
     quoted = b'"' in block
     ends = newlines
     if quoted:
-        quotes = numpy.flatnonzero(array == _QUOTE)
-        ends = newlines[(numpy.searchsorted(quotes, newlines) & 1) == 0]
-        delimiters = delimiters[(numpy.searchsorted(quotes, delimiters) & 1) == 0]
+        # Inside quotes after an odd number of quote characters ("" escapes count twice, so they cancel).
+        inside = numpy.logical_xor.accumulate(array == _QUOTE)
+        ends = newlines[~inside[newlines]]
+        delimiters &= ~inside
+        unterminated = bool(inside[-1])  # only the file's last block can end inside quotes
+        del inside
+    delimiters = numpy.flatnonzero(delimiters)
     if block[-1] != _NEWLINE:  # the file's last record, without a final newline
         ends = numpy.append(ends, len(block))
     starts = numpy.empty_like(ends)
     starts[0] = 0
     starts[1:] = ends[:-1] + 1
-    fields = numpy.searchsorted(delimiters, ends) - numpy.searchsorted(delimiters, starts) + 1
+    # The delimiters before each record's end, less those before the previous record's end.
+    fields = numpy.diff(numpy.searchsorted(delimiters, ends), prepend=0) + 1
+    del delimiters
     lengths = ends - starts
     blank = (lengths == 0) | ((lengths == 1) & (array[starts] == _CARRIAGE_RETURN))
-    lines = first_line + numpy.searchsorted(newlines, starts)
+    lines = first_line + (numpy.searchsorted(newlines, starts) if quoted else numpy.arange(len(starts)))
     bad = ~blank & (fields != n_fields)
     reasons = [(int(line), f"expected {n_fields} fields, got {count}") for line, count in zip(lines[bad], fields[bad])]
-    if quoted and len(quotes) % 2 and not bad[-1]:
-        bad[-1] = True  # only the file's last block can end inside quotes
+    if quoted and unterminated and not bad[-1]:
+        bad[-1] = True
         reasons.append((int(lines[-1]), "a quoted field is never closed"))
     keep = ~(blank | bad)
     if keep.all():
@@ -514,14 +523,14 @@ def _check_records(block, first_line, n_fields, delimiter, path):
 
 # -- decode: typed columns, defaults, bad values -------------------------------------------------------------
 def _decode(block, lines, columns, delimiter, path):
-    """``(columns dict or None, [(line, reason)])`` for a block of well-formed records."""
+    """``(columns dict or None, their lines, [(line, reason)])`` for a block of well-formed records."""
     if not len(lines):
-        return None, []
+        return None, lines, []
     try:
         frame = pandas.read_csv(
             io.BytesIO(block), sep=delimiter, header=None, names=[c.name for c in columns], index_col=False,
             dtype={c.name: "Int64" if c.dtype.kind in "iu" else c.dtype for c in columns},
-            keep_default_na=False, na_values=[""], engine="c",
+            keep_default_na=False, na_values=[""], engine="c", low_memory=False,
         )
         decoded, bad = _from_typed(frame, lines, columns)
     except (ValueError, TypeError, OverflowError):
@@ -536,14 +545,15 @@ def _decode(block, lines, columns, delimiter, path):
         keep[[row for row, _ in bad]] = False
         decoded = {name: values[keep] for name, values in decoded.items()}
         bad = [(int(lines[row]), reason) for row, reason in bad]
-    if not len(next(iter(decoded.values()))):
-        return None, bad
-    return decoded, bad
+        lines = lines[keep]
+    if not len(lines):
+        return None, lines, bad
+    return decoded, lines, bad
 
 
 def _read_strings(block, columns, delimiter):
     return pandas.read_csv(io.BytesIO(block), sep=delimiter, header=None, names=[c.name for c in columns],
-                           index_col=False, dtype=object, na_filter=False, engine="c")
+                           index_col=False, dtype=object, na_filter=False, engine="c", low_memory=False)
 
 
 def _from_typed(frame, lines, columns):
@@ -725,11 +735,13 @@ def _shuffled(chunks, capacity, rng):
         drawn_rest = drawn[~from_buffer] - size
         staying = numpy.ones(n_rest, bool)
         staying[drawn_rest] = False
+        # Integer positions: per column, fancy indexing with them is ~4x faster than with the masks.
+        at_buffer, at_rest, staying = (numpy.flatnonzero(mask) for mask in (from_buffer, ~from_buffer, staying))
         out = {}
         for name, values in buffer.items():
             piece = numpy.empty(n_rest, values.dtype)
-            piece[from_buffer] = values[slots]
-            piece[~from_buffer] = rest[name][drawn_rest]
+            piece[at_buffer] = values[slots]
+            piece[at_rest] = rest[name][drawn_rest]
             values[slots] = rest[name][staying]
             out[name] = piece
         yield out
@@ -739,20 +751,27 @@ def _shuffled(chunks, capacity, rng):
 
 
 def _batched(pieces, batch_size):
-    """Batches of exactly ``batch_size`` rows from pieces of any size; the last may be smaller."""
+    """Batches of exactly ``batch_size`` rows from pieces of any size; the last may be smaller. Each batch is
+    a copy, so that no batch keeps a whole decoded block alive."""
     held, count = [], 0
     for piece in pieces:
-        held.append(piece)
-        count += _rows(piece)
-        if count < batch_size:
-            continue
-        merged = held[0] if len(held) == 1 else {
-            name: numpy.concatenate([part[name] for part in held]) for name in held[0]}
-        full = count - count % batch_size
-        for start in range(0, full, batch_size):
-            yield _take(merged, slice(start, start + batch_size))
-        held = [_take(merged, slice(full, None))] if full < count else []
-        count -= full
+        rows, offset = _rows(piece), 0
+        if count:  # complete the partial batch held from the pieces before
+            offset = min(batch_size - count, rows)
+            held.append(_take(piece, slice(0, offset)))
+            count += offset
+            if count < batch_size:
+                continue
+            yield _concatenated(held)
+            held, count = [], 0
+        while rows - offset >= batch_size:
+            yield {name: values[offset:offset + batch_size].copy() for name, values in piece.items()}
+            offset += batch_size
+        if offset < rows:
+            held, count = [{name: values[offset:].copy() for name, values in piece.items()}], rows - offset
     if count:
-        yield held[0] if len(held) == 1 else {name: numpy.concatenate([part[name] for part in held])
-                                              for name in held[0]}
+        yield _concatenated(held)
+
+
+def _concatenated(parts):
+    return {name: numpy.concatenate([part[name] for part in parts]) for name in parts[0]}
