@@ -635,39 +635,37 @@ class CrossedColumn(CategoricalColumn):
         return cls(keys, config["hash_bucket_size"])
 
     def _parts(self, key, features, widths):
-        """(n, k) object array of the texts a key contributes (None for missing)."""
+        """(codes (n, k), texts): each value's index into the texts it contributes, -1 for missing."""
         if isinstance(key, str):
             value = _feature(features, key, self.name)
             _check_width(key, value, widths)
             codes, uniques = _categorical_values(key, value)
-            texts = numpy.array([_as_text(key, item) for item in uniques] + [None], dtype=object)
-            return texts[codes]
+            return codes, [_as_text(key, item) for item in uniques]
         ids = key._ids(features, widths)
-        texts = ids.astype(str).astype(object)
-        texts[ids < 0] = None
-        return texts
+        live = ids >= 0
+        uniques, inverse = numpy.unique(ids[live], return_inverse=True)
+        codes = numpy.full(ids.shape, -1, dtype=numpy.int64)
+        codes[live] = inverse.reshape(-1)
+        return codes, [str(int(i)) for i in uniques]
 
     def _ids(self, features, widths):
         parts = [self._parts(k, features, widths) for k in self.crossed_keys]
-        n = len(parts[0])
         columns = []
-        for combination in itertools.product(*(range(p.shape[1]) for p in parts)):
-            pieces = [p[:, j] for p, j in zip(parts, combination)]
-            missing = numpy.zeros(n, dtype=bool)
-            for piece in pieces:
-                missing |= numpy.equal(piece, None)
-            joined = pieces[0].copy()
-            joined[missing] = ""
-            for piece in pieces[1:]:
-                filled = piece.copy()
-                filled[missing] = ""
-                joined = joined + _SEPARATOR + filled
-            ids = numpy.full(n, -1, dtype=numpy.int64)
-            live = numpy.flatnonzero(~missing)
-            if len(live):
-                uniques, inverse = numpy.unique(joined[live].astype(str), return_inverse=True)
-                ids[live] = _bucket_of_texts(uniques.tolist(), self.hash_bucket_size)[inverse.reshape(-1)]
-            columns.append(ids)
+        for combination in itertools.product(*(range(codes.shape[1]) for codes, _ in parts)):
+            # Combine the parts' codes pairwise into codes of distinct combinations, so only those are
+            # joined into text and hashed (not every row).
+            codes, texts = parts[0][0][:, combination[0]].astype(numpy.int64), parts[0][1]
+            for (more_codes, more_texts), j in zip(parts[1:], combination[1:]):
+                more = more_codes[:, j]
+                missing = (codes < 0) | (more < 0)
+                keys = codes * len(more_texts) + more
+                uniques, inverse = numpy.unique(keys[~missing], return_inverse=True)
+                codes = numpy.full(len(keys), -1, dtype=numpy.int64)
+                codes[~missing] = inverse.reshape(-1)
+                texts = [texts[u // len(more_texts)] + _SEPARATOR + more_texts[u % len(more_texts)]
+                         for u in uniques.tolist()]
+            buckets = _bucket_of_texts(texts, self.hash_bucket_size) if texts else numpy.zeros(0, numpy.int64)
+            columns.append(_map_codes(codes, buckets))
         return numpy.stack(columns, axis=1)
 
     def _value_width(self, widths):
