@@ -520,7 +520,8 @@ class BatchSourceAdapter:
         if not self.training:
             if taken == 0:
                 raise ValueError(
-                    f"{self.what}: `{self.name}` yielded no batches for epoch {epoch + 1}. A generator can be gone "
+                    f"{self.what}: `{self.name}` yielded no batches{f' for epoch {epoch + 1}' if epoch else ''}. "
+                    "A generator can be gone "
                     f"through only once: pass an input_fn (a function returning the batches), or a generator that "
                     f"repeats together with `{self.steps_name}`."
                 )

@@ -443,13 +443,16 @@ class Sequential(Layer):
                                 validation_split=validation_split)
             source = BatchSourceAdapter(x, what="fit", name="x", steps=steps_per_epoch, steps_name="steps_per_epoch",
                                         training=True)
+            # Checked before the first batch is drawn: a refusal must not cost a one-shot generator a batch.
+            validation = self._validation_batches(validation_data, validation_steps, 32, allow_nan,
+                                                  int(epochs) - int(initial_epoch))
             # The first batch builds the model, so the gradient step below sees its weights.
             next(self._prepared_batches("fit", [source.peek()], class_weight, allow_nan))
 
             def batches(epoch):
                 return self._prepared_batches("fit", source.epoch(epoch), class_weight, allow_nan)
 
-            n_batches, batch_size = source.num_batches, 32
+            n_batches = source.num_batches
         else:
             batch_size = _args.positive_int("fit", "batch_size", 32 if batch_size is None else batch_size)
             self._require_targets("fit", x, y)
@@ -461,14 +464,16 @@ class Sequential(Layer):
                         f"fit: validation_split={validation_split} of {len(x)} samples leaves "
                         f"{split} for training and {len(x) - split} for validation; both need at least one."
                     )
-                validation_data = (x[split:], y[split:], None if weights is None else weights[split:])
+                held_out = (x[split:], y[split:], None if weights is None else weights[split:])
                 x, y, weights = x[:split], y[:split], None if weights is None else weights[:split]
             adapter = ArrayAdapter((x, y, weights), batch_size, shuffle=bool(shuffle), rng=seeding.shuffle_rng(),
                                    steps=steps_per_epoch)
             batches, n_batches = adapter.epoch, adapter.num_batches
-
-        validation = self._validation_batches(validation_data, validation_steps, batch_size, allow_nan,
-                                              int(epochs) - int(initial_epoch))
+            if validation_data is None and validation_split:
+                validation = self._validation_batches(held_out, validation_steps, batch_size, prepared=True)
+            else:
+                validation = self._validation_batches(validation_data, validation_steps, batch_size, allow_nan,
+                                                      int(epochs) - int(initial_epoch))
         forward = self._make_forward()
         step = self._gradient_step(forward, terminate_on_nan)
         validate = None
@@ -491,8 +496,9 @@ class Sequential(Layer):
                 "of (features, labels) batches (then without y)."
             )
 
-    def _validation_batches(self, validation_data, steps, batch_size, allow_nan, epochs):
-        """``epoch -> batches`` of the validation data (prepared), or None without validation data."""
+    def _validation_batches(self, validation_data, steps, batch_size, allow_nan=False, epochs=1, prepared=False):
+        """``epoch -> batches`` of the validation data (prepared, unless ``prepared`` says it is: a held-out
+        part of checked arrays), or None without validation data."""
         what = "fit (validation_data)"
         if validation_data is None:
             return None
@@ -511,9 +517,9 @@ class Sequential(Layer):
                 "fit: expected `validation_data` as (x_val, y_val) or (x_val, y_val, sample_weight_val), or an "
                 f"input_fn or a generator of batches; got {type(validation_data).__name__} {str(validation_data)[:60]}."
             )
-        arrays = self._prepare(what, *validation_data[:2],
-                               sample_weight=validation_data[2] if len(validation_data) == 3 else None,
-                               allow_nan=allow_nan)
+        arrays = validation_data if prepared else self._prepare(
+            what, *validation_data[:2], sample_weight=validation_data[2] if len(validation_data) == 3 else None,
+            allow_nan=allow_nan)
         steps = _args.positive_int("fit", "validation_steps", steps) if steps is not None else None
         return lambda epoch: first_steps(array_batches(arrays, batch_size), steps)
 

@@ -374,3 +374,22 @@ def test_bad_batches_from_a_source_are_named():
         model.fit(x, verbose=0)
     with pytest.raises(ValueError, match=r"fit: received an invalid value for `steps_per_epoch`"):
         model.fit(lambda: [(x, y)], steps_per_epoch=0, verbose=0)
+
+
+def test_a_refused_fit_takes_no_batch_from_a_generator():
+    x, y = _data()
+    generator = iter([(x[:30], y[:30]), (x[30:], y[30:])])
+    model = _model()
+    with pytest.raises(ValueError, match="`validation_data` is a generator"):
+        model.fit(generator, epochs=2, verbose=0, validation_data=iter([(x, y)]))
+    assert [len(labels) for _, labels in generator] == [30, 30]
+
+
+def test_dataframes_and_series_are_data_in_memory():
+    x, y = _data()
+    frame = pandas.DataFrame(x, columns=list("abcd"))
+    arrays = _model()
+    arrays.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    fed = _model()  # reseeds weights and the shuffling stream alike
+    fed.fit(frame, pandas.Series(y), batch_size=16, epochs=2, verbose=0)
+    assert _same_weights(arrays, fed)
