@@ -148,10 +148,10 @@ def test_crossed_column_hashes_joined_values():
     assert column.name == "city_X_kind"
     # Several values per row cross with each other; three keys join in order.
     three = fc.crossed_column(["a", "b", "c"], 1000)
-    ids = three._ids({"a": np.array([["x", "y"], ["x", None]], dtype=object), "b": np.array(["p", "p"]),
+    crossed = three._ids({"a": np.array([["x", "y"], ["x", None]], dtype=object), "b": np.array(["p", "p"]),
                       "c": np.array([7, 7])}, {})
-    assert ids.tolist() == [[fnv1a64("x\x1fp\x1f7") % 1000, fnv1a64("y\x1fp\x1f7") % 1000],
-                            [fnv1a64("x\x1fp\x1f7") % 1000, -1]]
+    assert crossed.tolist() == [[fnv1a64("x\x1fp\x1f7") % 1000, fnv1a64("y\x1fp\x1f7") % 1000],
+                                [fnv1a64("x\x1fp\x1f7") % 1000, -1]]
     np.testing.assert_array_equal(dense(features, [fc.indicator_column(column)]),
                                   np.eye(50)[[ids[0], ids[1]]].tolist() + [[0] * 50])
 
