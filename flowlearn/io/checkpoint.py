@@ -144,13 +144,18 @@ def _complete(path):
     return True
 
 
-def _scan(model_dir):
-    """Names of the complete checkpoint files in model_dir, by step (temporaries never match the pattern)."""
+def _scan(model_dir, known=()):
+    """Names of the complete checkpoint files in model_dir, by step (temporaries never match the pattern).
+
+    Names in ``known`` (listed by the index) are left out without opening them.
+    """
     try:
         names = os.listdir(model_dir)
     except OSError:
         return []
-    found = sorted((int(match[1]), name) for name in names if (match := _CHECKPOINT_FILE.match(name)))
+    known = set(known)
+    found = sorted((int(match[1]), name) for name in names
+                   if name not in known and (match := _CHECKPOINT_FILE.match(name)))
     return [name for _, name in found if _complete(os.path.join(model_dir, name))]
 
 
@@ -277,7 +282,7 @@ def save_checkpoint(model_dir, step, variables, *, keep_checkpoint_max=5, metada
     indexed = [] if indexed is None else indexed
     # Complete files the index does not list (a crash between writing a file and the index, or between the
     # index and a deletion) count as older than everything listed: kept while there is room, pruned first.
-    orphans = [other for other in _scan(model_dir) if other not in indexed]
+    orphans = _scan(model_dir, known=indexed)
     names = [other for other in orphans + indexed
              if other != name and os.path.exists(os.path.join(model_dir, other))] + [name]
     pruned = names[:-keep] if keep else []
