@@ -192,3 +192,24 @@ def test_two_variables_with_one_name_cannot_share_store_slots():
             optimizers.Adam().minimize((a * b).sum(), [a, b])
     finally:
         pop_state_holder()
+
+
+def test_under_no_grad_inside_a_scope_minimize_updates_nothing():
+    """An Estimator's EVAL run (no_grad) of a model_fn that builds its train_op in every mode, as TF examples do."""
+    store = fl.VariableStore(seed=0)
+    with fl.variable_scope(store):
+        _loss(X[0], Y[0])
+        step = fl.train.create_global_step()
+    before = store.get_weights()
+    with fl.no_grad(), fl.variable_scope(store):
+        op = optimizers.Adam(0.1).minimize(_loss(X[0], Y[0]), global_step=step)
+    assert op.applied is False and op.global_step is None and "not applied" in repr(op)
+    after = store.get_weights()
+    for name in before:
+        if not name.startswith("batch_normalization/moving"):
+            numpy.testing.assert_array_equal(after[name], before[name], err_msg=name)
+    assert store.slots == {}
+    w = fl.tensor([1.0], requires_grad=True)
+    with fl.no_grad():  # outside a scope: backward's error, not a silent no-op
+        with pytest.raises(RuntimeError, match="does not require grad"):
+            optimizers.SGD(0.1).minimize((w * w).sum(), [w])

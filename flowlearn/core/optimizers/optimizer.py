@@ -18,6 +18,7 @@ import weakref
 import numpy
 
 from .. import backend
+from ..config import is_grad_enabled
 from ..parallel import parallel_slices
 from ..serialization import Registry, Serializable
 from ..tensor import Tensor
@@ -68,19 +69,24 @@ class TrainOp:
         The loss that was minimised.
     optimizer : Optimizer
     global_step : int or None
-        The global step's value after the increment, when one was given.
+        The global step's value after the increment, when one was given and the update applied.
+    applied : bool
+        False when minimize ran inside a variable scope under ``no_grad()`` (an Estimator's EVAL or
+        PREDICT run of a model_fn that builds its train_op unconditionally) and so updated nothing.
     """
 
-    __slots__ = ("loss", "optimizer", "global_step")
+    __slots__ = ("loss", "optimizer", "global_step", "applied")
 
-    def __init__(self, loss, optimizer, global_step=None):
+    def __init__(self, loss, optimizer, global_step=None, applied=True):
         self.loss = loss
         self.optimizer = optimizer
         self.global_step = global_step
+        self.applied = applied
 
     def __repr__(self):
         step = "" if self.global_step is None else f", global_step={self.global_step}"
-        return f"<TrainOp {type(self.optimizer).__name__}{step}>"
+        skipped = "" if self.applied else ", not applied"
+        return f"<TrainOp {type(self.optimizer).__name__}{step}{skipped}>"
 
 
 class Optimizer(Serializable):
@@ -261,6 +267,10 @@ class Optimizer(Serializable):
         TrainOp
             Marks the update (already applied); ``.loss`` is ``loss``.
 
+        Inside a variable scope under ``no_grad()`` (how an Estimator runs a model_fn in EVAL and PREDICT
+        mode) nothing is computed or updated and the TrainOp says ``applied=False``: a model_fn may build
+        its train_op in every mode, as TensorFlow's examples do.
+
         Inside a variable scope the optimizer's slots and step count live in the store's ``slots``
         under the variables' names, not in this object, so a new optimizer created on every call of
         a model function continues exactly where the previous one stopped.
@@ -301,6 +311,11 @@ class Optimizer(Serializable):
         if not isinstance(loss, Tensor):
             raise TypeError(f"{owner}: expected a scalar Tensor as `loss` (or a function returning one); got "
                             f"{type(loss).__name__}.")
+        if holder is not None and not is_grad_enabled():
+            # A model_fn written for tf.estimator builds its train_op in every mode, and TensorFlow ran it
+            # in TRAIN only; the Estimator runs EVAL and PREDICT under no_grad, where there is nothing to
+            # differentiate: no update, no step. (Outside a scope, backward's own error still says why.)
+            return TrainOp(loss, self, None, applied=False)
         self.zero_grad(params)
         loss.backward()
         if holder is None:
