@@ -924,7 +924,9 @@ def input_layer(features, feature_columns):
 
     Columns are sorted by name and their dense values concatenated. Embedding tables are variables
     of the current ``fl.variable_scope`` (``input_layer/<column>/embedding_weights``), so a model
-    function keeps and trains them; without embedding columns no scope is needed.
+    function keeps and trains them; without embedding columns no scope is needed. Called twice in one
+    run of the scope, the second call claims the same variables: an error unless the scope has
+    ``reuse=True`` or ``fl.AUTO_REUSE`` (then both share the tables), as for any variable.
 
     >>> import numpy as np
     >>> columns = [numeric_column("b"), numeric_column("a", shape=(2,))]

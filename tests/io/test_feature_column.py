@@ -221,6 +221,15 @@ def test_input_layer_embeddings_live_in_the_variable_scope():
     assert store.trainable_variables[0].grad is not None
     with pytest.raises(RuntimeError, match="variable_scope"):
         fc.input_layer(features, columns)
+    # Twice in one run is the scope's reuse question, as for any variable: an error unless reuse says to share.
+    with fl.variable_scope(store):
+        fc.input_layer(features, columns)
+        with pytest.raises(ValueError, match="input_layer/w_embedding/embedding_weights already exists in this run"):
+            fc.input_layer(features, columns)
+    with fl.variable_scope(store, reuse=fl.AUTO_REUSE):
+        np.testing.assert_array_equal(fc.input_layer(features, columns).data, first.data)
+        np.testing.assert_array_equal(fc.input_layer(features, columns).data, first.data)
+    assert len(store.variables) == 1
     assert dense(features, [fc.numeric_column("x")]).ravel().tolist() == [1.0, 2.0]  # no weights: no scope needed
 
 
