@@ -37,6 +37,7 @@ import numpy
 from ..core import backend
 from ..core._archive import check_numeric, read_array, write_archive
 from ..core._atomic import atomic_write, remove_stale_temporaries, sync_folder
+from ..core.tensor import Tensor
 
 __all__ = [
     "CheckpointIndexWarning",
@@ -86,7 +87,7 @@ def _check_name(name):
 
 
 def _as_numpy(name, value):
-    data = getattr(value, "data", value)  # a flowlearn Tensor holds its array in .data
+    data = value.data if isinstance(value, Tensor) else value  # (numpy arrays' .data is a memoryview)
     if backend.array_module(data) is not numpy:
         data = backend.to_numpy(data)  # device-neutral: a cupy array is stored as numpy
     array = numpy.asarray(data)

@@ -73,6 +73,17 @@ def test_round_trip_keeps_values_dtypes_shapes_and_metadata(tmp_path):
     assert list_variables(path) == sorted((name, numpy.shape(value)) for name, value in variables.items())
 
 
+def test_views_numpy_scalars_and_python_numbers_are_stored_as_arrays(tmp_path):
+    base = numpy.arange(12, dtype=numpy.float16).reshape(3, 4)
+    saved = {"transposed": base.T, "strided": base[:, ::2], "half": numpy.float16(2.5), "count": 3, "rate": 1.5,
+             "flag": True}
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path, 1, saved))
+    for name, value in saved.items():
+        expected = numpy.asarray(value)
+        assert loaded[name].dtype == expected.dtype and loaded[name].shape == expected.shape, name
+        numpy.testing.assert_array_equal(loaded[name], expected)
+
+
 def test_file_is_a_plain_npz_that_numpy_reads_without_pickle(tmp_path):
     variables = _variables(1)
     path = save_checkpoint(tmp_path, 1, variables)
