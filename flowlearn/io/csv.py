@@ -29,7 +29,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy
 import pandas
 
-__all__ = ["csv_input_fn"]
+from ..layers import seeding
+from ..layers.data_adapter import INFINITE, UNKNOWN
+
+__all__ = ["CsvBatches", "CsvInputFn", "csv_input_fn"]
 
 _NEWLINE, _QUOTE, _CARRIAGE_RETURN = 10, 34, 13
 _BOM = b"\xef\xbb\xbf"
@@ -73,7 +76,9 @@ def csv_input_fn(file_pattern, column_names=None, column_defaults=None, label_co
     header : bool, default True
         Whether each file starts with a header line (skipped; it gives the names when ``column_names`` is None).
     seed : int, optional
-        Seed of the shuffling: the same seed gives the same order on every call and every machine.
+        Seed of the shuffling: every call of the input_fn gives the same sequence of orders, on every machine
+        and whatever the threads' timing. Default: drawn at each call from the stream that
+        :func:`flowlearn.layers.set_random_seed` seeds.
     on_bad_row : {"raise", "skip"}, default "raise"
         A malformed row (wrong number of fields, a value that does not parse, an empty required field) raises
         ``ValueError("<file>, line <n>: <reason>")``, or with ``"skip"`` is dropped and counted: a warning at the
@@ -87,10 +92,10 @@ def csv_input_fn(file_pattern, column_names=None, column_defaults=None, label_co
 
     Returns
     -------
-    input_fn : callable
-        A zero-argument callable; each call returns a fresh iterator of ``(features, labels)``, ``features`` a
-        dict of column name -> ndarray. Its threads stop when the iteration ends, fails, or is abandoned (the
-        iterator closed or garbage-collected).
+    input_fn : CsvInputFn
+        A zero-argument callable; each call returns an iterable (:class:`CsvBatches`) of ``(features,
+        labels)``, ``features`` a dict of column name -> ndarray. An iteration's threads stop when it ends,
+        fails, or is abandoned (its iterator closed or garbage-collected).
 
     Examples
     --------
@@ -134,13 +139,18 @@ class CsvInputFn:
         return f"CsvInputFn({len(self.files)} files, columns={self.column_names}, label_column={self._label!r})"
 
     def __call__(self):
-        if self._options.prefetch:
-            return self._prefetched()
-        return self._unprefetched()
+        seed = self._options.seed
+        if seed is None and self._options.shuffle:
+            # Unseeded: drawn from the stream flowlearn.layers.set_random_seed seeds (as numpy_input_fn).
+            seed = int(seeding.shuffle_rng().integers(2 ** 63))
+        return CsvBatches(self, numpy.random.default_rng(seed))
 
     # -- the consumer's side -----------------------------------------------------------------------------
-    def _unprefetched(self):
-        items = self._items()
+    def _iterate(self, rng):
+        return self._prefetched(rng) if self._options.prefetch else self._unprefetched(rng)
+
+    def _unprefetched(self, rng):
+        items = self._items(rng)
         try:
             for kind, item in items:
                 if kind == _WARNING:
@@ -150,10 +160,10 @@ class CsvInputFn:
         finally:
             items.close()
 
-    def _prefetched(self):
+    def _prefetched(self, rng):
         ready = queue.Queue(maxsize=self._options.prefetch)
         stop = threading.Event()
-        producer = threading.Thread(target=self._produce, args=(ready, stop), name=f"{_THREAD_PREFIX}-prefetch",
+        producer = threading.Thread(target=self._produce, args=(rng, ready, stop), name=f"{_THREAD_PREFIX}-prefetch",
                                     daemon=True)
         producer.start()
         try:
@@ -178,7 +188,7 @@ class CsvInputFn:
             stop.set()
             producer.join()
 
-    def _produce(self, ready, stop):
+    def _produce(self, rng, ready, stop):
         def put(entry):
             while not stop.is_set():
                 try:
@@ -188,7 +198,7 @@ class CsvInputFn:
                     pass
             return False
 
-        items = self._items()
+        items = self._items(rng)
         try:
             for entry in items:
                 if not put(entry):
@@ -200,10 +210,9 @@ class CsvInputFn:
             items.close()
 
     # -- the pipeline ------------------------------------------------------------------------------------
-    def _items(self):
+    def _items(self, rng):
         """``(kind, item)`` pairs: batches, and a warning after each pass that skipped rows."""
         options = self._options
-        rng = numpy.random.default_rng(options.seed)
         executor = None
         if options.parallel_reads > 1:
             executor = ThreadPoolExecutor(options.parallel_reads, thread_name_prefix=f"{_THREAD_PREFIX}-read")
@@ -257,6 +266,26 @@ class CsvInputFn:
     def _split(self, batch):
         labels = batch.pop(self._label) if self._label is not None else None
         return batch, labels
+
+
+class CsvBatches:
+    """What a call of a :class:`CsvInputFn` returns: an iterable of ``(features, labels)`` batches.
+
+    Each iteration reads the files again, in its own threads, and draws new orders from the generator
+    seeded once at the call (tf.data's ``reshuffle_each_iteration``): iterating twice gives two different
+    shuffles, and two calls with the same ``seed`` give the same sequence of them. ``cardinality()`` is
+    :data:`~flowlearn.layers.data_adapter.INFINITE` when ``num_epochs`` is None, else unknown (the number of
+    rows is not known before reading them).
+    """
+
+    def __init__(self, input_fn, rng):
+        self._input_fn, self._rng = input_fn, rng
+
+    def cardinality(self):
+        return INFINITE if self._input_fn._options.num_epochs is None else UNKNOWN
+
+    def __iter__(self):
+        return self._input_fn._iterate(self._rng)
 
 
 # -- options and columns -----------------------------------------------------------------------------------

@@ -85,10 +85,38 @@ def test_seeded_shuffle_is_reproducible_and_depends_on_the_seed(three_files):
                                  num_parallel_reads=3, **options))
 
     first = order(7)
-    assert order(7) == first
+    assert order(7) == first  # a new call: the same order
     assert order(7, prefetch_buffer_size=0) == first  # prefetching changes when, not what
     assert order(8) != first
     assert sorted(first) == list(range(2100)) and first != sorted(first)
+
+
+def test_iterating_one_call_again_reshuffles_reproducibly(three_files):
+    # As numpy_input_fn: Sequential.fit iterates the iterable once per epoch, and each epoch gets a new order.
+    input_fn = csv_input_fn(three_files, seed=5, shuffle_buffer_size=300, chunk_size=2048)
+    batches = input_fn()
+    first, second = ([int(i) for f, _ in batches for i in f["id"]] for _ in range(2))
+    assert first != second and sorted(first) == sorted(second) == list(range(2100))
+    again = input_fn()
+    assert [[int(i) for f, _ in again for i in f["id"]] for _ in range(2)] == [first, second]
+
+
+def test_unseeded_shuffles_follow_set_random_seed(three_files):
+    from flowlearn.layers import set_random_seed
+
+    input_fn = csv_input_fn(three_files, shuffle_buffer_size=300, chunk_size=2048)
+    set_random_seed(3)
+    first = _ids(input_fn)
+    set_random_seed(3)
+    assert _ids(input_fn) == first
+    assert _ids(input_fn) != first
+
+
+def test_cardinality_for_the_data_adapter(three_files):
+    from flowlearn.layers.data_adapter import INFINITE, UNKNOWN, cardinality
+
+    assert cardinality(csv_input_fn(three_files)()) == UNKNOWN
+    assert cardinality(csv_input_fn(three_files, num_epochs=None)()) == INFINITE
 
 
 def test_seeded_order_does_not_depend_on_thread_timing(monkeypatch, three_files):
@@ -327,7 +355,7 @@ def test_stopping_early_leaves_no_thread(three_files, prefetch):
         assert any(name.endswith("-prefetch") for name in names) == bool(prefetch)
         break
     assert not _csv_threads()
-    iterator = input_fn()
+    iterator = iter(input_fn())
     next(iterator)
     iterator.close()
     assert not _csv_threads()
@@ -342,3 +370,32 @@ def test_a_reader_error_reaches_the_consumer_with_its_message(tmp_path):
             seen += 1
     assert seen == 300  # every good row before it arrived first
     assert not _csv_threads()
+
+
+def test_sequential_fit_on_a_csv_input_fn_matches_fit_on_the_arrays(tmp_path):
+    import flowlearn as fl
+
+    rng = numpy.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype(numpy.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(numpy.int64)
+    lines = ["a,b,c,d,label"] + [",".join(f"{v!r}" for v in row) + f",{label}" for row, label in
+                                 zip(x.tolist(), y)]
+    _write(tmp_path / "train.csv", "\n".join(lines) + "\n")
+    input_fn = csv_input_fn(tmp_path / "train.csv", label_column="label", column_defaults={"label": 0},
+                            batch_size=32, shuffle=False, num_epochs=1)
+
+    def stacked():  # a Sequential model takes one array: the feature columns side by side
+        return ((numpy.stack(list(features.values()), axis=1), labels) for features, labels in input_fn())
+
+    def fresh_model():
+        fl.layers.set_random_seed(0)
+        model = fl.Sequential([fl.layers.Input((4,)), fl.layers.Dense(8, activation="relu"),
+                               fl.layers.Dense(2, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy")
+        return model
+
+    on_arrays, on_csv = fresh_model(), fresh_model()
+    on_arrays.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    on_csv.fit(stacked, epochs=2, verbose=0)
+    for p, q in zip(on_arrays.get_weights(), on_csv.get_weights()):
+        numpy.testing.assert_array_equal(p, q)
