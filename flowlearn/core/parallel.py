@@ -12,10 +12,10 @@ its products on single-threaded BLAS and its own accumulations on its own core.
 :func:`parallel_slices` is that split. From the first split that calls BLAS on, the BLAS libraries
 that numpy loaded are held at one thread (through threadpoolctl, which scikit-learn installs) and
 handed back when a fit, evaluate or predict call ends (see :class:`_BlasThreads` for why not after
-every split). Inside a fit, evaluate or predict call, a product too small to need BLAS's threads
-takes the same hold (:func:`hold_blas_for_small_product`): on a host where another process keeps a
-core busy, waking BLAS's workers for each of thousands of tiny products made a small network's fit
-several times slower than on one thread.
+every split). Inside a fit, evaluate or predict call, a product too small to split takes the same
+hold (:func:`hold_blas_for_small_product`): on a host where another process keeps a core busy, waking
+BLAS's workers for each of thousands of tiny products made a small network's fit several times
+slower than on one thread. Which products split is :func:`flowlearn.core.ops._gemm.regime`'s call.
 
 The number of threads is :func:`get_num_threads` (all the cores this process may
 use, or ``FLOWLEARN_NUM_THREADS``), never more than BLAS's own thread count, so
@@ -251,16 +251,17 @@ def release_blas_if_idle():
 
 
 def hold_blas_for_small_product():
-    """Before a product too small to need BLAS's threads: hold BLAS at one thread, if this thread is
+    """Before a product too small for flowlearn to split: hold BLAS at one thread, if this thread is
     inside a fit, evaluate or predict call and no product that wants BLAS's threads ran in the last
     :data:`RELEASE_AFTER` seconds.
 
     Thousands of tiny products (a small network's fit) each woke BLAS's worker threads: fine on an idle
     host, but next to one busy process the digits fit of a 64-128-64-10 network took 3.6x as long as on
-    one thread. Held once, BLAS stays on one thread until the call ends (setting the count around each
-    product would wake the workers too). Outside such a call nothing is held, so numpy code of the
-    user's own never finds BLAS changed; a stretch that mixes small products with mid-sized ones leaves
-    BLAS its threads rather than set them back and forth on every step.
+    one thread, and an MNIST MLP's, whose products are mid-sized, 2.7-10x. Held once, BLAS stays on one
+    thread until the call ends (setting the count around each product would wake the workers too).
+    Outside such a call nothing is held, so numpy code of the user's own never finds BLAS changed. Inside
+    one, no product wants BLAS's threads (larger ones are split), so only a product that ran on them
+    just before the call began (outside it) delays the hold, by at most a second.
     """
     if _blas._saved is not None or getattr(_local, "stretch", 0) == 0:
         return

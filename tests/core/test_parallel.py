@@ -94,7 +94,7 @@ def test_a_product_blas_would_thread_gets_blas_back_a_while_after_the_last_split
     if not blas_threads():
         pytest.skip("no BLAS library that threadpoolctl can see")
     parallel.parallel_slices(4, lambda a, b: None, uses_blas=True)
-    mid = numpy.ones((128, 784), numpy.float32), numpy.ones((784, 256), numpy.float32)  # 25.7 M multiply-adds
+    mid = numpy.ones((128, 256), numpy.float32), numpy.ones((256, 256), numpy.float32)  # 8.4 M multiply-adds
     gemm(numpy, *mid)
     assert set(blas_threads()) == {1}  # just after a split: still held
     monkeypatch.setattr(parallel, "RELEASE_AFTER", 0.0)
@@ -102,16 +102,34 @@ def test_a_product_blas_would_thread_gets_blas_back_a_while_after_the_last_split
     assert set(blas_threads()) == {4}
 
 
-# -- small products: one BLAS thread inside a fit/evaluate/predict call ------------------------------
+# -- which products split, and where BLAS is held at one thread -------------------------------------
 SMALL_PRODUCT = (200, 64, 128)   # 1.6 M multiply-adds: a digits network's first layer at batch 200
-MID_PRODUCT = (128, 784, 256)    # 25.7 M: an MNIST MLP's first layer
+MID_PRODUCT = (128, 256, 256)    # 8.4 M: mid-sized, not worth a split
+SPLIT_PRODUCT = (128, 784, 256)  # 25.7 M: an MNIST MLP's first layer, split
 
 
 @pytest.fixture
 def fresh_blas_clock(monkeypatch):
-    """No split and no mid-sized product ran recently, whatever earlier tests did."""
+    """No split and no product on BLAS's threads ran recently, whatever earlier tests did."""
     monkeypatch.setattr(parallel._blas, "last_split", float("-inf"))
     monkeypatch.setattr(parallel._blas, "last_threaded", float("-inf"))
+
+
+@pytest.fixture
+def count_slices(monkeypatch):
+    """A list that gets one entry per slice of every product that ``gemm`` splits."""
+    from flowlearn.core.ops import _gemm
+
+    seen = []
+    real = _gemm.parallel_slices
+
+    def counted(*args, **kwargs):
+        results = real(*args, **kwargs)
+        seen.extend(results)
+        return results
+
+    monkeypatch.setattr(_gemm, "parallel_slices", counted)
+    return seen
 
 
 def _product(shape):
@@ -121,25 +139,29 @@ def _product(shape):
     return gemm(numpy, numpy.ones((m, k), numpy.float32), numpy.ones((k, n), numpy.float32))
 
 
-@pytest.mark.parametrize("size, split, expected", [
-    (40 * 30 * 20, False, "one thread"),
-    (200 * 64 * 128, False, "one thread"),        # digits, batch 200
-    (200 * 64 * 128, True, "one thread"),
-    (4_000_000 - 1, False, "one thread"),
-    (4_000_000, False, "blas"),
-    (128 * 784 * 256, False, "blas"),             # MNIST MLP, batch 128
-    (8_000_000 - 1, True, "blas"),
-    (8_000_000, True, "split"),
-    (250_000_000 - 1, False, "blas"),
-    (250_000_000, False, "split"),
+@pytest.mark.parametrize("size, split, expected, in_a_fit", [
+    (40 * 30 * 20, False, "one thread", "one thread"),
+    (200 * 64 * 128, False, "one thread", "one thread"),   # digits, batch 200
+    (200 * 64 * 128, True, "one thread", "one thread"),
+    (4_000_000 - 1, False, "one thread", "one thread"),
+    (4_000_000, False, "blas", "one thread"),
+    (128 * 256 * 128, False, "blas", "one thread"),        # MNIST MLP's second layer, batch 128
+    (16_000_000 - 1, False, "blas", "one thread"),
+    (16_000_000, False, "split", "split"),
+    (128 * 784 * 256, False, "split", "split"),            # MNIST MLP's first layer, batch 128
+    (250_000_000, False, "split", "split"),
+    (8_000_000 - 1, True, "blas", "one thread"),
+    (8_000_000, True, "split", "split"),
 ])
-def test_each_product_size_has_one_regime(size, split, expected):
+def test_each_product_size_has_one_regime(size, split, expected, in_a_fit):
     from flowlearn.core.ops._gemm import regime
 
     assert regime(size, split) == expected
+    assert regime(size, split, stretch=True) == in_a_fit
 
 
-def test_small_products_hold_blas_at_one_thread_until_the_fit_call_ends(threads, fresh_blas_clock):
+def test_inside_a_fit_call_every_product_runs_on_one_blas_thread_or_splits(threads, fresh_blas_clock,
+                                                                          count_slices):
     threads(2)
     if not blas_threads():
         pytest.skip("no BLAS library that threadpoolctl can see")
@@ -148,24 +170,33 @@ def test_small_products_hold_blas_at_one_thread_until_the_fit_call_ends(threads,
     @parallel.hands_blas_back
     def fit():
         seen.append(set(blas_threads()))
-        _product(SMALL_PRODUCT)
+        for shape in (SMALL_PRODUCT, MID_PRODUCT):
+            _product(shape)
+            seen.append(set(blas_threads()))
+        assert not count_slices  # neither of those split
+        assert (_product(SPLIT_PRODUCT) == 784).all()
         seen.append(set(blas_threads()))
         assert parallel.in_stretch()
 
     fit()
-    assert seen == [{4}, {1}]
+    assert len(count_slices) == 2
+    assert seen == [{4}, {1}, {1}, {1}]  # the mid-sized product no longer takes BLAS's threads back
     assert set(blas_threads()) == {4} and not parallel.in_stretch()
 
 
-def test_small_products_outside_a_fit_call_leave_blas_alone(threads, fresh_blas_clock):
+def test_outside_a_fit_call_small_and_mid_sized_products_leave_blas_alone(threads, fresh_blas_clock, count_slices):
     threads(2)
     if not blas_threads():
         pytest.skip("no BLAS library that threadpoolctl can see")
-    expected = (_product(SMALL_PRODUCT) == 64).all()
-    assert expected and set(blas_threads()) == {4} and not parallel._blas.holding
+    assert (_product(SMALL_PRODUCT) == 64).all() and (_product(MID_PRODUCT) == 256).all()
+    assert set(blas_threads()) == {4} and not parallel._blas.holding and not count_slices
+    _product(SPLIT_PRODUCT)  # a split holds BLAS at one thread, as in a hand-written training loop
+    assert len(count_slices) == 2 and set(blas_threads()) == {1}
+    _product(MID_PRODUCT)  # within a second of the split: still held, run on one thread
+    assert set(blas_threads()) == {1}
 
 
-def test_small_products_next_to_mid_sized_ones_leave_blas_its_threads(threads, fresh_blas_clock, monkeypatch):
+def test_a_product_on_blas_threads_just_before_a_fit_call_delays_the_hold(threads, fresh_blas_clock, monkeypatch):
     threads(2)
     if not blas_threads():
         pytest.skip("no BLAS library that threadpoolctl can see")
@@ -173,33 +204,66 @@ def test_small_products_next_to_mid_sized_ones_leave_blas_its_threads(threads, f
 
     @parallel.hands_blas_back
     def fit():
-        _product(MID_PRODUCT)
-        _product(SMALL_PRODUCT)  # within a second of a mid-sized product: no hold, no back and forth
+        _product(SMALL_PRODUCT)  # within a second of a product on BLAS's threads: no back and forth
         seen.append(set(blas_threads()))
         monkeypatch.setattr(parallel, "RELEASE_AFTER", 0.0)  # now "a second" has passed
-        _product(SMALL_PRODUCT)
+        _product(MID_PRODUCT)
         seen.append(set(blas_threads()))
 
+    _product(MID_PRODUCT)  # outside the call: BLAS's threads
     fit()
     assert seen == [{4}, {1}]
     assert set(blas_threads()) == {4}
 
 
-def test_a_mid_sized_product_takes_blas_back_from_small_products(threads, fresh_blas_clock):
+@pytest.mark.parametrize("shape", [SPLIT_PRODUCT, (784, 128, 256), (1000, 500, 300)])
+def test_a_split_product_equals_one_blas_thread(shape, threads, count_slices):
+    # Output rows or columns per slice: each element is the same BLAS sum as unsplit, on one thread.
+    from flowlearn.core.ops._gemm import gemm
+
     threads(2)
     if not blas_threads():
         pytest.skip("no BLAS library that threadpoolctl can see")
-    seen = []
+    m, k, n = shape
+    rng = numpy.random.default_rng(7)
+    a = rng.standard_normal((m, k)).astype(numpy.float32)
+    b = rng.standard_normal((k, n)).astype(numpy.float32)
+    with threadpool_limits(limits=1, user_api="blas"):
+        one_thread = a @ b
+        if m >= n:
+            halves = numpy.concatenate([a[:m // 2] @ b, a[m // 2:] @ b])
+        else:
+            halves = numpy.concatenate([a @ b[:, :n // 2], a @ b[:, n // 2:]], axis=1)
+    split = gemm(numpy, a, b)
+    assert len(count_slices) == 2
+    numpy.testing.assert_array_equal(split, halves)  # the same BLAS calls: bit for bit
+    internal = {library.internal_api for library in parallel._blas._lookup()}
+    if internal == {"openblas"}:
+        numpy.testing.assert_array_equal(split, one_thread)  # and OpenBLAS sums as unsplit
+    else:
+        _assert_same_up_to_float32_rounding(one_thread, split)
 
-    @parallel.hands_blas_back
-    def fit():
-        _product(SMALL_PRODUCT)
-        seen.append(set(blas_threads()))
-        _product(MID_PRODUCT)  # no split ran: BLAS's threads do this one
-        seen.append(set(blas_threads()))
 
-    fit()
-    assert seen == [{1}, {4}]
+def test_an_mlp_with_mid_sized_products_fits_on_one_blas_thread_and_hands_it_back(threads, fresh_blas_clock,
+                                                                                   count_slices):
+    threads(2)
+    if not blas_threads():
+        pytest.skip("no BLAS library that threadpoolctl can see")
+    seen = set()
+
+    class Record(fl.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.update(blas_threads())
+
+    rng = numpy.random.default_rng(6)
+    x, y = rng.standard_normal((256, 784)).astype(numpy.float32), rng.integers(0, 10, 256)
+    model = fl.Sequential([fl.layers.Dense(256, activation="relu"), fl.layers.Dense(128, activation="relu"),
+                           fl.layers.Dense(10)])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=128, epochs=1, verbose=0, callbacks=[Record()])
+    assert seen == {1}
+    assert count_slices  # the first layer's products were split
+    assert set(blas_threads()) == {4}
 
 
 def test_a_small_network_fits_on_one_blas_thread_and_hands_it_back(threads, fresh_blas_clock):
@@ -340,25 +404,18 @@ def test_overlapping_pooling_is_the_same_on_one_thread_and_on_two(pool, threads)
 
 @pytest.mark.parametrize("shape, split, slices", [
     ((40, 30, 20), False, 0),         # small: BLAS
-    ((300, 400, 500), False, 0),      # mid-sized: BLAS
+    ((128, 256, 256), False, 0),      # mid-sized: BLAS
+    ((300, 400, 500), False, 2),      # from 16 M multiply-adds: split over output columns
     ((40, 2500, 3000), False, 2),     # large, wide: split over output columns
     ((2500, 3000, 40), False, 2),     # large, tall: split over output rows
-    ((300, 400, 500), True, 2),       # mid-sized, but part of an op that splits anyway
+    ((100, 200, 300), True, 0),       # 6 M, part of an op that splits anyway: BLAS
+    ((100, 200, 400), True, 2),       # 8 M, part of an op that splits anyway: split
     ((25, 78400, 32), True, 2),       # a tiny output over a long inner dimension: partial sums
 ])
-def test_gemm_matches_numpy_in_every_size_regime(shape, split, slices, threads, monkeypatch):
+def test_gemm_matches_numpy_in_every_size_regime(shape, split, slices, threads, count_slices):
     from flowlearn.core.ops import _gemm
 
     threads(2)
-    seen = []
-    real = _gemm.parallel_slices
-
-    def counted(*args, **kwargs):
-        results = real(*args, **kwargs)
-        seen.extend(results)  # one entry per slice that ran
-        return results
-
-    monkeypatch.setattr(_gemm, "parallel_slices", counted)
     m, k, n = shape
     rng = numpy.random.default_rng(4)
     a = rng.standard_normal((m, k)).astype(numpy.float32)
@@ -366,7 +423,7 @@ def test_gemm_matches_numpy_in_every_size_regime(shape, split, slices, threads, 
     expected = a.astype(numpy.float64) @ b.astype(numpy.float64)
     out = numpy.empty((m, n), numpy.float32)
     assert _gemm.gemm(numpy, a, b, out=out, split=split) is out
-    assert len(seen) == slices
+    assert len(count_slices) == slices
     numpy.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * numpy.sqrt(k))
 
 

@@ -2,47 +2,72 @@
 
 By size (multiply-adds, ``m*n*k``):
 
-- large products are split by flowlearn over rows or columns of the output, one slice per thread,
-  each slice on single-threaded BLAS (:func:`flowlearn.core.parallel.parallel_slices`), and so are
-  products that a larger op splits anyway (a convolution's kernel gradient) if not small;
-- mid-sized products are left to BLAS: its own threads, or one thread while flowlearn holds it there
-  (from a split on, until a fit/evaluate/predict call ends or a mid-sized product comes a second
-  after the last split);
+- products from ``SPLIT`` on are split by flowlearn over rows or columns of the output, one slice per
+  thread, each slice on single-threaded BLAS (:func:`flowlearn.core.parallel.parallel_slices`), and so
+  are products that a larger op splits anyway (a convolution's kernel gradient) from ``2 * SMALL`` on;
+- mid-sized products (``SMALL`` to ``SPLIT``) run on one BLAS thread inside a fit, evaluate or predict
+  call (:func:`flowlearn.core.parallel.hold_blas_for_small_product`), and on BLAS's own threads outside
+  one unless a recent split still holds BLAS at one thread;
 - small products (under ``SMALL``) never need BLAS's threads: inside a fit, evaluate or predict call
-  they hold BLAS at one thread (:func:`flowlearn.core.parallel.hold_blas_for_small_product`), unless
-  mid-sized products ran in the last second. A 200x64 @ 64x128 product is ~35 us of work on one core;
-  a second thread saves at most half of that, and waking it costs as much on an idle host and
-  milliseconds on a busy one.
+  they hold BLAS at one thread too. A 200x64 @ 64x128 product is ~35 us of work on one core; a second
+  thread saves at most half of that, and waking it costs as much on an idle host and milliseconds on a
+  busy one.
 
-Mid-sized products are BLAS's because its threads do them faster (a 128x784 @ 784x256 product:
-279 us on two BLAS threads, 367 us split by flowlearn), while a split pays for itself once the
-product is large enough to hide handing a slice to a thread, and keeps BLAS's workers asleep in
-a training step that mixes products with work flowlearn splits itself: a spinning BLAS worker
-holds the core that a flowlearn thread needs (a convolution step went from 19 to 33 ms next to one).
+Why flowlearn's split and not BLAS's threads from ``SPLIT`` on: on an idle host OpenBLAS's threads run
+a 128x784 @ 784x256 product (an MNIST MLP's first layer) in ~300 us, flowlearn's split in ~390 and
+one thread in ~530, but OpenBLAS's workers spin and meet several times inside every product, and next
+to one busy process they lose the core for a time slice at each meeting: that product's weight gradient
+took 12 ms instead of 0.53, and a training epoch 2.7-10x as long as on one thread. A split meets once
+per product, and its worker sleeps between products, so the scheduler runs it as soon as it wakes; when
+the host is busy it costs a few per cent over one thread rather than a multiple. Under ``SPLIT`` the
+wake-up (~100 us here) eats what a second thread would save, so one thread does those.
 
 A product is split along its inner dimension only when its output is no larger than that dimension
 (then output slices would be slivers); the partial products are added in slice order. Otherwise
-every output element is one BLAS sum. Either way a split product equals the unsplit one up to
-float32 rounding, and the same product splits the same way on every call.
+every output element is one BLAS sum over the same inner dimension as unsplit, so with the
+single-threaded BLAS each slice runs on, a split product is, with OpenBLAS, bit for bit the product
+that ``OPENBLAS_NUM_THREADS=1`` gives (BLAS's own threads may sum in another order). Either way the
+same product splits the same way on every call.
 """
 import numpy
 
-from ..parallel import hold_blas_for_small_product, parallel_slices, release_blas_if_idle
+from ..parallel import hold_blas_for_small_product, in_stretch, parallel_slices, release_blas_if_idle
 
-# Products from LARGE multiply-adds on (about 3 ms on one core here) are split: enough work to hide
-# waking a thread, which costs up to ~0.3 ms when the host is busy. No slice has fewer than SMALL.
+# Under SMALL multiply-adds a product never needs a second thread. From SPLIT on (about 0.35 ms on one
+# core here) flowlearn splits it: enough work to hide waking a thread (~0.1 ms on an idle host, up to
+# ~0.3 ms on a busy one). No slice has fewer than SMALL. LARGE was the split threshold before mid-sized
+# products were split too; it is kept for code that imports it.
 SMALL = 4_000_000
+SPLIT = 16_000_000
 LARGE = 250_000_000
 
 
-def regime(size, split=False):
-    """Who runs a product of ``size`` multiply-adds on numpy: "one thread" (small: BLAS, held at one
-    thread inside a fit/evaluate/predict call), "blas" (mid-sized: BLAS's own threads) or "split"
-    (flowlearn's threads, each slice on single-threaded BLAS). ``split=True``: the product belongs to
-    an op that splits anyway, so it splits from ``2 * SMALL`` on rather than from ``LARGE``."""
+def regime(size, split=False, stretch=False):
+    """Who runs a product of ``size`` multiply-adds on numpy.
+
+    Parameters
+    ----------
+    size : int
+        ``m * n * k``.
+    split : bool
+        The product belongs to an op that splits anyway: it splits from ``2 * SMALL`` on rather than
+        from ``SPLIT``.
+    stretch : bool
+        The product runs inside a fit, evaluate or predict call
+        (:func:`flowlearn.core.parallel.in_stretch`).
+
+    Returns
+    -------
+    str
+        "split" (flowlearn's threads, each slice on single-threaded BLAS), "one thread" (BLAS, held at
+        one thread inside a fit/evaluate/predict call) or "blas" (BLAS's own threads: a mid-sized
+        product outside such a call).
+    """
     if size < SMALL:
         return "one thread"
-    return "blas" if size < (2 * SMALL if split else LARGE) else "split"
+    if size >= (2 * SMALL if split else SPLIT):
+        return "split"
+    return "one thread" if stretch else "blas"
 
 
 def gemm(xp, a, b, out=None, split=False):
@@ -57,7 +82,11 @@ def gemm(xp, a, b, out=None, split=False):
     if size < SMALL:
         hold_blas_for_small_product()
         return numpy.matmul(a, b, out=out)
-    if regime(size, split) == "blas":
+    kind = regime(size, split, in_stretch())
+    if kind == "one thread":
+        hold_blas_for_small_product()
+        return numpy.matmul(a, b, out=out)
+    if kind == "blas":
         release_blas_if_idle()  # give BLAS its threads back if flowlearn is done splitting
         return numpy.matmul(a, b, out=out)
     if m * n <= k:
