@@ -321,3 +321,21 @@ def test_import_as_tensorflow_spelled_it():
     import flowlearn.feature_column as alias
 
     assert alias is fc and fl.feature_column is fc
+
+
+def test_dense_features_on_each_device(device):
+    columns = _all_columns()
+    reference = fc.DenseFeatures(columns, dtype="float64")
+    encoded = reference.encode(FEATURES)
+    expected = reference(encoded)
+    weights = np.random.default_rng(2).normal(size=expected.shape)
+    (expected * fl.tensor(weights, dtype="float64")).sum().backward()
+    layer = fc.DenseFeatures(columns, value_widths=reference.value_widths, dtype="float64")
+    layer.build((None, encoded.shape[1]))
+    layer.set_weights(reference.get_weights())
+    layer.to(device)
+    out = layer(fl.tensor(encoded, dtype="float64", device=device))
+    assert out.device == device
+    np.testing.assert_allclose(fl.backend.to_numpy(out.data), expected.data, rtol=1e-12)
+    (out * fl.tensor(weights, dtype="float64", device=device)).sum().backward()
+    np.testing.assert_allclose(fl.backend.to_numpy(layer.weights[0].grad), reference.weights[0].grad, rtol=1e-12)
