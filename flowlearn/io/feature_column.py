@@ -348,13 +348,17 @@ class NumericColumn(DenseColumn):
                 f"(or (n,) for one value); got shape {value.shape}."
             )
         try:
-            values = value.astype(self.dtype).astype(numpy.float64) if value.dtype.kind != "O" else \
+            values = value.astype(numpy.float64) if value.dtype.kind != "O" else \
                 numpy.array([numpy.nan if v is None else v for v in value.ravel()], dtype=numpy.float64)
         except (TypeError, ValueError):
             raise ValueError(f"numeric_column {self.key!r}: expected numbers; got values such as "
                              f"{value.ravel()[:3].tolist()} (dtype {value.dtype}).") from None
         values = values.reshape((len(value),) + self.shape)
         missing = numpy.isnan(values)
+        if numpy.dtype(self.dtype) != numpy.float64:
+            # Read as the column's dtype (an integer column truncates), missing values found before the cast.
+            with numpy.errstate(invalid="ignore"):
+                values = numpy.where(missing, numpy.nan, values.astype(self.dtype).astype(numpy.float64))
         if missing.any():
             if self.default_value is None:
                 raise ValueError(f"numeric_column {self.key!r}: {int(missing.sum())} missing (NaN/None) value(s) "

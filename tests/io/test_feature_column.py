@@ -78,6 +78,9 @@ def test_numeric_default_fills_missing_and_no_default_raises():
     assert out.ravel().tolist() == [1.0, -7.0, 3.0]
     with pytest.raises(ValueError, match=r"numeric_column 'v': 1 missing .* no default_value"):
         dense({"v": values}, [fc.numeric_column("v")])
+    # An integer column reads whole numbers; a gap is still a gap (not the cast of NaN to an integer).
+    out = dense({"v": pd.Series([1.7, None, -2.2])}, [fc.numeric_column("v", dtype="int64", default_value=5)])
+    assert out.ravel().tolist() == [1.0, 5.0, -2.0]
 
 
 def test_bucketized_one_hot_edges_and_multi_dimensional():
