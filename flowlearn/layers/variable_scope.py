@@ -165,6 +165,7 @@ class VariableStore:
         if entry is None:
             layer = cls(name=name, **arguments)
             layer._rng = self._rng
+            layer._scope_arguments = arguments
             self._layers[name] = (layer, _signature(arguments))
             return layer
         layer, signature = entry
@@ -173,6 +174,14 @@ class VariableStore:
                 f"variable_scope: {name!r} already holds a {type(layer).__name__}; got a request for a "
                 f"{cls.__name__}. Pass a different name= to create another layer."
             )
+        # A model_fn run once per batch asks for every layer with the same plain arguments each time:
+        # comparing the dicts is a few times cheaper than building the signature (initializer objects
+        # compare by identity, so a fresh one takes the signature's path).
+        try:
+            if layer._scope_arguments == arguments:
+                return layer
+        except Exception:  # an argument whose == is not a bool (an array)
+            pass
         requested = _signature(arguments)
         if requested != signature:
             old, new = dict(signature), dict(requested)
