@@ -213,3 +213,32 @@ def test_under_no_grad_inside_a_scope_minimize_updates_nothing():
     with fl.no_grad():  # outside a scope: backward's error, not a silent no-op
         with pytest.raises(RuntimeError, match="does not require grad"):
             optimizers.SGD(0.1).minimize((w * w).sum(), [w])
+
+
+def test_compute_then_apply_gradients_equals_minimize_and_transforms_apply():
+    a, b = fl.VariableStore(seed=7), fl.VariableStore(seed=7)
+    for x, y in zip(X[:3], Y[:3]):
+        with fl.variable_scope(a):
+            optimizers.Adam(0.01).minimize(_loss(x, y), global_step=fl.train.get_or_create_global_step())
+        with fl.variable_scope(b):
+            opt = optimizers.Adam(0.01)
+            loss = _loss(x, y)
+            with fl.variable_scope("unused"):
+                layers.get_variable("w", (2,))  # trainable, outside the loss: its gradient is None
+            pairs = opt.compute_gradients(loss)
+            assert [v.name for _, v in pairs][-1] == "unused/w" and pairs[-1][0] is None
+            assert all(isinstance(g, fl.Tensor) and not g.requires_grad for g, _ in pairs[:-1])
+            op = opt.apply_gradients(pairs, global_step=fl.train.get_or_create_global_step())
+    assert op.loss is None and op.global_step == 3 and "unused/w/Adam/m" not in b.slots
+    got, want = b.get_weights(), a.get_weights()
+    for name in want:
+        numpy.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    w = fl.tensor([1.0, -3.0], requires_grad=True)
+    opt = optimizers.SGD(0.1)
+    pairs = opt.compute_gradients((w * w).sum(), [w])
+    opt.apply_gradients([(fl.ops.clip(g, -1.0, 1.0), v) for g, v in pairs])
+    numpy.testing.assert_allclose(w.numpy(), [0.9, -2.9], rtol=1e-6)
+    with fl.no_grad(), fl.variable_scope(a):
+        pairs = optimizers.Adam(0.01).compute_gradients(_loss(X[0], Y[0]))
+        assert all(g is None for g, _ in pairs)
+        assert optimizers.Adam(0.01).apply_gradients(pairs).applied is False

@@ -285,11 +285,68 @@ class Optimizer(Serializable):
         """
         owner = f"{type(self).__name__}.minimize"
         holder = current_state_holder()
+        params = self._var_list(owner, holder, var_list)
+        _check_global_step(owner, global_step)
+        loss = _check_loss(owner, loss)
+        if holder is not None and not is_grad_enabled():
+            # A model_fn written for tf.estimator builds its train_op in every mode, and TensorFlow ran it
+            # in TRAIN only; the Estimator runs EVAL and PREDICT under no_grad, where there is nothing to
+            # differentiate: no update, no step. (Outside a scope, backward's own error still says why.)
+            return TrainOp(loss, self, None, applied=False)
+        self.zero_grad(params)
+        loss.backward()
+        return self._apply(holder, params, global_step, loss)
+
+    def compute_gradients(self, loss, var_list=None):
+        """The first half of :meth:`minimize`, as TensorFlow 1 split it: ``[(gradient, variable), ...]``.
+
+        Gradients are Tensors (None for a variable ``loss`` does not depend on), to transform with
+        flowlearn ops (clipping, noise) before :meth:`apply_gradients`. ``var_list`` as in minimize.
+        Inside a variable scope under ``no_grad()`` every gradient is None.
+
+        >>> import flowlearn as fl
+        >>> from flowlearn.core.optimizers import SGD
+        >>> w = fl.tensor([1.0, -3.0], requires_grad=True)
+        >>> opt = SGD(learning_rate=0.1)
+        >>> pairs = opt.compute_gradients((w * w).sum(), [w])
+        >>> op = opt.apply_gradients([(fl.ops.clip(g, -1.0, 1.0), v) for g, v in pairs])
+        >>> w
+        tensor([ 0.9, -2.9], dtype=float32, requires_grad=True)
+        """
+        owner = f"{type(self).__name__}.compute_gradients"
+        holder = current_state_holder()
+        params = self._var_list(owner, holder, var_list)
+        loss = _check_loss(owner, loss)
+        if holder is not None and not is_grad_enabled():
+            return [(None, param) for param in params]
+        self.zero_grad(params)
+        loss.backward()
+        return [(None if param.grad is None else Tensor(param.grad), param) for param in params]
+
+    def apply_gradients(self, grads_and_vars, global_step=None):
+        """The second half of :meth:`minimize`: update each variable from its gradient (None: skipped).
+
+        Gradients may be Tensors or arrays of the variable's shape; they become the variables' ``.grad``.
+        The slots live in the current store as in minimize; ``global_step`` is incremented by one.
+        Returns a :class:`TrainOp` (``loss`` None).
+        """
+        owner = f"{type(self).__name__}.apply_gradients"
+        _check_global_step(owner, global_step)
+        holder = current_state_holder()
+        pairs = list(grads_and_vars)
+        params = self._param_list([var for _, var in pairs])
+        if holder is not None and not is_grad_enabled():
+            return TrainOp(None, self, None, applied=False)
+        for grad, param in pairs:
+            param.grad = grad.data if isinstance(grad, Tensor) else grad
+        return self._apply(holder, params, global_step, None)
+
+    def _var_list(self, owner, holder, var_list):
         if var_list is None:
             if holder is None:
                 raise ValueError(
                     f"{owner}: no `var_list` given and no variable store is active to take the trainable "
-                    "variables from; pass var_list=[...] or call minimize inside `with fl.variable_scope(...)` "
+                    "variables from; pass var_list=[...] or call it inside `with fl.variable_scope(...)` "
                     "(an Estimator's model_fn runs inside one)."
                 )
             var_list = holder.trainable_variables
@@ -299,25 +356,9 @@ class Optimizer(Serializable):
                 f"scalar {var_list._describe()}. Pass the global step by keyword: minimize(loss, "
                 "global_step=...)."
             )
-        params = self._param_list(var_list)
-        if global_step is not None and not (
-                isinstance(global_step, Tensor) and global_step.ndim == 0 and global_step.dtype.kind in "iu"):
-            raise TypeError(
-                f"{owner}: expected an integer scalar Tensor as `global_step` (fl.train.get_global_step()); "
-                f"got {global_step!r}."
-            )
-        if callable(loss):
-            loss = loss()
-        if not isinstance(loss, Tensor):
-            raise TypeError(f"{owner}: expected a scalar Tensor as `loss` (or a function returning one); got "
-                            f"{type(loss).__name__}.")
-        if holder is not None and not is_grad_enabled():
-            # A model_fn written for tf.estimator builds its train_op in every mode, and TensorFlow ran it
-            # in TRAIN only; the Estimator runs EVAL and PREDICT under no_grad, where there is nothing to
-            # differentiate: no update, no step. (Outside a scope, backward's own error still says why.)
-            return TrainOp(loss, self, None, applied=False)
-        self.zero_grad(params)
-        loss.backward()
+        return self._param_list(var_list)
+
+    def _apply(self, holder, params, global_step, loss):
         if holder is None:
             self.step(params)
         else:
@@ -529,6 +570,24 @@ class Optimizer(Serializable):
     def __repr__(self):
         rate = self._learning_rate
         return f"{type(self).__name__}(learning_rate={rate!r}, iterations={self.iterations})"
+
+
+def _check_global_step(owner, global_step):
+    if global_step is not None and not (
+            isinstance(global_step, Tensor) and global_step.ndim == 0 and global_step.dtype.kind in "iu"):
+        raise TypeError(
+            f"{owner}: expected an integer scalar Tensor as `global_step` (fl.train.get_global_step()); "
+            f"got {global_step!r}."
+        )
+
+
+def _check_loss(owner, loss):
+    if callable(loss) and not isinstance(loss, Tensor):
+        loss = loss()
+    if not isinstance(loss, Tensor):
+        raise TypeError(f"{owner}: expected a scalar Tensor as `loss` (or a function returning one); got "
+                        f"{type(loss).__name__}.")
+    return loss
 
 
 def _l2_norm(grad):
