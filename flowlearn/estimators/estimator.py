@@ -94,19 +94,18 @@ def _name(function):
     return getattr(function, "__qualname__", None) or getattr(function, "__name__", None) or repr(function)
 
 
-def _input_fn_arguments(input_fn, mode, params, config):
-    """The keyword arguments among mode, params and config that ``input_fn`` declares (as TensorFlow)."""
+def _input_fn_names(input_fn):
+    """Which of mode, params and config ``input_fn`` declares (TensorFlow passed those it asked for)."""
     if not callable(input_fn):
         raise TypeError(
             f"expected `input_fn` to be a callable returning an iterable of (features, labels) batches; got "
             f"{type(input_fn).__name__}."
         )
     try:
-        names = set(inspect.signature(input_fn).parameters)
+        names = inspect.signature(input_fn).parameters
     except (TypeError, ValueError):
-        names = set()
-    offered = {"mode": mode, "params": params, "config": config}
-    return {name: value for name, value in offered.items() if name in names}
+        return ()
+    return tuple(name for name in ("mode", "params", "config") if name in names)
 
 
 def _resolve_checkpoint(source, what):
@@ -241,6 +240,8 @@ class Estimator:
         self._built = False  # True once model_fn has created the variables
         self._in_memory = None  # the checkpoint path whose state the store holds (None: none, or unsaved)
         self._variable_names = None  # the variables the TRAIN graph creates, once known
+        self._input_fn_cache = (None, ())
+        self._index_cache = (None, None)  # (stat of model_dir's checkpoint index, latest checkpoint path)
         self._last_train_op = None  # what the last TRAIN step's model_fn returned (its optimizer's learning rate)
         self.stop_training = False  # set by hooks (callbacks) to end train() early
 
@@ -339,7 +340,7 @@ class Estimator:
 
     def _prepare(self, first_batch, mode):
         """Bring the in-memory state up to the latest checkpoint of model_dir (building if needed)."""
-        latest = _checkpoint_module().latest_checkpoint(self._model_dir)
+        latest = self.latest_checkpoint()
         if latest is not None and latest == self._in_memory:
             return
         if latest is None:
@@ -379,7 +380,11 @@ class Estimator:
 
     # -- input ------------------------------------------------------------------------------------
     def _batches(self, input_fn, mode, where):
-        kwargs = _input_fn_arguments(input_fn, mode, self._params, self._config)
+        # inspect.signature costs more than a one-row prediction: remembered for the last input_fn.
+        if self._input_fn_cache[0] is not input_fn:
+            self._input_fn_cache = (input_fn, _input_fn_names(input_fn))
+        offered = {"mode": mode, "params": self._params, "config": self._config}
+        kwargs = {name: offered[name] for name in self._input_fn_cache[1]}
         from ..layers.data_adapter import iterate_batches
 
         source = input_fn(**kwargs) if kwargs else input_fn
@@ -426,7 +431,7 @@ class Estimator:
                     f"{type(hook).__name__}."
                 )
         if max_steps is not None:
-            latest = _checkpoint_module().latest_checkpoint(self._model_dir)
+            latest = self.latest_checkpoint()
             if latest is not None and (_checkpoint_module().checkpoint_step(latest) or 0) >= max_steps:
                 logger.info("Estimator.train: the global step already reached max_steps=%d; nothing to do.", max_steps)
                 return self
@@ -542,7 +547,19 @@ class Estimator:
     # -- variables --------------------------------------------------------------------------------
     def latest_checkpoint(self):
         """The path of model_dir's latest checkpoint, or None."""
-        return _checkpoint_module().latest_checkpoint(self._model_dir)
+        # Reading and parsing the index costs about as much as a one-row prediction: the answer is
+        # remembered while the index file is unchanged (same inode, size and modification time; it is
+        # replaced by a rename on every save, so another process's save changes the inode).
+        try:
+            info = os.stat(os.path.join(self._model_dir, _checkpoint_module().INDEX_NAME))
+        except OSError:
+            return _checkpoint_module().latest_checkpoint(self._model_dir)
+        key = (info.st_ino, info.st_size, info.st_mtime_ns)
+        cached_key, path = self._index_cache
+        if key != cached_key or path is None or not os.path.exists(path):
+            path = _checkpoint_module().latest_checkpoint(self._model_dir)
+            self._index_cache = (key, path)
+        return path
 
     def _checkpoint_arrays(self):
         latest = self.latest_checkpoint()
