@@ -108,7 +108,8 @@ def _arrays(owner, name, value, allow_none):
         return None, {}
     if isinstance(value, dict):
         if not value:
-            raise ValueError(f"{owner}: expected `{name}` as an array or a non-empty dict of arrays; got an empty dict.")
+            raise ValueError(f"{owner}: expected `{name}` as an array or a non-empty dict of arrays; "
+                             "got an empty dict.")
         columns = {}
         for key, column in value.items():
             if not isinstance(key, str):

@@ -34,6 +34,7 @@ Epochs over a batch source, as in Keras (:class:`BatchSourceAdapter` has the det
 How many batches a source holds is read from its ``cardinality()`` method when it has one (as
 tf.data's datasets; :data:`INFINITE` means it repeats forever), else from ``len()``.
 """
+import inspect
 import itertools
 import warnings
 from collections.abc import Iterable, Iterator
@@ -269,6 +270,16 @@ class _Source:
         self._used = False
 
     def _call_input_fn(self):
+        try:
+            required = [p.name for p in inspect.signature(self._input_fn).parameters.values()
+                        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):  # no signature to read (some builtins): just call it
+            required = []
+        if required:
+            raise TypeError(
+                f"{self.prefix}an input_fn is called with no arguments; the input_fn{self.origin} requires "
+                f"{required}. Bind them first, e.g. functools.partial(input_fn, ...) or lambda: input_fn(...)."
+            )
         result = self._input_fn()
         if isinstance(result, tuple) and len(result) in (2, 3) and not isinstance(result[0], tuple):
             raise TypeError(

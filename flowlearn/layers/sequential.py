@@ -48,8 +48,8 @@ def _refuse_with_source(what, **given):
         if value is not None and not (name == "validation_split" and not value):
             raise ValueError(
                 f"{what}: `{name}` cannot be given when `x` is an input_fn, a generator or an iterable of batches: "
-                f"{_NOT_WITH_A_SOURCE[name]}. Received: " + (f"{name}={value!r}" if isinstance(value, (numbers.Number, str))
-                                                            else f"{name} as {describe(value)}")
+                f"{_NOT_WITH_A_SOURCE[name]}. Received: "
+                + (f"{name}={value!r}" if isinstance(value, (numbers.Number, str)) else f"{name} as {describe(value)}")
             )
 
 

@@ -83,6 +83,8 @@ def test_input_fns_returning_the_wrong_thing():
         iterate_batches(lambda: 3)
     with pytest.raises(TypeError, match=r"expected an input_fn .* got int 3"):
         iterate_batches(3)
+    with pytest.raises(TypeError, match=r"called with no arguments; the input_fn requires \['params'\]"):
+        iterate_batches(lambda params: [])
 
 
 def test_sample_weights_and_bare_features_when_asked():
