@@ -517,9 +517,9 @@ class VocabularyColumn(CategoricalColumn):
             elif self.default_value is None:
                 unknown = sorted({str(keys[i]) for i in misses})
                 raise ValueError(
-                    f"feature {self.key!r}: {len(unknown)} value(s) not in the vocabulary of {len(self.vocabulary_list)} "
-                    f"entries, such as {unknown[:5]}, and default_value=None makes a miss an error; pass "
-                    "num_oov_buckets > 0 to give them buckets, or default_value=-1 to ignore them."
+                    f"feature {self.key!r}: {len(unknown)} value(s) not in the vocabulary of "
+                    f"{len(self.vocabulary_list)} entries, such as {unknown[:5]}, and default_value=None makes a "
+                    "miss an error; pass num_oov_buckets > 0 to give them buckets, or default_value=-1 to ignore them."
                 )
             else:
                 table[misses] = self.default_value
@@ -1018,10 +1018,12 @@ class DenseFeatures(Layer):
             raise ValueError(f'Layer "{self.name}": value widths {widths} differ from the fitted {self.value_widths}.')
         limit = 2 ** (numpy.finfo(self.dtype).nmant + 1)
         for column in self.feature_columns:
-            categorical = getattr(column, "categorical_column", column if isinstance(column, BucketizedColumn) else None)
+            categorical = getattr(column, "categorical_column", None)
             if categorical is not None and categorical.num_buckets > limit:
-                raise ValueError(f'Layer "{self.name}": column {column.name!r} has {categorical.num_buckets} ids, more '
-                                 f"than {self.dtype.name} holds exactly ({limit}); use fewer buckets or dtype='float64'.")
+                raise ValueError(
+                    f'Layer "{self.name}": column {column.name!r} has {categorical.num_buckets} ids, more than '
+                    f"{self.dtype.name} holds exactly ({limit}); use fewer buckets or dtype='float64'."
+                )
         if not blocks:
             return numpy.empty((rows or 0, 0), dtype=self.dtype)
         return numpy.concatenate([numpy.asarray(b).reshape(len(b), -1) for b in blocks], axis=1).astype(self.dtype)
