@@ -416,7 +416,9 @@ class TensorBoard(Callback):
         try:
             if shape is None:
                 raise ValueError("the model has no build_input_shape")
-            example = numpy.zeros((2,) + tuple(shape[1:]), dtype=numpy.float32)
+            # A model whose first layer takes integers (Embedding, an integer Input) is traced on integers.
+            dtype = numpy.float32 if getattr(model, "_autocast", True) else numpy.int64
+            example = numpy.zeros((2,) + tuple(shape[1:]), dtype=dtype)
             with no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # trace warnings concern replay, not the picture
                 graph = trace(lambda x: model(x, training=False), example, input_names=["input"])

@@ -306,6 +306,16 @@ def test_callback_write_graph_writes_the_traced_model(tmp_path, rng):
     assert {"matmul", "relu", "softmax"} <= set(ops)
 
 
+def test_callback_write_graph_traces_an_embedding_model_on_integer_ids(tmp_path, rng):
+    model = fl.Sequential([fl.layers.Embedding(10, 4, input_shape=(5,)), fl.layers.Flatten(), fl.layers.Dense(1)])
+    model.compile("adam", "mse")
+    model.fit(rng.integers(0, 10, (20, 5)), numpy.zeros(20), epochs=1, verbose=0,
+              callbacks=[TensorBoard(tmp_path, write_graph=True)])
+    nodes = {node.name: node for node in _read(tmp_path / "train").Graph().node}
+    assert nodes["input"].attr["dtype"].s == b"int64"
+    assert [d.size for d in nodes["input"].attr["_output_shapes"].list.shape[0].dim] == [-1, 5]
+
+
 def test_callback_closes_its_files_when_training_fails(tmp_path, rng):
     x, y = _data(rng)
 
