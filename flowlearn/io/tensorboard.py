@@ -57,6 +57,11 @@ def _check_tag(tag):
 
 
 def _check_step(step):
+    if isinstance(step, (Tensor, numpy.ndarray)) or type(step).__module__.startswith("cupy"):
+        # A global-step variable (an int64 scalar Tensor) is accepted as it is.
+        array = _host(step)
+        if array.size == 1 and array.dtype.kind in "iu":
+            step = array.reshape(()).item()
     if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
         raise ValueError(f"Received an invalid value for `step`: expected an integer >= 0; got {step!r}.")
     return int(step)

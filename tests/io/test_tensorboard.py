@@ -35,6 +35,8 @@ def test_scalars_read_back_with_their_tags_steps_and_values(tmp_path, rng):
             writer.add_scalar("loss", value, step)
             writer.add_scalar("metrics/rmse", numpy.float32(2 * value), step)
         writer.add_scalar("tensor_value", fl.tensor(numpy.array([3.5])), 0)
+        # A global-step variable is a step as it is.
+        writer.add_scalar("tensor_value", 4.5, fl.tensor(numpy.array(12, dtype=numpy.int64)))
     events = _read(tmp_path)
     assert sorted(events.Tags()["scalars"]) == ["loss", "metrics/rmse", "tensor_value"]
     loss = _scalars(events, "loss")
@@ -42,7 +44,7 @@ def test_scalars_read_back_with_their_tags_steps_and_values(tmp_path, rng):
     # TensorBoard stores scalars as float32.
     numpy.testing.assert_array_equal([value for _, value in loss], values.astype(numpy.float32))
     numpy.testing.assert_array_equal([v for _, v in _scalars(events, "metrics/rmse")], (2 * values).astype(numpy.float32))
-    assert _scalars(events, "tensor_value") == [(0, 3.5)]
+    assert _scalars(events, "tensor_value") == [(0, 3.5), (12, 4.5)]
 
 
 def test_histogram_reads_back_with_the_counts_and_moments_of_the_values(tmp_path, rng):
@@ -143,6 +145,8 @@ def test_bad_arguments_raise_errors_naming_them(tmp_path):
             writer.add_scalar("x", 1.0, -1)
         with pytest.raises(ValueError, match="`step`.*1.5"):
             writer.add_scalar("x", 1.0, 1.5)
+        with pytest.raises(ValueError, match="`step`.*integer"):
+            writer.add_scalar("x", 1.0, numpy.array([1.5]))
         with pytest.raises(ValueError, match="`value` to be one real number.*shape \\(2,\\)"):
             writer.add_scalar("x", [1.0, 2.0], 0)
         with pytest.raises(ValueError, match="`tag`.*non-empty string"):
