@@ -248,9 +248,17 @@ class CsvInputFn:
 
         def read(path):
             for block, first_line in _blocks(path, options.chunk_size, options.header):
-                block, lines, bad = _check_records(block, first_line, len(columns), options.delimiter, path)
-                decoded, lines, bad_values = _decode(block, lines, columns, options.delimiter, path)
-                bad.extend(bad_values)
+                decoded = None
+                lines = _quick_check(block, first_line, len(columns), options.delimiter)
+                if lines is not None:
+                    try:
+                        decoded, lines, bad = _decode(block, lines, columns, options.delimiter, path, checked=False)
+                    except pandas.errors.ParserError:  # a record with too many fields: find it below
+                        lines = None
+                if lines is None:
+                    block, lines, bad = _check_records(block, first_line, len(columns), options.delimiter, path)
+                    decoded, lines, bad_values = _decode(block, lines, columns, options.delimiter, path)
+                    bad.extend(bad_values)
                 bad.sort()
                 if bad and options.on_bad_row == "raise":
                     line, reason = bad[0]
@@ -503,10 +511,40 @@ def _blocks(path, chunk_size, header):
                 block, header = block[end + 1:], False
             if block:
                 yield block, line
-                line += block.count(b"\n")
+                line += int(numpy.count_nonzero(numpy.frombuffer(block, numpy.uint8) == _NEWLINE))  # > bytes.count
 
 
 # -- check: field counts, with lines -------------------------------------------------------------------------
+def _quick_check(block, first_line, n_fields, delimiter):
+    """The lines of the records of ``block`` when a few byte counts show that all have ``n_fields`` fields
+    (given that pandas then parses the block without a too-many-fields error), else None.
+
+    No quotes and no blank lines, so that records are lines; as many delimiters as ``n_fields`` fields in
+    every record need; and the first record right, because pandas takes the number of fields it expects
+    from it (a longer first record would silently pad the others). With no record above ``n_fields`` fields
+    (pandas' check) and the total right, none can be below. This skips the full check of nearly every
+    block of a well-formed file.
+    """
+    if b'"' in block:
+        return None
+    array = numpy.frombuffer(block, numpy.uint8)
+    newline = array == _NEWLINE
+    # Blank lines: a newline first, right after another, or after a carriage return that follows one.
+    if newline[0] or array[0] == _CARRIAGE_RETURN or (newline[1:] & newline[:-1]).any():
+        return None
+    if ((array[1:-1] == _CARRIAGE_RETURN) & newline[2:] & newline[:-2]).any():
+        return None
+    records = int(numpy.count_nonzero(newline)) + (block[-1] != _NEWLINE)
+    del newline
+    separator = ord(delimiter)
+    if numpy.count_nonzero(array == separator) != (n_fields - 1) * records:
+        return None
+    first_end = block.find(b"\n")
+    if block.count(delimiter.encode(), 0, len(block) if first_end < 0 else first_end) != n_fields - 1:
+        return None
+    return first_line + numpy.arange(records)
+
+
 def _check_records(block, first_line, n_fields, delimiter, path):
     """Drop blank and malformed records from ``block``.
 
@@ -551,8 +589,12 @@ def _check_records(block, first_line, n_fields, delimiter, path):
 
 
 # -- decode: typed columns, defaults, bad values -------------------------------------------------------------
-def _decode(block, lines, columns, delimiter, path):
-    """``(columns dict or None, their lines, [(line, reason)])`` for a block of well-formed records."""
+def _decode(block, lines, columns, delimiter, path, checked=True):
+    """``(columns dict or None, their lines, [(line, reason)])`` for a block of well-formed records.
+
+    ``checked=False``: the records' field counts rest on pandas finding no record too long (its
+    ``ParserError`` is let through, for the caller to check the block record by record).
+    """
     if not len(lines):
         return None, lines, []
     try:
@@ -562,6 +604,10 @@ def _decode(block, lines, columns, delimiter, path):
             keep_default_na=False, na_values=[""], engine="c", low_memory=False,
         )
         decoded, bad = _from_typed(frame, lines, columns)
+    except pandas.errors.ParserError as error:
+        if not checked:
+            raise
+        raise ValueError(f"{path}, lines {lines[0]}-{lines[-1]}: {error}".strip()) from None
     except (ValueError, TypeError, OverflowError):
         # A field that does not convert: decode this block again as strings, value by value, to find it.
         frame = _read_strings(block, columns, delimiter)

@@ -162,13 +162,14 @@ def test_files_larger_than_the_chunk_stream_in_bounded_memory(monkeypatch, tmp_p
     file_bytes = 2 * (repeats * len(block) + 8)
     chunk_size = 1 << 18
     seen_blocks = []
-    check_records = csv_module._check_records
+    read_blocks = csv_module._blocks
 
-    def spy(block, *args):
-        seen_blocks.append(len(block))
-        return check_records(block, *args)
+    def spy(*args):
+        for block, line in read_blocks(*args):
+            seen_blocks.append(len(block))
+            yield block, line
 
-    monkeypatch.setattr(csv_module, "_check_records", spy)
+    monkeypatch.setattr(csv_module, "_blocks", spy)
     input_fn = csv_input_fn(str(tmp_path / "big-*.csv"), batch_size=4096, shuffle_buffer_size=10000, seed=0,
                             chunk_size=chunk_size, column_defaults=[0.0] * 4)
     began = time.perf_counter()
@@ -399,3 +400,15 @@ def test_sequential_fit_on_a_csv_input_fn_matches_fit_on_the_arrays(tmp_path):
     on_csv.fit(stacked, epochs=2, verbose=0)
     for p, q in zip(on_arrays.get_weights(), on_csv.get_weights()):
         numpy.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.parametrize("rows", [
+    "1,2,3,4\n1,2\n1,2,3\n",  # the first too long, another too short: pandas alone would pad silently
+    "1,2,3\n1,2,3,4\n1,2\n",  # the field total is right, two records are not
+    "1,2,3,\n1,2\n1,2,3\n",   # a trailing empty field, which pandas drops when the first record has it
+])
+def test_compensating_field_counts_are_both_bad(tmp_path, rows):
+    path = _write(tmp_path / "c.csv", "a,b,c\n" + rows)
+    with pytest.warns(UserWarning, match="skipped 2 malformed row"):
+        (features, _), = list(csv_input_fn(path, column_defaults=[0, 0, 0], on_bad_row="skip", shuffle=False)())
+    assert features["a"].tolist() == [1] and features["c"].tolist() == [3]
