@@ -38,7 +38,8 @@ def test_global_step_functions_take_an_explicit_store():
 
 def test_factories_return_flowlearn_optimizers_with_tensorflow_defaults_and_names():
     sgd = fl.train.GradientDescentOptimizer(0.5)
-    assert type(sgd) is optimizers.SGD and sgd.learning_rate == 0.5 and sgd.momentum == 0 and sgd.name == "GradientDescent"
+    assert type(sgd) is optimizers.SGD and sgd.learning_rate == 0.5 and sgd.momentum == 0
+    assert sgd.name == "GradientDescent"
     momentum = fl.train.MomentumOptimizer(0.1, 0.9, use_nesterov=True)
     assert type(momentum) is optimizers.SGD and momentum.momentum == 0.9 and momentum.nesterov
     adam = fl.train.AdamOptimizer()
@@ -47,7 +48,8 @@ def test_factories_return_flowlearn_optimizers_with_tensorflow_defaults_and_name
     adagrad = fl.train.AdagradOptimizer(0.1)
     assert type(adagrad) is optimizers.Adagrad and adagrad.initial_accumulator_value == 0.1 and adagrad.epsilon == 0
     rms = fl.train.RMSPropOptimizer(0.01, decay=0.8, centered=True, name="rms")
-    assert type(rms) is optimizers.RMSProp and (rms.rho, rms.epsilon, rms.centered, rms.name) == (0.8, 1e-10, True, "rms")
+    assert type(rms) is optimizers.RMSProp
+    assert (rms.rho, rms.epsilon, rms.centered, rms.name) == (0.8, 1e-10, True, "rms")
     with pytest.raises(ValueError, match="expected `name` to be a non-empty string"):
         fl.train.AdamOptimizer(name="")
 

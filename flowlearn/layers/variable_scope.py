@@ -249,9 +249,9 @@ class _Frame:
         if reuse is True:
             if not exists:
                 raise ValueError(
-                    f"Variable {missing or full + '/...'} does not exist: variable_scope(reuse=True) shares variables created "
-                    "before and creates none. Pass reuse=fl.AUTO_REUSE to create what is missing, or leave "
-                    "reuse unset."
+                    f"Variable {missing or full + '/...'} does not exist: variable_scope(reuse=True) shares "
+                    "variables created before and creates none. Pass reuse=fl.AUTO_REUSE to create what is "
+                    "missing, or leave reuse unset."
                 )
         elif reuse is not AUTO_REUSE and full in self.run:
             raise ValueError(
