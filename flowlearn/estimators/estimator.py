@@ -710,13 +710,14 @@ class _StepLogger(Callback):
         self.mark = (start, time.monotonic())
         self.log_mark = self.mark
 
-    def on_train_begin(self, logs=None):
-        if self.summary_steps is not None:
-            self.writer = _summary_writer(self.estimator.model_dir)
-
     def on_train_batch_end(self, batch, logs=None):
         step = logs["global_step"]
-        if self.writer is not None and step % self.summary_steps == 0:
+        if self.summary_steps is not None and step % self.summary_steps == 0:
+            if self.writer is None:  # opened when first needed: a short run imports no writer
+                self.writer = _summary_writer(self.estimator.model_dir)
+                if self.writer is None:
+                    self.summary_steps = None
+                    return
             now = time.monotonic()
             rate = (step - self.mark[0]) / max(now - self.mark[1], 1e-9)
             self.mark = (step, now)
