@@ -8,11 +8,11 @@ input pipeline prefetching against without.
      numbers for bad rows);
    - ``csv_input_fn`` without shuffling, with shuffling (buffer 10,000 rows), and fully synchronous
      (``num_parallel_reads=1, prefetch_buffer_size=0``: no thread at all), batches of 1,024.
-2. Step time of ``Sequential.fit`` (an 8-64-64-3 MLP, Adam, batches of 256) fed by the input_fn, with a
-   simulated per-step compute of ``--compute-ms`` (a sleep in ``on_train_batch_end``, which frees the GIL as
-   BLAS does) standing for a larger model: prefetching (default settings) against the synchronous pipeline.
-   With prefetching the reading hides behind the compute, so a step costs about max(read, compute) instead
-   of read + compute.
+2. Step time of ``Sequential.fit`` (an 8-64-64-3 MLP, Adam, batches of ``--train-batch`` = 4,096 rows, so
+   that reading a batch costs about as much as a step) fed by the input_fn, with a simulated per-step compute
+   of ``--compute-ms`` (a sleep in ``on_train_batch_end``, which frees the GIL as BLAS does) standing for a
+   larger model: prefetching (default settings) against the synchronous pipeline. With prefetching the
+   reading hides behind the compute, so a step costs about max(read, compute) instead of read + compute.
 
 Every variant runs in the same process, interleaved, ``--repeats`` times; medians are printed with their
 ratios. Timings on a busy machine are noisy: compare ratios, and re-run on a quiet host for absolute numbers.
@@ -93,7 +93,7 @@ def throughput(paths, repeats):
         print(f"{name:42s} {median:7.3f} {rows[name] / median:12,.0f} {base / median:11.2f}x")
 
 
-def step_times(paths, repeats, compute_ms, steps):
+def step_times(paths, repeats, compute_ms, steps, batch_size):
     import flowlearn as fl
     from flowlearn.io import csv_input_fn
 
@@ -103,7 +103,7 @@ def step_times(paths, repeats, compute_ms, steps):
 
     def source(**options):
         input_fn = csv_input_fn([str(p) for p in paths], label_column="label", column_defaults={"label": 0},
-                                batch_size=256, seed=0, num_epochs=None, **options)
+                                batch_size=batch_size, seed=0, num_epochs=None, **options)
 
         def stacked():
             return ((numpy.stack([features[name] for name in FEATURES], axis=1), labels)
@@ -129,7 +129,7 @@ def step_times(paths, repeats, compute_ms, steps):
     for _ in range(repeats):
         for name, options in variants.items():
             times[name].append(run(**options))
-    print(f"\n2. Sequential.fit step time, batches of 256, {steps} steps, simulated compute {compute_ms} ms a step "
+    print(f"\n2. Sequential.fit step time, batches of {batch_size}, {steps} steps, simulated compute {compute_ms} ms a step "
           f"(median of {repeats})")
     synchronous = statistics.median(times["no prefetch (synchronous)"])
     for name, measured in times.items():
@@ -142,14 +142,15 @@ def main():
     parser.add_argument("--files", type=int, default=4)
     parser.add_argument("--rows", type=int, default=200_000, help="rows per file")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--compute-ms", type=float, default=3.0)
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--compute-ms", type=float, default=5.0, help="simulated compute per training step")
+    parser.add_argument("--steps", type=int, default=100, help="training steps per timed fit")
+    parser.add_argument("--train-batch", type=int, default=4096, help="batch size of the training comparison")
     args = parser.parse_args()
     print(machine_line())
     with tempfile.TemporaryDirectory() as directory:
         paths = write_files(directory, args.files, args.rows)
         throughput(paths, args.repeats)
-        step_times(paths, args.repeats, args.compute_ms, args.steps)
+        step_times(paths, args.repeats, args.compute_ms, args.steps, args.train_batch)
 
 
 if __name__ == "__main__":
