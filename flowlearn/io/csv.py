@@ -450,6 +450,7 @@ def _infer_dtypes(files, columns, options):
         for block, first_line in _blocks(path, options.chunk_size, options.header):
             block, lines, _ = _check_records(block, first_line, len(columns), options.delimiter, path)
             if len(lines):
+                _check_utf8(block, lines, path)
                 strings = _read_strings(block, columns, options.delimiter)
                 break
         if strings is not None:
@@ -610,6 +611,7 @@ def _decode(block, lines, columns, delimiter, path, checked=True):
         raise ValueError(f"{path}, lines {lines[0]}-{lines[-1]}: {error}".strip()) from None
     except (ValueError, TypeError, OverflowError):
         # A field that does not convert: decode this block again as strings, value by value, to find it.
+        _check_utf8(block, lines, path)
         frame = _read_strings(block, columns, delimiter)
         decoded, bad = _from_strings(frame, lines, columns)
     if len(frame) != len(lines):
@@ -624,6 +626,15 @@ def _decode(block, lines, columns, delimiter, path, checked=True):
     if not len(lines):
         return None, lines, bad
     return decoded, lines, bad
+
+
+def _check_utf8(block, lines, path):
+    try:
+        block.decode("utf-8")
+    except UnicodeDecodeError as error:
+        record = min(block.count(b"\n", 0, error.start), len(lines) - 1)
+        raise ValueError(f"{path}, line {lines[record]}: not UTF-8 text ({error.reason} at byte "
+                         f"{error.object[error.start:error.end]!r})") from None
 
 
 def _read_strings(block, columns, delimiter):

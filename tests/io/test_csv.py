@@ -412,3 +412,28 @@ def test_compensating_field_counts_are_both_bad(tmp_path, rows):
     with pytest.warns(UserWarning, match="skipped 2 malformed row"):
         (features, _), = list(csv_input_fn(path, column_defaults=[0, 0, 0], on_bad_row="skip", shuffle=False)())
     assert features["a"].tolist() == [1] and features["c"].tolist() == [3]
+
+
+def test_windows_line_ends_a_byte_order_mark_and_no_final_newline(tmp_path):
+    path = tmp_path / "w.csv"
+    path.write_bytes(b"\xef\xbb\xbfa,b\r\n1,x\r\n\r\n2,y\r\n3,z")
+    input_fn = csv_input_fn(path, shuffle=False, chunk_size=8)
+    assert input_fn.column_names == ["a", "b"]
+    (features, _), = list(input_fn())
+    assert features["a"].tolist() == [1, 2, 3] and features["b"].tolist() == ["x", "y", "z"]
+    path.write_bytes(b"\xef\xbb\xbfa,b\r\n1,x\r\n\r\n2,y,extra\r\n3,z")
+    with pytest.raises(ValueError, match=r"w\.csv, line 4: expected 2 fields, got 3"):
+        list(csv_input_fn(path, shuffle=False, chunk_size=8)())
+
+
+def test_values_out_of_a_small_integer_range_are_bad_rows(tmp_path):
+    path = _write(tmp_path / "i.csv", "a\n1\n99999999999\n3\n")
+    with pytest.raises(ValueError, match=r"i\.csv, line 3: column 'a' expects an integer \(int32\), got '99999999999'"):
+        list(csv_input_fn(path, column_defaults=[numpy.int32(0)])())
+
+
+def test_text_that_is_not_utf8_is_named_by_line(tmp_path):
+    path = tmp_path / "b.csv"
+    path.write_bytes(b"a,b\n1,ok\n2,caf\xe9\n")
+    with pytest.raises(ValueError, match=r"b\.csv, line 3: not UTF-8 text"):
+        list(csv_input_fn(path, shuffle=False)())
