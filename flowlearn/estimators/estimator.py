@@ -27,7 +27,8 @@ import time
 
 import numpy
 
-from ..core import backend, no_grad, training_mode
+from ..core import backend, no_grad
+from ..core import config as core_config
 from ..core.parallel import hands_blas_back
 from ..core.tensor import Tensor
 from ..layers import seeding
@@ -131,15 +132,23 @@ class _Generators:
         weights, dropout = numpy.random.SeedSequence(seed).spawn(2)
         self.weights = numpy.random.default_rng(weights)
         self.dropout = numpy.random.default_rng(dropout)
+        self._training = False
         self._saved = None
 
+    def running(self, training):
+        """Context of one model_fn call: the training flag set to ``training`` and our dropout generator lent
+        to the layers (those without a seed of their own draw from the module's). One small object instead
+        of two generator-based context managers: it runs once per batch."""
+        self._training = training
+        return self
+
     def __enter__(self):
-        # Dropout layers without a seed of their own draw from the module generator: lend it ours.
-        self._saved = seeding._generators["dropout"]
+        self._saved = (seeding._generators["dropout"], core_config.modes.training)
         seeding._generators["dropout"] = self.dropout
+        core_config.modes.training = self._training
 
     def __exit__(self, *exc):
-        seeding._generators["dropout"] = self._saved
+        seeding._generators["dropout"], core_config.modes.training = self._saved
 
     def state(self):
         return {"weights": self.weights.bit_generator.state, "dropout": self.dropout.bit_generator.state}
@@ -233,6 +242,14 @@ class Estimator:
             warm_start_from = WarmStartSettings(warm_start_from)
         self._warm_start = warm_start_from
         self._model_fn = model_fn
+        # The keyword arguments of each mode's model_fn call, built once (a call per batch).
+        offered = {"params": self._params, "config": self._config}
+        self._pass_labels = "labels" in self._model_fn_args
+        self._fixed_kwargs = {
+            mode: {**({"mode": mode} if "mode" in self._model_fn_args else {}),
+                   **{name: value for name, value in offered.items() if name in self._model_fn_args}}
+            for mode in ModeKeys.ALL
+        }
         self._generators = _Generators(self._config.tf_random_seed)
         self._store = VariableStore()
         self._store._rng = self._generators.weights
@@ -267,17 +284,10 @@ class Estimator:
 
     # -- running the model_fn ---------------------------------------------------------------------
     def _call_model_fn(self, features, labels, mode):
-        arguments = self._model_fn_args
-        kwargs = {}
-        if "labels" in arguments:
-            kwargs["labels"] = labels
-        if "mode" in arguments:
-            kwargs["mode"] = mode
-        if "params" in arguments:
-            kwargs["params"] = self._params
-        if "config" in arguments:
-            kwargs["config"] = self._config
-        with variable_scope(self._store), training_mode(mode == ModeKeys.TRAIN), self._generators:
+        kwargs = self._fixed_kwargs[mode]
+        if self._pass_labels:
+            kwargs = dict(kwargs, labels=labels)
+        with variable_scope(self._store), self._generators.running(mode == ModeKeys.TRAIN):
             try:
                 spec = self._model_fn(features, **kwargs)
             except SpecError as error:
@@ -649,7 +659,7 @@ class _TrainStep:
                 f"model_dir keeps its latest checkpoint ({estimator.latest_checkpoint()}), from before; the next "
                 "train, evaluate or predict call starts from it."
             )
-        step = int(self.global_step.item())
+        step = int(self.global_step.data)
         if step == self.step:
             # The train_op did not advance the global step (minimize without global_step=): advance it
             # here, so that steps and max_steps still end training.
