@@ -554,17 +554,15 @@ def _check_records(block, first_line, n_fields, delimiter, path):
     """
     array = numpy.frombuffer(block, numpy.uint8)
     newlines = numpy.flatnonzero(array == _NEWLINE)
-    delimiters = array == ord(delimiter)
+    delimiters = numpy.flatnonzero(array == ord(delimiter))
     quoted = b'"' in block
     ends = newlines
     if quoted:
         # Inside quotes after an odd number of quote characters ("" escapes count twice, so they cancel).
-        inside = numpy.logical_xor.accumulate(array == _QUOTE)
-        ends = newlines[~inside[newlines]]
-        delimiters &= ~inside
-        unterminated = bool(inside[-1])  # only the file's last block can end inside quotes
-        del inside
-    delimiters = numpy.flatnonzero(delimiters)
+        quotes = numpy.flatnonzero(array == _QUOTE)
+        ends = newlines[(numpy.searchsorted(quotes, newlines) & 1) == 0]
+        delimiters = delimiters[(numpy.searchsorted(quotes, delimiters) & 1) == 0]
+        unterminated = len(quotes) % 2 == 1  # only the file's last block can end inside quotes
     if block[-1] != _NEWLINE:  # the file's last record, without a final newline
         ends = numpy.append(ends, len(block))
     starts = numpy.empty_like(ends)
