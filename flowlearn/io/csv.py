@@ -317,6 +317,8 @@ class _Options:
         self.delimiter = field_delim
         self.prefetch = 0 if prefetch_buffer_size == 0 else _positive_int("prefetch_buffer_size",
                                                                           prefetch_buffer_size)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, numpy.integer)) or seed < 0):
+            raise ValueError(f"csv_input_fn: seed must be a non-negative integer or None; got {seed!r}.")
         self.seed = seed
         self.header = bool(header)
 

@@ -339,7 +339,8 @@ def test_missing_files_and_empty_patterns_are_named(tmp_path):
 
 @pytest.mark.parametrize("argument, value", [
     ("batch_size", 0), ("num_epochs", 0), ("shuffle_buffer_size", -1), ("num_parallel_reads", 0),
-    ("chunk_size", 0), ("on_bad_row", "ignore"), ("field_delim", ";;"),
+    ("chunk_size", 0), ("on_bad_row", "ignore"), ("field_delim", ";;"), ("seed", -1), ("seed", 1.5),
+    ("prefetch_buffer_size", -1),
 ])
 def test_bad_arguments_name_themselves(three_files, argument, value):
     with pytest.raises(ValueError, match=argument):
@@ -437,3 +438,13 @@ def test_text_that_is_not_utf8_is_named_by_line(tmp_path):
     path.write_bytes(b"a,b\n1,ok\n2,caf\xe9\n")
     with pytest.raises(ValueError, match=r"b\.csv, line 3: not UTF-8 text"):
         list(csv_input_fn(path, shuffle=False)())
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_other_field_delimiters(tmp_path, delimiter):
+    path = _write(tmp_path / "t.csv", f"a{delimiter}b\n1{delimiter}x,y\n2{delimiter}z\n")
+    (features, _), = list(csv_input_fn(path, field_delim=delimiter, shuffle=False)())
+    assert features["a"].tolist() == [1, 2] and features["b"].tolist() == ["x,y", "z"]
+    _write(tmp_path / "t.csv", f"a{delimiter}b\n1{delimiter}x\n2{delimiter}z{delimiter}w\n")
+    with pytest.raises(ValueError, match=r"t\.csv, line 3: expected 2 fields, got 3"):
+        list(csv_input_fn(path, field_delim=delimiter, shuffle=False)())
