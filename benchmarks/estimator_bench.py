@@ -130,8 +130,8 @@ def main():
           f"per train call, whose end-of-train checkpoint takes {statistics.median(saves) * 1e3:.1f} ms; best rounds: "
           f"{best_fit:,.0f} and {best_est:,.0f} samples/s, ratio {best_est / best_fit:.2f}")
     print(f"one-row predict: Sequential.predict {seq_time * 1e6:,.0f} us, Estimator.predict {est_time * 1e6:,.0f} us, "
-          f"ratio {est_time / seq_time:.2f} (goal <= 2); best rounds: {best_seq * 1e6:,.0f} and {best_pred * 1e6:,.0f} us, "
-          f"ratio {best_pred / best_seq:.2f}")
+          f"ratio {est_time / seq_time:.2f} (goal <= 2); best rounds: {best_seq * 1e6:,.0f} and "
+          f"{best_pred * 1e6:,.0f} us, ratio {best_pred / best_seq:.2f}")
 
 
 if __name__ == "__main__":

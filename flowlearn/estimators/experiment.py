@@ -129,7 +129,9 @@ class EvalSpec:
         exporters = tuple(exporters)
         for exporter in exporters:
             if not isinstance(exporter, Exporter):
-                raise TypeError(f"EvalSpec: expected `exporters` to be Exporter objects; got {type(exporter).__name__}.")
+                raise TypeError(
+                    f"EvalSpec: expected `exporters` to be Exporter objects; got {type(exporter).__name__}."
+                )
         names = [exporter.name for exporter in exporters]
         if len(set(names)) != len(names):
             raise ValueError(f"EvalSpec: exporter names must be unique (they name folders); got {names}.")
@@ -186,7 +188,9 @@ def train_and_evaluate(estimator, train_spec, eval_spec):
     if not isinstance(estimator, Estimator):
         raise TypeError(f"train_and_evaluate: expected `estimator` to be an Estimator; got {type(estimator).__name__}.")
     if not isinstance(train_spec, TrainSpec):
-        raise TypeError(f"train_and_evaluate: expected `train_spec` to be a TrainSpec; got {type(train_spec).__name__}.")
+        raise TypeError(
+            f"train_and_evaluate: expected `train_spec` to be a TrainSpec; got {type(train_spec).__name__}."
+        )
     if not isinstance(eval_spec, EvalSpec):
         raise TypeError(f"train_and_evaluate: expected `eval_spec` to be an EvalSpec; got {type(eval_spec).__name__}.")
     evaluator = _Evaluator(estimator, eval_spec, train_spec.max_steps)

@@ -54,7 +54,8 @@ class RunConfig:
             else:
                 raise ValueError(
                     "RunConfig: expected at most one of `save_checkpoints_steps` and `save_checkpoints_secs`; got "
-                    f"save_checkpoints_steps={save_checkpoints_steps!r}, save_checkpoints_secs={save_checkpoints_secs!r}."
+                    f"save_checkpoints_steps={save_checkpoints_steps!r}, "
+                    f"save_checkpoints_secs={save_checkpoints_secs!r}."
                 )
         self.model_dir = None if model_dir is None else str(model_dir)
         self.tf_random_seed = None if tf_random_seed is None else int(tf_random_seed)

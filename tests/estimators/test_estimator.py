@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy
 import pytest
@@ -166,7 +167,8 @@ def test_evaluate_streams_the_loss_and_metrics_over_all_batches(tmp_path, data):
     assert result["loss"] == pytest.approx(squared.mean(), rel=1e-5)
     assert result["rmse"] == pytest.approx(numpy.sqrt(squared.mean()), rel=1e-5)
     assert result["global_step"] == 5
-    assert est.evaluate(batches_fn(x, y, batch_size=15), steps=1)["loss"] == pytest.approx(squared[:15].mean(), rel=1e-5)
+    first_batch = est.evaluate(batches_fn(x, y, batch_size=15), steps=1)
+    assert first_batch["loss"] == pytest.approx(squared[:15].mean(), rel=1e-5)
 
 
 def test_evaluate_before_any_training_says_so(tmp_path, data):
@@ -420,8 +422,6 @@ def test_a_model_dir_always_resumes_after_the_trainer_is_killed_while_checkpoint
         process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
         assert process.stdout.readline().strip() == "ready"
         process.stdout.close()
-        import time
-
         time.sleep(0.3 + rng.uniform(0, 0.7))
         process.send_signal(signal.SIGKILL)
         process.wait()
