@@ -448,3 +448,34 @@ def test_other_field_delimiters(tmp_path, delimiter):
     _write(tmp_path / "t.csv", f"a{delimiter}b\n1{delimiter}x\n2{delimiter}z{delimiter}w\n")
     with pytest.raises(ValueError, match=r"t\.csv, line 3: expected 2 fields, got 3"):
         list(csv_input_fn(path, field_delim=delimiter, shuffle=False)())
+
+
+def test_a_model_fn_estimator_trains_and_evaluates_on_csv_files(tmp_path):
+    # The whole data path: CSV files -> csv_input_fn -> feature columns in a model_fn -> Estimator.
+    import flowlearn as fl
+    from flowlearn import feature_column
+    from flowlearn.core import losses
+    from flowlearn.estimators import Estimator, EstimatorSpec, ModeKeys, RunConfig
+
+    rng = numpy.random.default_rng(0)
+    x = rng.normal(size=600)
+    for k in range(3):
+        rows = range(200 * k, 200 * (k + 1))
+        _write(tmp_path / f"train-{k}.csv", "x,y\n" + "".join(f"{x[i]:.5f},{3 * x[i] + 1:.5f}\n" for i in rows))
+    columns = [feature_column.numeric_column("x")]
+
+    def model_fn(features, labels, mode):
+        prediction = fl.layers.dense(feature_column.input_layer(features, columns), 1)
+        if mode == ModeKeys.PREDICT:
+            return EstimatorSpec(mode, predictions={"y": prediction})
+        loss = losses.mean_squared_error(labels.reshape(-1, 1), prediction)
+        train_op = fl.train.AdamOptimizer(0.1).minimize(loss, global_step=fl.train.get_global_step())
+        return EstimatorSpec(mode, loss=loss, train_op=train_op)
+
+    pattern = str(tmp_path / "train-*.csv")
+    estimator = Estimator(model_fn, model_dir=str(tmp_path / "model"),
+                          config=RunConfig(tf_random_seed=0, save_summary_steps=None, log_step_count_steps=None))
+    estimator.train(csv_input_fn(pattern, label_column="y", batch_size=50, num_epochs=None, seed=0), steps=300)
+    result = estimator.evaluate(csv_input_fn(pattern, label_column="y", batch_size=100, shuffle=False))
+    assert result["global_step"] == 300 and result["loss"] < 1e-2
+    assert not _csv_threads()  # the endless training input was abandoned after 300 steps, and stopped
