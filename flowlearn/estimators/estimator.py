@@ -52,22 +52,27 @@ class WarmStartSettings:
     ----------
     ckpt_to_initialize_from : str
         A model_dir (its latest checkpoint is used) or a checkpoint path.
-    vars_to_warm_start : str, optional
-        A regular expression: the trainable variables whose names match it (``re.match``) start from the
-        checkpoint's values; the default ``".*"`` takes every trainable variable. Optimizer slots and the
-        global step always start afresh.
+    vars_to_warm_start : str or list of str, optional
+        Regular expressions: the trainable variables whose names match one of them (``re.match``) start
+        from the checkpoint's values; the default ``".*"`` takes every trainable variable. Optimizer slots
+        and the global step always start afresh.
     """
 
     def __init__(self, ckpt_to_initialize_from, vars_to_warm_start=".*"):
         self.ckpt_to_initialize_from = os.fspath(ckpt_to_initialize_from)
-        self.vars_to_warm_start = vars_to_warm_start
+        patterns = [vars_to_warm_start] if isinstance(vars_to_warm_start, str) else vars_to_warm_start
         try:
-            re.compile(vars_to_warm_start)
+            self._patterns = [re.compile(pattern) for pattern in patterns]
         except (TypeError, re.error) as error:
             raise ValueError(
-                f"WarmStartSettings: expected `vars_to_warm_start` to be a regular expression; got "
-                f"{vars_to_warm_start!r} ({error})."
+                "WarmStartSettings: expected `vars_to_warm_start` to be a regular expression or a list of them; "
+                f"got {vars_to_warm_start!r} ({error})."
             ) from None
+        self.vars_to_warm_start = vars_to_warm_start
+
+    def matches(self, name):
+        """Whether variable ``name`` is warm-started."""
+        return any(pattern.match(name) for pattern in self._patterns)
 
 
 def _checkpoint_module():
@@ -374,8 +379,7 @@ class Estimator:
         settings = self._warm_start
         path = _resolve_checkpoint(settings.ckpt_to_initialize_from, "Estimator(warm_start_from=...)")
         arrays, _ = _checkpoint_module().load_checkpoint(path)
-        pattern = re.compile(settings.vars_to_warm_start)
-        wanted = [w for w in self._store.trainable_variables if pattern.match(w.name)]
+        wanted = [w for w in self._store.trainable_variables if settings.matches(w.name)]
         missing = sorted(w.name for w in wanted if w.name not in arrays)
         shapes = sorted(f"{w.name}: {tuple(arrays[w.name].shape)} in the checkpoint, {w.shape} in the model"
                         for w in wanted if w.name in arrays and tuple(arrays[w.name].shape) != w.shape)

@@ -227,6 +227,17 @@ def test_warm_start_copies_the_matching_trainable_variables(tmp_path, data):
         numpy.testing.assert_array_equal(warm.get_variable_value(name), source.get_variable_value(name))
     assert not numpy.array_equal(warm.get_variable_value("dense_1/kernel"), source.get_variable_value("dense_1/kernel"))
     assert int(warm.get_variable_value("global_step")) == 1  # the global step starts afresh
+    both = Estimator(mlp_fn, str(tmp_path / "both"), RunConfig(save_summary_steps=None), params={"learning_rate": 0.0},
+                     warm_start_from=WarmStartSettings(str(tmp_path / "source"), ["dense/", "dense_1/"]))
+    both.train(batches_fn(x, y), steps=1)
+    numpy.testing.assert_array_equal(both.get_variable_value("dense_1/kernel"),
+                                     source.get_variable_value("dense_1/kernel"))
+    with pytest.raises(ValueError, match="vars_to_warm_start"):
+        WarmStartSettings(str(tmp_path), "(")
+    wider = Estimator(mlp_fn, str(tmp_path / "wider"), RunConfig(save_summary_steps=None), params={"units": 5},
+                      warm_start_from=str(tmp_path / "source"))  # a model_dir: its latest checkpoint
+    with pytest.raises(ValueError, match=r"mis-shaped: \['dense/bias: \(8,\) in the checkpoint, \(5,\)"):
+        wider.train(batches_fn(x, y), steps=1)
 
 
 def test_a_checkpoint_of_another_model_is_refused_with_the_mismatch_named(tmp_path, data):
