@@ -206,15 +206,21 @@ class Estimator:
     Examples
     --------
     >>> import numpy as np, flowlearn as fl
+    >>> from flowlearn.core import losses
     >>> from flowlearn.estimators import Estimator, EstimatorSpec, ModeKeys
+    >>> from flowlearn.io import numpy_input_fn
     >>> def model_fn(features, labels, mode):
     ...     y = fl.layers.dense(features["x"], 1)
     ...     if mode == ModeKeys.PREDICT:
     ...         return EstimatorSpec(mode, predictions={"y": y})
-    ...     loss = fl.losses.mean_squared_error(labels, y)
-    ...     train_op = fl.optimizers.SGD(0.1).minimize(loss, global_step=fl.train.get_global_step())
+    ...     loss = losses.mean_squared_error(labels, y)
+    ...     train_op = fl.train.GradientDescentOptimizer(0.1).minimize(loss, global_step=fl.train.get_global_step())
     ...     return EstimatorSpec(mode, loss=loss, train_op=train_op)
-    >>> est = Estimator(model_fn)  # doctest: +SKIP
+    >>> x = np.linspace(-1, 1, 64, dtype="float32").reshape(-1, 1)
+    >>> est = Estimator(model_fn)  # a temporary model_dir
+    >>> est = est.train(numpy_input_fn({"x": x}, 3 * x, batch_size=16, num_epochs=None, shuffle=True), steps=200)
+    >>> est.evaluate(numpy_input_fn({"x": x}, 3 * x, shuffle=False))["global_step"]
+    200
     """
 
     def __init__(self, model_fn, model_dir=None, config=None, params=None, warm_start_from=None):
@@ -261,7 +267,6 @@ class Estimator:
         self._store.create_global_step()  # before any model_fn runs, as TensorFlow's Estimator does
         self._built = False  # True once model_fn has created the variables
         self._in_memory = None  # the checkpoint path whose state the store holds (None: none, or unsaved)
-        self._variable_names = None  # the variables the TRAIN graph creates, once known
         self._input_fn_cache = (None, ())
         self._index_cache = (None, None)  # (stat of model_dir's checkpoint index, latest checkpoint path)
         self._last_train_op = None  # what the last TRAIN step's model_fn returned (its optimizer's learning rate)
