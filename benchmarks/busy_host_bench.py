@@ -5,8 +5,9 @@ Workloads:
 - ``digits-dnn``: ``DNNClassifier(hidden_units=(128, 64), epochs=40)`` on scikit-learn's digits (1,797 x 64,
   batch 200): thousands of tiny products, the regime where waking BLAS's threads costs more than it saves;
 - ``digits-mlp``: scikit-learn's ``MLPClassifier`` on the same network, data, batch and epochs;
-- ``mnist-mlp``: one epoch of the op-core benchmark's 784-256-128-10 MLP (batch 128, 8,000 rows): mid-sized
-  products that BLAS's threads do faster on a quiet host;
+- ``mnist-mlp``: one epoch of the op-core benchmark's hand-written 784-256-128-10 MLP loop (batch 128, 8,000
+  rows, Adam): mid-sized products (25.7 M multiply-adds, split by flowlearn; 4.2 M, on one thread or BLAS's);
+- ``mnist-mlp-fit``: the same network, data and batch through ``Sequential.fit`` (one epoch a fit);
 - ``mnist-cnn``: the op-core benchmark's CNN training step (batch 100): large products that flowlearn splits.
 
 Each (workload, thread setting) runs in a fresh process, ``--worker`` below; "1 thread" sets
@@ -87,14 +88,27 @@ def mnist_mlp():
     return _median_seconds(core_bench.flowlearn_mlp(), 3)
 
 
+def mnist_mlp_fit():
+    import core_bench
+    import flowlearn as fl
+    from _common import mnist
+
+    x, y, _, _ = mnist()
+    model = fl.Sequential([fl.layers.Dense(256, activation="relu"), fl.layers.Dense(128, activation="relu"),
+                           fl.layers.Dense(10)])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return _median_seconds(lambda: model.fit(x, y, batch_size=core_bench.BATCH_MLP, epochs=1, verbose=0), 3)
+
+
 def mnist_cnn():
     import core_bench
 
     return _median_seconds(core_bench.flowlearn_cnn(), CNN_STEPS)
 
 
-WORKLOADS = {"digits-dnn": digits_dnn, "digits-mlp": digits_mlp, "mnist-mlp": mnist_mlp, "mnist-cnn": mnist_cnn}
-FLOWLEARN_WORKLOADS = {"digits-dnn", "mnist-mlp", "mnist-cnn"}
+WORKLOADS = {"digits-dnn": digits_dnn, "digits-mlp": digits_mlp, "mnist-mlp": mnist_mlp, "mnist-mlp-fit": mnist_mlp_fit,
+             "mnist-cnn": mnist_cnn}
+FLOWLEARN_WORKLOADS = {"digits-dnn", "mnist-mlp", "mnist-mlp-fit", "mnist-cnn"}
 
 
 def worker(name):
