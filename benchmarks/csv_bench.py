@@ -129,8 +129,8 @@ def step_times(paths, repeats, compute_ms, steps, batch_size):
     for _ in range(repeats):
         for name, options in variants.items():
             times[name].append(run(**options))
-    print(f"\n2. Sequential.fit step time, batches of {batch_size}, {steps} steps, simulated compute {compute_ms} ms a step "
-          f"(median of {repeats})")
+    print(f"\n2. Sequential.fit step time, batches of {batch_size}, {steps} steps, simulated compute "
+          f"{compute_ms} ms a step (median of {repeats})")
     synchronous = statistics.median(times["no prefetch (synchronous)"])
     for name, measured in times.items():
         median = statistics.median(measured)

@@ -238,7 +238,8 @@ class CsvInputFn:
                     yield _WARNING, (f"csv_input_fn skipped {tally.count} malformed row(s) in one pass over "
                                      f"{len(files)} file(s); the first: {tally.first}")
                 if rows == 0 and options.num_epochs is None:
-                    raise ValueError(f"csv_input_fn: num_epochs=None, but the files hold no rows to repeat: {self.files}")
+                    raise ValueError(f"csv_input_fn: num_epochs=None, but the files hold no rows to repeat: "
+                                     f"{self.files}")
         finally:
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
@@ -679,7 +680,8 @@ def _from_strings(frame, lines, columns):
                     values[row] = convert(texts[row])
                 except (ValueError, OverflowError):
                     kind = "an integer" if column.dtype.kind in "iu" else "a number"
-                    bad.append((int(row), f"column {column.name!r} expects {kind} ({column.dtype}), got {texts[row]!r}"))
+                    bad.append((int(row), f"column {column.name!r} expects {kind} ({column.dtype}), "
+                                          f"got {texts[row]!r}"))
         decoded[column.name] = _fill(column, values, missing, bad)
     return decoded, bad
 
