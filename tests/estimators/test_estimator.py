@@ -419,30 +419,48 @@ _TRAINER = textwrap.dedent("""
 """)
 
 
+def _kill_during_a_write(process, model_dir, rng):
+    """SIGKILL ``process`` a random 0-1 ms after a checkpoint or index temporary appears in model_dir (after it
+    has trained a little): the kill lands inside a write, or just after one, at a random point."""
+    deadline = time.monotonic() + 30
+    time.sleep(rng.uniform(0.2, 0.5))
+    while time.monotonic() < deadline:
+        try:
+            if any(name.endswith(".tmp") for name in os.listdir(model_dir)):
+                break
+        except FileNotFoundError:  # no checkpoint yet
+            pass
+        time.sleep(0.0002)
+    time.sleep(rng.uniform(0, 0.001))
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
 @pytest.mark.slow
 def test_a_model_dir_always_resumes_after_the_trainer_is_killed_while_checkpointing(tmp_path, data):
-    # The trainer saves a checkpoint every step, so a kill at a random instant lands in a write more often
-    # than not; after each kill, a new Estimator must resume from the model_dir and train on.
+    # The trainer saves a checkpoint every step; it is killed while one is being written, five times, and
+    # after each kill a new Estimator must resume from the model_dir and train on.
     x, y = data
     model_dir = str(tmp_path / "run")
     script = tmp_path / "trainer.py"
     script.write_text(_TRAINER.format(tests=os.path.dirname(__file__), model_dir=model_dir))
     rng = numpy.random.default_rng(1)
-    steps = []
-    for _ in range(4):
+    steps, mid_write = [], 0
+    for _ in range(5):
         process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
         assert process.stdout.readline().strip() == "ready"
         process.stdout.close()
-        time.sleep(0.3 + rng.uniform(0, 0.7))
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        _kill_during_a_write(process, model_dir, rng)
+        mid_write += any(name.endswith(".tmp") for name in os.listdir(model_dir))
         est = make(model_dir, save_checkpoints_steps=1, keep_checkpoint_max=2)
         before = checkpoint.checkpoint_step(est.latest_checkpoint()) if est.latest_checkpoint() else 0
         est.train(batches_fn(x, y, epochs=None), steps=1)
         after = checkpoint.checkpoint_step(est.latest_checkpoint())
         assert after == before + 1
+        assert not [name for name in os.listdir(model_dir) if name.endswith(".tmp")]  # the dead writer's, removed
         steps.append(after)
-    assert steps == sorted(steps) and steps[-1] > 4
+    assert steps == sorted(steps) and steps[-1] > 5
+    assert mid_write >= 1  # kills left half-written temporaries behind (2-5 of 5 in trial runs): inside writes
 
 
 @pytest.mark.slow  # importing tensorboardX (which imports torch where installed) takes seconds
