@@ -127,3 +127,8 @@ def _demo(args):
     from .examples import demo
 
     demo.run(epochs=args.epochs, quick=args.quick, seed=args.seed, batch_size=args.batch_size)
+
+
+# train, evaluate, predict, export, serve: one module each, registering themselves through `command` above
+# (imported last, once the registry and the argument types they use exist).
+from . import commands  # noqa: E402,F401

@@ -1,0 +1,36 @@
+"""``flowlearn export``: a trained model as a SavedModel version folder (for ``flowlearn serve``) and/or ONNX."""
+from ..cli import command, positive_int
+from ._common import fail_missing_extra, load_model
+
+
+def add_arguments(parser):
+    parser.add_argument("--model", required=True, metavar="DIR",
+                        help="a model folder written by 'flowlearn train' (or its estimator.flest)")
+    parser.add_argument("--export-dir", metavar="BASE",
+                        help="write a SavedModel into a new numbered version folder under BASE and print its path "
+                             "(serve it with 'flowlearn serve --model_base_path BASE')")
+    parser.add_argument("--onnx", metavar="PATH", help="write an ONNX file (needs: pip install 'flowlearn[onnx]')")
+    parser.add_argument("--opset", type=positive_int, help="ONNX opset (default: the exporter's)")
+
+
+@command("export", "export a trained model as a SavedModel version folder (for flowlearn serve) or ONNX",
+         add_arguments)
+def run(args):
+    if args.export_dir is None and args.onnx is None:
+        raise ValueError("expected --export-dir BASE, --onnx PATH or both; got neither")
+    if args.opset is not None and args.onnx is None:
+        raise ValueError("--opset: applies to --onnx only")
+    estimator, _ = load_model(args.model)
+    if args.export_dir is not None:
+        from ..io import export_saved_model
+
+        print(export_saved_model(estimator, args.export_dir))
+    if args.onnx is not None:
+        try:
+            from ..io import export_onnx
+        except ImportError as error:
+            return fail_missing_extra("export", "onnx", error)
+        try:
+            print(export_onnx(estimator, args.onnx, opset=args.opset))
+        except ImportError as error:  # the exporter imports onnx when it is called
+            return fail_missing_extra("export", "onnx", error)
