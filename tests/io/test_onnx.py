@@ -1,0 +1,262 @@
+"""ONNX export: every file is checked by onnx.checker and run in onnxruntime against flowlearn itself.
+
+Models are traced at one batch size and run at another (7 rows), so the free batch dimension is exercised
+in every parity test.
+"""
+import warnings
+
+import numpy as np
+import pytest
+
+import flowlearn as fl
+from flowlearn.core import ops
+from flowlearn.io.onnx import UnsupportedOpError, export_onnx, to_onnx
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+L = fl.layers
+RTOL, ATOL = 1e-4, 1e-5
+BATCH = 7
+
+
+def _session(path):
+    onnx.checker.check_model(onnx.load(path))
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _run(path, *arrays):
+    session = _session(path)
+    feed = {spec.name: array for spec, array in zip(session.get_inputs(), arrays)}
+    names = [spec.name for spec in session.get_outputs()]
+    return dict(zip(names, session.run(None, feed)))
+
+
+def _randomize(model, rng):
+    """Random weights everywhere (positive variances), so that no lowering hides behind zeros and ones."""
+    for weight in model.weights:
+        values = rng.normal(size=weight.shape).astype(weight.data.dtype)
+        weight.data[...] = np.abs(values) + 0.5 if "variance" in (weight.name or "") else values
+
+
+def _inference(model, x):
+    with fl.no_grad():
+        return model(fl.tensor(x), training=False).numpy()
+
+
+# -- Sequential models from the standard layers --------------------------------------------------------
+SEQUENTIAL = {
+    "dense-activations": ((5,), lambda: [
+        L.Dense(8, activation="relu"), L.Dense(8, activation="elu"), L.Dense(8, activation="selu"),
+        L.Dense(8, activation="sigmoid"), L.Dense(8, activation="tanh"), L.Dense(8, activation="softplus"),
+        L.Dense(8, activation="leaky_relu"), L.Dense(4, activation="softmax")]),
+    "conv-same-stride2-odd": ((9, 7, 2), lambda: [
+        # stride 2 on odd sizes: TensorFlow's "same" pads the odd pixel at the bottom/right
+        L.Conv2D(4, 3, strides=2, padding="same", activation="relu"), L.Conv2D(3, 4, strides=2, padding="same"),
+        L.Flatten(), L.Dense(3)]),
+    "conv-valid-dilated": ((11, 10, 3), lambda: [
+        L.Conv2D(4, 3, padding="valid", dilation_rate=2, activation="relu"),
+        L.Conv2D(2, (2, 3), strides=(1, 2), padding="same", dilation_rate=(2, 1)), L.Flatten()]),
+    "pooling": ((11, 9, 3), lambda: [
+        L.MaxPooling2D(2, padding="same"), L.AveragePooling2D(3, strides=2, padding="same"),
+        L.Conv2D(4, 1), L.MaxPooling2D(2, strides=1, padding="valid"), L.AveragePooling2D(2, padding="valid")]),
+    "batchnorm-dropout": ((6, 6, 3), lambda: [
+        L.Conv2D(4, 3, padding="same"), L.BatchNormalization(), L.Dropout(0.5), L.Flatten(), L.Dense(6),
+        L.BatchNormalization(), L.Dropout(0.3), L.Dense(2)]),
+    "conv-transpose": ((5, 4, 2), lambda: [
+        L.Conv2DTranspose(3, 3, strides=2, padding="same"), L.Conv2DTranspose(2, 3, strides=2, padding="valid"),
+        L.Conv2DTranspose(2, (2, 3), strides=1, padding="same", activation="relu")]),
+    "reshape-global-pool": ((12,), lambda: [
+        L.Reshape((2, 3, 2)), L.Conv2D(3, 2, padding="same"), L.GlobalAveragePooling2D(), L.Dense(2)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEQUENTIAL))
+def test_sequential_parity(name, tmp_path):
+    shape, layers = SEQUENTIAL[name]
+    rng = np.random.default_rng(0)
+    model = L.Sequential(layers())
+    model.build((None,) + shape)
+    _randomize(model, rng)
+    x = rng.normal(size=(BATCH,) + shape).astype(np.float32)
+    path = export_onnx(model, tmp_path / "model.onnx")
+    (got,) = _run(path, x).values()
+    np.testing.assert_allclose(got, _inference(model, x), rtol=RTOL, atol=ATOL)
+
+
+def test_embedding_parity(tmp_path):
+    rng = np.random.default_rng(1)
+    model = L.Sequential([L.Embedding(10, 4), L.Flatten(), L.Dense(3, activation="tanh")])
+    model.build((None, 5))
+    _randomize(model, rng)
+    ids = rng.integers(0, 10, size=(BATCH, 5))
+    path = export_onnx(model, tmp_path / "embedding.onnx")
+    (got,) = _run(path, ids).values()
+    np.testing.assert_allclose(got, _inference(model, ids), rtol=RTOL, atol=ATOL)
+
+
+def test_batch_dimension_is_free_and_names_kept(tmp_path):
+    model = L.Sequential([L.Conv2D(2, 3, padding="same"), L.Flatten(), L.Dense(2)])
+    model.build((None, 5, 5, 1))
+    proto = onnx.load(export_onnx(model, tmp_path / "m.onnx"))
+    (spec,) = proto.graph.input
+    dims = spec.type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [5, 5, 1]
+    out_dims = proto.graph.output[0].type.tensor_type.shape.dim
+    assert out_dims[0].dim_param == "batch" and out_dims[1].dim_value == 2
+    # parameters are initializers, not inputs
+    assert len(proto.graph.input) == 1 and len(proto.graph.initializer) >= 3
+    x = np.random.default_rng(2).normal(size=(1, 5, 5, 1)).astype(np.float32)
+    (got,) = _run(tmp_path / "m.onnx", x).values()
+    np.testing.assert_allclose(got, _inference(model, x), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("opset", [13, 17, 21])
+def test_opsets(opset, tmp_path):
+    rng = np.random.default_rng(3)
+    model = L.Sequential([L.Conv2D(3, 3, padding="same", activation="relu"), L.AveragePooling2D(2, padding="same"),
+                          L.GlobalAveragePooling2D(), L.Dense(3, activation="softmax")])
+    model.build((None, 5, 5, 2))
+    _randomize(model, rng)
+    x = rng.normal(size=(BATCH, 5, 5, 2)).astype(np.float32)
+    path = export_onnx(model, tmp_path / "m.onnx", opset=opset)
+    proto = onnx.load(path)
+    assert proto.opset_import[0].version == opset
+    assert proto.ir_version == onnx.helper.find_min_ir_version_for(list(proto.opset_import))
+    (got,) = _run(path, x).values()
+    np.testing.assert_allclose(got, _inference(model, x), rtol=RTOL, atol=ATOL)
+
+
+def test_bad_opset_named(tmp_path):
+    model = L.Sequential([L.Dense(2)])
+    model.build((None, 3))
+    with pytest.raises(ValueError, match="opset.*>= 13.*got 11"):
+        export_onnx(model, tmp_path / "m.onnx", opset=11)
+
+
+# -- single primitives, through fl.trace ---------------------------------------------------------------
+def _const(values, dtype="float32"):
+    return fl.tensor(np.asarray(values, dtype=dtype))
+
+
+PRIMITIVES = {
+    "arithmetic": lambda x: ops.maximum(x * 2.0 - 1.0, x / 3.0) + ops.minimum(x, ops.neg(x)) ** 2.0,
+    "floordiv-float": lambda x: ops.floordiv(x, _const(0.7)),
+    "math": lambda x: ops.exp(x) + ops.log(ops.abs(x) + 1.0) + ops.sqrt(ops.abs(x)),
+    "where-compare": lambda x: ops.where(x > 0.1, x, ops.where(ops.less_equal(x, -0.2), x * 3.0, 0.0))
+    + ops.cast(ops.not_equal(x, x * 0.0), "float32") + ops.cast(ops.equal(x, x), "float32"),
+    "clip": lambda x: ops.clip(x, -0.5, 0.7) + ops.clip(x, low=0.1) + ops.clip(x, high=-0.1),
+    "reductions": lambda x: ops.concat([r.reshape(x.shape[0], -1) for r in (
+        ops.sum(x, axis=1, keepdims=True), ops.mean(x, axis=(1, 2)), ops.max(x, axis=-1), ops.min(x, axis=2),
+        ops.logsumexp(x, axis=1), ops.sum(x * ops.mean(x), axis=(1, 2), keepdims=True))], axis=1),
+    "softmax-axes": lambda x: ops.softmax(x, axis=1) + ops.log_softmax(x, axis=-1),
+    "shapes": lambda x: ops.squeeze(ops.expand_dims(ops.transpose(x, (0, 2, 1)), 1), 1).reshape(x.shape[0], -1),
+    "stack-pad": lambda x: ops.pad(ops.stack([x, x * 2.0], axis=1), ((0, 0), (0, 0), (1, 2), (0, 1)), 0.5),
+    "getitem-basic": lambda x: x[:, 1:, ::-2][:, None, ..., 0] + x[:, -1:, 1].reshape(x.shape[0], 1, 1, 1),
+    "broadcast-batch": lambda x: ops.broadcast_to(_const([[1.0, 2.0, 3.0, 4.0]]), (x.shape[0], 4)) * x[:, 0],
+    "argmax-onehot": lambda x: ops.one_hot(ops.argmax(x[:, 0], axis=1) - 1, depth=4),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRIMITIVES))
+def test_primitive_parity(name, tmp_path):
+    rng = np.random.default_rng(4)
+    example = rng.normal(size=(3, 3, 4)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fl.core.TraceWarning)  # the graph must replay at any batch size
+        graph = fl.trace(PRIMITIVES[name], example)
+    x = rng.normal(size=(BATCH, 3, 4)).astype(np.float32)
+    path = export_onnx(graph, tmp_path / "p.onnx")
+    (got,) = _run(path, x).values()
+    want = graph.run(x)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+def test_integer_floordiv_floors_like_numpy(tmp_path):
+    graph = fl.trace(lambda x: ops.floordiv(x, fl.tensor(np.array([3, -3], dtype=np.int64))),
+                     np.array([[7, 7], [-7, -7]], dtype=np.int64))
+    x = np.array([[7, 7], [-7, -7], [-1, 1]], dtype=np.int64)
+    (got,) = _run(export_onnx(graph, tmp_path / "f.onnx"), x).values()
+    np.testing.assert_array_equal(got, x // np.array([3, -3]))
+
+
+# -- estimators ----------------------------------------------------------------------------------------
+def _estimators():
+    from flowlearn import estimators as E
+
+    small = dict(epochs=3, random_state=0)
+    return {
+        "LinearRegressor": (E.LinearRegressor(**small), "regression"),
+        "LinearClassifier": (E.LinearClassifier(**small), "multiclass"),
+        "LinearClassifier-binary": (E.LinearClassifier(**small), "binary"),
+        "DNNClassifier": (E.DNNClassifier(hidden_units=(8, 4), batch_norm=True, dropout=0.2, **small), "multiclass"),
+        "DNNRegressor": (E.DNNRegressor(hidden_units=(8,), **small), "regression"),
+        "AutoEncoder": (E.AutoEncoder(hidden_units=(6, 3), **small), "unsupervised"),
+        "CNNClassifier": (E.CNNClassifier(conv_filters=(3, 4), kernel_size=3, dense_units=(8,), image_shape=(7, 7, 1),
+                                          **small), "multiclass"),
+    }
+
+
+def _expected(estimator, X):
+    """flowlearn's own predictions, by the output names the signatures use."""
+    expected = {}
+    if hasattr(estimator, "predict_proba"):
+        expected["probabilities"] = estimator.predict_proba(X)
+        scores = estimator.predict_proba(X)
+        expected["class_ids"] = scores.argmax(axis=1)
+        logits = estimator.decision_function(X)
+        expected["logits"] = logits.reshape(len(X), -1)
+    elif hasattr(estimator, "reconstruct"):
+        expected["outputs"] = estimator.reconstruct(X)
+        expected["codes"] = estimator.transform(X)
+    else:
+        expected["predictions"] = estimator.predict(X)
+        expected["outputs"] = estimator.predict(X)
+    return expected
+
+
+@pytest.mark.parametrize("name", sorted(_estimators()))
+def test_estimator_parity(name, tmp_path):
+    estimator, task = _estimators()[name]
+    rng = np.random.default_rng(5)
+    n_features = 49 if name == "CNNClassifier" else 6
+    X = rng.normal(size=(40, n_features)).astype(np.float32)
+    y = {"regression": X[:, 0] * 2 + X[:, 1], "multiclass": rng.integers(0, 3, 40),
+         "binary": rng.integers(0, 2, 40), "unsupervised": None}[task]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # too few epochs to converge: not the point here
+        estimator.fit(X, y)
+    path = export_onnx(estimator, tmp_path / f"{name}.onnx")
+    Xt = rng.normal(size=(BATCH, n_features)).astype(np.float32)
+    got = _run(path, Xt)
+    expected = _expected(estimator, Xt)
+    compared = [key for key in got if key in expected]
+    assert compared, f"no output of {sorted(got)} has a known meaning"
+    for key in compared:
+        want = expected[key]
+        np.testing.assert_allclose(got[key].reshape(want.shape), want, rtol=RTOL, atol=ATOL, err_msg=key)
+
+
+# -- refusals ------------------------------------------------------------------------------------------
+def test_unsupported_ops_named_all_at_once(tmp_path):
+    # A training-mode graph holds batch statistics, which an exported (inference) model cannot have.
+    model = L.Sequential([L.Dense(4), L.BatchNormalization(), L.Dense(2)])
+    model.build((None, 3))
+    graph = fl.trace(lambda x: model(x, training=True), np.ones((4, 3), dtype=np.float32))
+    with pytest.raises(UnsupportedOpError) as caught:
+        export_onnx(graph, tmp_path / "bad.onnx")
+    assert {"batch_moments", "batch_norm_train"} <= set(caught.value.ops)
+    assert "batch_moments" in str(caught.value) and "batch_norm_train" in str(caught.value)
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_unsupported_index_named(tmp_path):
+    graph = fl.trace(lambda x: x[x > 0], np.ones((4, 3), dtype=np.float32))
+    with pytest.raises(UnsupportedOpError, match=r"getitem at node .*boolean-mask"):
+        to_onnx(graph)
+
+
+def test_not_a_model():
+    with pytest.raises(TypeError, match="export_onnx: expected"):
+        export_onnx(object(), "never.onnx")
