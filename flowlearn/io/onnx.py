@@ -94,6 +94,15 @@ class _Builder:
                 self.initializers[name] = numpy.ascontiguousarray(self.arrays[ref])
         return name
 
+    def operand(self, ref, dtype):
+        """``ref`` as ``dtype``: numpy promotes mixed operands (float32 * float64), ONNX needs them cast."""
+        dtype = numpy.dtype(dtype)
+        if self.dtype(ref) == dtype:
+            return self.value(ref)
+        if self.is_array(ref):
+            return self.const(self.arrays[ref].astype(dtype), ref)
+        return self.add("Cast", [self.value(ref)], to=_tensor_type(self.onnx, dtype))
+
     def output_of(self, node):
         return self.value(node["output"])
 
@@ -151,23 +160,35 @@ _LOWERINGS["dropout"] = _unary("Identity")
 _LOWERINGS["to_device"] = _unary("Identity")
 
 
+def _operands(b, refs, dtype=None):
+    """The inputs cast to ``dtype`` (default: the type numpy promotes them to)."""
+    dtype = numpy.result_type(*[b.dtype(ref) for ref in refs]) if dtype is None else dtype
+    return [b.operand(ref, dtype) for ref in refs]
+
+
 def _binary(op_type):
     def lower(b, node):
-        b.add(op_type, [b.value(ref) for ref in node["inputs"]], b.output_of(node))
+        b.add(op_type, _operands(b, node["inputs"], node["dtype"]), b.output_of(node))
     return lower
 
 
 for _name, _op in {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow", "maximum": "Max",
-                   "minimum": "Min", "matmul": "MatMul", "where": "Where"}.items():
+                   "minimum": "Min", "matmul": "MatMul"}.items():
     _LOWERINGS[_name] = _binary(_op)
+
+
+@_lowers("where")
+def _where(b, node):
+    condition, *operands = node["inputs"]
+    b.add("Where", [b.operand(condition, bool)] + _operands(b, operands, node["dtype"]), b.output_of(node))
 
 
 @_lowers("floordiv")
 def _floordiv(b, node):
     # numpy floors; ONNX Div truncates integers. (a - a mod b) / b is exact, and Mod with fmod=0 takes
     # the divisor's sign as numpy does.
-    a, d = (b.value(ref) for ref in node["inputs"])
-    if b.dtype(node["inputs"][0]).kind == "f":
+    a, d = _operands(b, node["inputs"], node["dtype"])
+    if numpy.dtype(node["dtype"]).kind == "f":
         b.add("Floor", [b.add("Div", [a, d])], b.output_of(node))
         return
     rest = b.add("Mod", [a, d], fmod=0)
@@ -180,7 +201,7 @@ _COMPARISONS = {"equal": "Equal", "less": "Less", "less_equal": "LessOrEqual", "
 
 @_lowers("compare")
 def _compare(b, node):
-    inputs = [b.value(ref) for ref in node["inputs"]]
+    inputs = _operands(b, node["inputs"])
     op = node["attrs"]["op"]
     if op == "not_equal":
         b.add("Not", [b.add("Equal", inputs)], b.output_of(node))
@@ -284,14 +305,14 @@ def _transpose(b, node):
 
 @_lowers("concat")
 def _concat(b, node):
-    b.add("Concat", [b.value(ref) for ref in node["inputs"]], b.output_of(node), axis=int(node["attrs"]["axis"]))
+    b.add("Concat", _operands(b, node["inputs"], node["dtype"]), b.output_of(node), axis=int(node["attrs"]["axis"]))
 
 
 @_lowers("stack")
 def _stack(b, node):
     axis = int(node["attrs"]["axis"])
     axes = b.ints([axis], "axes")
-    parts = [b.add("Unsqueeze", [b.value(ref), axes]) for ref in node["inputs"]]
+    parts = [b.add("Unsqueeze", [value, axes]) for value in _operands(b, node["inputs"], node["dtype"])]
     b.add("Concat", parts, b.output_of(node), axis=axis)
 
 
@@ -548,17 +569,48 @@ def _batch_norm(b, node):
 
 
 # -- the model ------------------------------------------------------------------------------------------
-def _signature_graph(obj):
-    """The ``serving_default`` graph of ``obj`` (a Sequential, a scikit-learn estimator, or a Graph)."""
+class _Export:
+    """What to write: a graph, the visible output names in order, and label lookups on graph outputs."""
+
+    def __init__(self, graph, outputs=None, lookups=None):
+        self.graph = graph
+        self.outputs = list(graph.outputs) if outputs is None else list(outputs)
+        self.lookups = lookups or {}  # output name -> (graph output it indexes, labels ndarray)
+
+
+def _labels_of(obj, name):
+    classes = getattr(obj, "classes_", None)
+    if classes is None:
+        raise ValueError(f"export_onnx: output {name!r} looks up class labels, but {type(obj).__name__} has no "
+                         "`classes_`.")
+    classes = numpy.asarray(classes)
+    return classes.astype(object) if classes.dtype.kind in "USO" else classes
+
+
+def _signature_export(obj, signature_name):
+    """The graph of ``obj``'s signature ``signature_name`` (a Sequential, an estimator, or a bare Graph)."""
     from ..core.trace import Graph
 
     if isinstance(obj, Graph):
-        return obj
+        return _Export(obj)
     try:
         from .saved_model import signature_graphs
-    except ImportError:  # until SavedModel export lands: trace the network here
-        return _trace_network(obj)
-    return signature_graphs(obj)["serving_default"].graph
+    except ModuleNotFoundError as error:  # until SavedModel export lands: trace the network here
+        if error.name != f"{__package__}.saved_model":
+            raise
+        return _Export(_trace_network(obj))
+    signatures = signature_graphs(obj)
+    if signature_name not in signatures:
+        raise ValueError(f"export_onnx: unknown `signature_name` {signature_name!r}; {type(obj).__name__} has "
+                         f"{sorted(signatures)}.")
+    signature = signatures[signature_name]
+    if signature.preprocess is not None:
+        raise ValueError(
+            f"export_onnx: {type(obj).__name__} takes raw feature columns, whose string lookups and hashing run "
+            "outside the graph and have no ONNX lowering; export a model that takes the encoded matrix instead."
+        )
+    lookups = {name: (spec["source"], _labels_of(obj, name)) for name, spec in signature.lookups.items()}
+    return _Export(signature.graph, [spec["name"] for spec in signature.outputs], lookups)
 
 
 def _trace_network(obj):
@@ -585,7 +637,7 @@ def _trace_network(obj):
     def predict(x):
         out = model(x, training=False)
         if not estimator:
-            return {"output": out}
+            return {"outputs": out}
         if hasattr(obj, "classes_"):
             from ..core import ops
 
@@ -611,9 +663,15 @@ def _value_info(onnx, name, dtype, shape, batch):
     return onnx.helper.make_tensor_value_info(name, _tensor_type(onnx, dtype), dims)
 
 
-def to_onnx(graph, opset=None, name="flowlearn"):
-    """Lower a traced :class:`flowlearn.Graph` to an ``onnx.ModelProto`` (see :func:`export_onnx`)."""
+def to_onnx(graph, opset=None, name="flowlearn", *, outputs=None, lookups=None):
+    """Lower a traced :class:`flowlearn.Graph` to an ``onnx.ModelProto`` (see :func:`export_onnx`).
+
+    ``outputs`` names the graph outputs to expose, in order (default: all); ``lookups`` maps further output
+    names to ``(graph output, labels)``: ``labels[graph output]`` (class labels from class ids, by Gather).
+    """
     onnx = _onnx()
+    lookups = dict(lookups or {})
+    outputs = list(graph.outputs) if outputs is None else list(outputs)
     opset = DEFAULT_OPSET if opset is None else opset
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
         raise ValueError(f"export_onnx: expected `opset` to be an int >= {MIN_OPSET} (or None); got {opset!r}.")
@@ -624,7 +682,7 @@ def to_onnx(graph, opset=None, name="flowlearn"):
         )
     missing = sorted({node["op"] for node in graph.nodes if node["op"] not in _LOWERINGS})
     input_names = [spec["name"] for spec in graph.inputs]
-    b = _Builder(onnx, graph, opset, input_names + list(graph.outputs))
+    b = _Builder(onnx, graph, opset, input_names + outputs)
     problems = [f"{op} (no ONNX lowering)" for op in missing]
     failed = list(missing)
     for node in graph.nodes:
@@ -642,19 +700,27 @@ def to_onnx(graph, opset=None, name="flowlearn"):
             + f". Supported primitives: {sorted(_LOWERINGS)}.",
             sorted(set(failed)),
         )
-    for out_name, ref in zip(graph.outputs, graph.output_refs):
-        b.add("Identity", [b.value(ref)], out_name)
-
+    refs = dict(zip(graph.outputs, graph.output_refs))
+    unknown = [n for n in outputs if n not in refs and n not in lookups]
+    if unknown:
+        raise ValueError(f"export_onnx: outputs {unknown} are not outputs of the graph ({graph.outputs}).")
     inputs = [_value_info(onnx, spec["name"], spec["dtype"], spec["shape"], spec.get("batch")) for spec in graph.inputs]
     by_ref = {node["output"]: node for node in graph.nodes}
-    outputs = []
-    for out_name, ref in zip(graph.outputs, graph.output_refs):
+    batch_inputs = {spec["name"] for spec in graph.inputs if spec.get("batch")}
+    output_infos = []
+    for out_name in outputs:
+        ref = refs[lookups[out_name][0]] if out_name in lookups else refs[out_name]
         shape, dtype = b.info[ref]
-        node = by_ref.get(ref)
-        batch = bool(node and node.get("batch")) or any(s["name"] == ref and s.get("batch") for s in graph.inputs)
-        outputs.append(_value_info(onnx, out_name, dtype, shape, batch))
+        batch = bool(by_ref.get(ref, {}).get("batch")) or ref in batch_inputs
+        if out_name in lookups:
+            labels = lookups[out_name][1]
+            b.add("Gather", [b.const(labels, "labels"), b.value(ref)], out_name, axis=0)
+            dtype = labels.dtype
+        else:
+            b.add("Identity", [b.value(ref)], out_name)
+        output_infos.append(_value_info(onnx, out_name, dtype, shape, batch))
     initializers = [onnx.numpy_helper.from_array(array, name) for name, array in b.initializers.items()]
-    onnx_graph = onnx.helper.make_graph(b.nodes, name, inputs, outputs, initializers)
+    onnx_graph = onnx.helper.make_graph(b.nodes, name, inputs, output_infos, initializers)
     opset_ids = [onnx.helper.make_opsetid("", opset)]
     model = onnx.helper.make_model(
         onnx_graph, opset_imports=opset_ids, producer_name="flowlearn",
@@ -664,7 +730,7 @@ def to_onnx(graph, opset=None, name="flowlearn"):
     return model
 
 
-def export_onnx(model_or_estimator, path, opset=None):
+def export_onnx(model_or_estimator, path, opset=None, *, signature_name="serving_default"):
     """Write an ONNX model that computes what ``model_or_estimator`` predicts; returns ``path``.
 
     Parameters
@@ -694,8 +760,9 @@ def export_onnx(model_or_estimator, path, opset=None):
     '/tmp/model.onnx'
     """
     onnx = _onnx()
-    graph = _signature_graph(model_or_estimator)
-    proto = to_onnx(graph, opset, name=type(model_or_estimator).__name__)
+    export = _signature_export(model_or_estimator, signature_name)
+    proto = to_onnx(export.graph, opset, name=type(model_or_estimator).__name__, outputs=export.outputs,
+                    lookups=export.lookups)
     onnx.checker.check_model(proto)
     path = os.fspath(path)
     with open(path, "wb") as f:

@@ -154,6 +154,10 @@ PRIMITIVES = {
     "stack-pad": lambda x: ops.pad(ops.stack([x, x * 2.0], axis=1), ((0, 0), (0, 0), (1, 2), (0, 1)), 0.5),
     "getitem-basic": lambda x: x[:, 1:, ::-2][:, None, ..., 0] + x[:, -1:, 1].reshape(x.shape[0], 1, 1, 1),
     "broadcast-batch": lambda x: ops.broadcast_to(_const([[1.0, 2.0, 3.0, 4.0]]), (x.shape[0], 4)) * x[:, 0],
+    # numpy promotes float32 with float64 (and ints with floats); ONNX needs the operands cast first
+    "mixed-dtypes": lambda x: ops.concat([ops.cast(x, "float64") * _const([1.5, 2.0, 0.5, 1.0]),
+                                          ops.where(x > 0, _const(np.arange(4), "int64"), ops.cast(x, "float64"))],
+                                         axis=1) + _const(0.25, "float32") + ops.concat([x, x], axis=1),
     "argmax-onehot": lambda x: ops.one_hot(ops.argmax(x[:, 0], axis=1) - 1, depth=4),
 }
 
