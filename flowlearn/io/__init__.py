@@ -2,6 +2,10 @@
 from . import checkpoint, datasets
 from .csv import csv_input_fn
 from .inputs import numpy_input_fn, pandas_input_fn
+from .saved_model import (LoadedModel, ServingInputReceiver, build_raw_serving_input_receiver_fn, export_saved_model,
+                          load_saved_model)
+from .onnx import export_onnx  # imports onnx only when a model is exported
 from .tensorboard import SummaryWriter  # imports tensorboardX only when a writer is created
 
-__all__ = ["checkpoint", "datasets", "csv_input_fn", "numpy_input_fn", "pandas_input_fn", "SummaryWriter"]
+__all__ = ["checkpoint", "datasets", "csv_input_fn", "numpy_input_fn", "pandas_input_fn", "SummaryWriter",
+           "export_onnx"]
