@@ -84,6 +84,28 @@ def test_sequential_parity(name, tmp_path):
     np.testing.assert_allclose(got, _inference(model, x), rtol=RTOL, atol=ATOL)
 
 
+def test_asymmetric_same_padding(tmp_path):
+    # TensorFlow's "same" puts the odd pixel of padding at the bottom/right: (0, 1) rows and (1, 1) columns for
+    # a 3x3 kernel at stride 2 on 8x9; the fused bias + ReLU of conv2d must survive too.
+    rng = np.random.default_rng(6)
+    model = L.Sequential([L.Conv2D(3, 3, strides=2, padding="same", activation="relu"),
+                          L.MaxPooling2D(2, padding="same"), L.AveragePooling2D(2, strides=2, padding="same")])
+    model.build((None, 8, 9, 2))
+    _randomize(model, rng)
+    graph = fl.trace(lambda x: model(x, training=False), np.zeros((2, 8, 9, 2), dtype=np.float32))
+    conv = graph.nodes[0]
+    assert conv["op"] == "conv2d" and conv["attrs"]["activation"] == "relu" and len(conv["inputs"]) == 3
+    proto = onnx.load(export_onnx(model, tmp_path / "same.onnx"))
+    pads = {node.op_type: list(next(a.ints for a in node.attribute if a.name == "pads"))
+            for node in proto.graph.node if node.op_type in ("Conv", "MaxPool", "AveragePool")}
+    # ONNX pads are [top, left, bottom, right]; the pools see 4x5 then 2x3
+    assert pads == {"Conv": [0, 1, 1, 1], "MaxPool": [0, 0, 0, 1], "AveragePool": [0, 0, 0, 1]}
+    assert "Relu" in [node.op_type for node in proto.graph.node]
+    x = rng.normal(size=(BATCH, 8, 9, 2)).astype(np.float32)
+    (got,) = _run(tmp_path / "same.onnx", x).values()
+    np.testing.assert_allclose(got, _inference(model, x), rtol=RTOL, atol=ATOL)
+
+
 def test_embedding_parity(tmp_path):
     rng = np.random.default_rng(1)
     model = L.Sequential([L.Embedding(10, 4), L.Flatten(), L.Dense(3, activation="tanh")])
