@@ -38,6 +38,8 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from ..core import backend, floatx, losses, no_grad, optimizers, training_mode
 from ..core.parallel import hands_blas_back, hold_blas_for_small_product
 from ..core.tensor import tensor
+from ..io._signatures import network_signatures
+from ..io.saved_model import export_saved_model
 from ..layers import Activation, BatchNormalization, Dense, Dropout, deserialize, regularizers, serialize
 from ..layers.sequential import Sequential
 from ..layers.data_adapter import ArrayAdapter
@@ -556,6 +558,35 @@ class _BaseNetwork(BaseEstimator):
         """
         save_estimator(self, path)
 
+    # -- export -------------------------------------------------------------------------------------
+    def _saved_model_description(self):
+        """What :mod:`flowlearn.io` traces the serving signatures from, as a plain dict (io never imports
+        estimators); the classifier and regressor heads add theirs."""
+        check_is_fitted(self)
+        image = getattr(self, "_data_image_shape", None)  # a CNN fitted on images takes images
+        return {"kind": "autoencoder", "model": self._model,
+                "input_shape": tuple(image) if image else (self.n_features_in_,),
+                "n_encoder_layers": getattr(self, "_n_encoder_layers", None)}
+
+    def _saved_model_signatures(self, transform=None, serving_input_receiver_fn=None):
+        if serving_input_receiver_fn is not None:
+            raise ValueError(f"{type(self).__name__}.export_saved_model: serving_input_receiver_fn is for the model_fn "
+                             "Estimator; this estimator's inputs come from its fit.")
+        return network_signatures(self._saved_model_description(), transform=transform)
+
+    def export_saved_model(self, export_dir_base, *, as_text=None, debug_outputs=False):
+        """Export the fitted model as a SavedModel under ``export_dir_base/<timestamp>/``; returns that path.
+
+        Signatures as TF Serving names them (``serving_default``; ``classification`` and ``predict`` for
+        classifiers, ``regression`` and ``predict`` for regressors, ``predict`` for the AutoEncoder);
+        :func:`flowlearn.io.load_saved_model` reads it back without this class, and the REST server
+        serves it. See docs/export-and-serving.md.
+
+        >>> path = clf.export_saved_model("exports/iris")  # doctest: +SKIP
+        >>> flowlearn.io.load_saved_model(path).predict(X, signature="predict")["classes"]  # doctest: +SKIP
+        """
+        return export_saved_model(self, export_dir_base, as_text=as_text, debug_outputs=debug_outputs)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
@@ -639,6 +670,9 @@ class _ClassifierNetwork(ClassifierMixin, _BaseNetwork):
             )
         per_class = numpy.array([float(class_weight.get(label, 1.0)) for label in self.classes_.tolist()])
         return per_class[numpy.searchsorted(self.classes_, y)].astype(floatx())
+
+    def _saved_model_description(self):
+        return dict(super()._saved_model_description(), kind="classifier", classes=self.classes_)
 
     def _batch_loss(self, outputs, targets, weights):
         if len(self.classes_) == 2:
@@ -743,6 +777,10 @@ class _RegressorNetwork(RegressorMixin, _BaseNetwork):
         varied = total > 0
         scores = numpy.where(varied, 1.0 - error / numpy.where(varied, total, 1.0), numpy.where(error > 0, 0.0, 1.0))
         return float(scores.mean())
+
+    def _saved_model_description(self):
+        return dict(super()._saved_model_description(), kind="regressor", y_mean=self._y_mean, y_scale=self._y_scale,
+                    single_target=self._single_target)
 
     def predict(self, X):
         """Predicted targets: shape (n_samples,) when fitted on a 1-D y, else (n_samples, n_outputs)."""

@@ -8,4 +8,5 @@ from .onnx import export_onnx  # imports onnx only when a model is exported
 from .tensorboard import SummaryWriter  # imports tensorboardX only when a writer is created
 
 __all__ = ["checkpoint", "datasets", "csv_input_fn", "numpy_input_fn", "pandas_input_fn", "SummaryWriter",
-           "export_onnx"]
+           "export_onnx", "export_saved_model", "load_saved_model", "LoadedModel", "ServingInputReceiver",
+           "build_raw_serving_input_receiver_fn"]

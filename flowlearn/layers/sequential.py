@@ -43,6 +43,11 @@ _NOT_WITH_A_SOURCE = {
 }
 
 
+# Writers of exported formats by name, filled by the modules that implement them (flowlearn.io registers
+# "saved_model" when it is imported, which `import flowlearn` does): layers never import io.
+EXPORTERS = {}
+
+
 def _refuse_with_source(what, **given):
     for name, value in given.items():
         if value is not None and not (name == "validation_split" and not value):
@@ -713,3 +718,18 @@ class Sequential(Layer):
         from .saving import save_model
 
         save_model(self, path)
+
+    def export(self, path, format="saved_model", **options):
+        """Export the model for serving into the folder ``path`` (new or empty) and return its path.
+
+        ``format="saved_model"`` writes a SavedModel (``flowlearn.io.load_saved_model`` reads it; a server
+        takes ``models/NAME/<version>``, so export to e.g. ``"models/mnist/1"``). ``options`` go to the
+        format's writer (``as_text``, ``debug_outputs``). See docs/export-and-serving.md.
+
+        >>> model.export("models/mnist/1")  # doctest: +SKIP
+        """
+        writer = EXPORTERS.get(format)
+        if writer is None:
+            raise ValueError(f'Sequential "{self.name}": export() expected `format` in {sorted(EXPORTERS)}; '
+                             f"received format={format!r}.")
+        return writer(self, path, **options)
