@@ -31,6 +31,8 @@ from ..core import backend, no_grad
 from ..core import config as core_config
 from ..core.parallel import hands_blas_back
 from ..core.tensor import Tensor
+from ..io._signatures import receiver_signatures
+from ..io.saved_model import export_saved_model as _export_saved_model
 from ..layers import seeding
 from ..layers.callbacks import Callback
 from ..layers.training import NonFiniteLossError, batch_length, evaluate_batches, run_training
@@ -562,6 +564,45 @@ class Estimator:
                     f"the batch's {n} examples."
                 )
         return arrays
+
+    # -- export -----------------------------------------------------------------------------------
+    def export_saved_model(self, export_dir_base, serving_input_receiver_fn, *, as_text=None, debug_outputs=False):
+        """Export the latest checkpoint's model as a SavedModel under ``export_dir_base/<timestamp>/``.
+
+        The model_fn is traced once in PREDICT mode on the receiver's tensors; the SavedModel holds that
+        graph and the variables it reads, so serving it needs neither the model_fn nor this class
+        (:func:`flowlearn.io.load_saved_model`). Its ``serving_default`` (= ``predict``) signature takes
+        the receiver tensors by name and returns the predictions (a single Tensor as ``output``).
+
+        Parameters
+        ----------
+        export_dir_base : str or path
+        serving_input_receiver_fn : callable
+            Returns a :class:`flowlearn.io.ServingInputReceiver`, e.g. from
+            ``fl.io.build_raw_serving_input_receiver_fn({"x": ("float32", (4,))})``.
+        as_text, debug_outputs : see :func:`flowlearn.io.export_saved_model`.
+
+        Returns
+        -------
+        str
+            The new export's folder.
+        """
+        return _export_saved_model(self, export_dir_base, serving_input_receiver_fn=serving_input_receiver_fn,
+                                   as_text=as_text, debug_outputs=debug_outputs)
+
+    def _saved_model_signatures(self, serving_input_receiver_fn=None):
+        if not callable(serving_input_receiver_fn):
+            raise TypeError(
+                "Estimator.export_saved_model: expected `serving_input_receiver_fn` to be a callable returning a "
+                f"ServingInputReceiver (see fl.io.build_raw_serving_input_receiver_fn); got {serving_input_receiver_fn!r}."
+            )
+        receiver = serving_input_receiver_fn()
+        self._prepare((getattr(receiver, "features", None), None), ModeKeys.PREDICT)
+
+        def predictions(features):
+            return self._call_model_fn(features, None, ModeKeys.PREDICT).predictions
+
+        return receiver_signatures(receiver, predictions)
 
     # -- variables --------------------------------------------------------------------------------
     def latest_checkpoint(self):
