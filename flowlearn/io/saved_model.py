@@ -167,18 +167,24 @@ def _label_json(values, dtype):
 
 
 class _Assets:
+    """The asset files by name; the same content (a vocabulary, the labels) is written once."""
+
     def __init__(self):
         self.files = {}
+        self._by_content = {}
 
     def add(self, name, data):
-        if name in self.files and self.files[name] != data:
-            stem, dot, ext = name.partition(".")
-            k = 1
-            while f"{stem}_{k}.{ext}" in self.files:
-                k += 1
-            name = f"{stem}_{k}.{ext}"
-        self.files[name] = data
-        return name
+        content = json.dumps(data, sort_keys=True, allow_nan=False)
+        if content in self._by_content:
+            return self._by_content[content]
+        stem, _, ext = name.partition(".")
+        candidate, k = name, 0
+        while candidate in self.files:
+            k += 1
+            candidate = f"{stem}_{k}.{ext}"
+        self.files[candidate] = data
+        self._by_content[content] = candidate
+        return candidate
 
 
 def _move_vocabularies(config, assets):
@@ -191,7 +197,7 @@ def _move_vocabularies(config, assets):
     if out.get("class_name") in ("VocabularyColumn", "VocabularyFileColumn"):
         inner = dict(out["config"])
         field = "vocabulary_list" if out["class_name"] == "VocabularyColumn" else "vocabulary"
-        name = assets.add(f"vocabulary_{len(assets.files)}.json", {"vocabulary": list(inner[field])})
+        name = assets.add("vocabulary.json", {"vocabulary": list(inner[field])})
         inner[field] = {"asset": name}
         if out["class_name"] == "VocabularyFileColumn":
             inner["vocabulary_file"] = name  # the exporting machine's path means nothing to a server
