@@ -205,9 +205,12 @@ def create_app(model_base_path, model_name, *, max_batch_size=64, batch_timeout_
     async def metadata(request):
         name = _model_name(request)
         number, model = versions.get(name, _version(request))
+        signature_def = model.signature_def
+        if not isinstance(signature_def.get("signature_def"), dict):
+            signature_def = {"signature_def": signature_def}  # TF nests the signatures one level deeper
         return {
             "model_spec": {"name": name, "signature_name": "", "version": str(number)},
-            "metadata": {"signature_def": model.signature_def},
+            "metadata": {"signature_def": signature_def},
         }
 
     prefixes = ("/v1/models/{name}", "/v1/models/{name}/versions/{version}")

@@ -245,10 +245,14 @@ def _to_array(value, spec, where, row):
     if not value:
         raise RequestError(f"{where}: the batch is empty; send at least one example.")
     if _is_string(spec):
-        array = numpy.asarray(_strings(value, len(spec["shape"]), where, spec), dtype=str)
-        if array.dtype.kind != "U":
+        strings = _strings(value, len(spec["shape"]), where, spec)
+        try:
+            array = numpy.asarray(strings, dtype=str)
+        except ValueError:
             raise RequestError(f"{where}: entries have different shapes; input {spec['name']!r} expects "
-                               f"{_show(spec['shape'])}.")
+                               f"{_show(spec['shape'])}.") from None
+        # Object arrays: requests with strings of different lengths then batch together (one '<U' width each).
+        array = array.astype(object)
     elif any(_is_b64(v) for v in value):
         if not _is_image(spec):
             raise RequestError(

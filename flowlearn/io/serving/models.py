@@ -76,9 +76,9 @@ class ModelVersions:
             raise ValueError(f"model_name must be a non-empty string without '/' or ':'; received {name!r}.")
         self.base_path, self.name = base_path, name
         self._loader = loader or _default_loader
-        self._versions = {}  # number -> _Version; replaced whole on change, so readers need no lock
-        self._served = {}  # number -> loaded model (AVAILABLE only); likewise replaced whole
-        self._newest = None
+        # (number -> _Version, number -> loaded model of the AVAILABLE ones, newest served number): one tuple
+        # replaced whole on every change, so a reader sees one consistent state without a lock.
+        self._state = ({}, {}, None)
         self._poll_lock = threading.Lock()
 
     # -- polling (one thread at a time) --------------------------------------------------------------------------
@@ -101,33 +101,35 @@ class ModelVersions:
                 logger.warning("model %r: cannot list %s (%s); keeping the loaded versions", self.name,
                                self.base_path, error)
                 return
-            versions = dict(self._versions)
+            versions = dict(self._state[0])
             for number in set(versions) - set(on_disk):
                 logger.info("model %r: version %d is gone from disk; unloading it", self.name, number)
                 del versions[number]
             # Newest first: the version new requests go to is ready soonest.
             for number in sorted(on_disk, reverse=True):
-                fingerprint = _fingerprint(on_disk[number])
                 known = versions.get(number)
-                if known is not None and (known.state != END or known.fingerprint == fingerprint):
-                    continue
-                version = versions[number] = _Version(number, fingerprint)
+                if known is not None and known.state != END:
+                    continue  # loaded (or loading): kept as it is until its directory goes
+                fingerprint = _fingerprint(on_disk[number])
+                if known is not None and known.fingerprint == fingerprint:
+                    continue  # failed, and unchanged since
+                versions[number] = _Version(number, fingerprint)
                 self._publish(versions)  # reports LOADING
+                # A new object, not an edit of the published one: readers see LOADING until the next publish.
+                version = versions[number] = _Version(number, fingerprint)
                 try:
-                    model = self._loader(on_disk[number])
+                    version.model = self._loader(on_disk[number])
                 except Exception as error:  # a broken export is reported, never served, never fatal
                     version.state, version.error = END, f"{type(error).__name__}: {error}"
                     logger.warning("model %r: version %d failed to load: %s", self.name, number, version.error)
                 else:
-                    version.model, version.state = model, AVAILABLE
+                    version.state = AVAILABLE
                     logger.info("model %r: version %d loaded", self.name, number)
-                versions = dict(versions)
             self._publish(versions)
 
     def _publish(self, versions):
         served = {n: v.model for n, v in versions.items() if v.state == AVAILABLE}
-        self._versions, self._served = dict(versions), served
-        self._newest = max(served) if served else None
+        self._state = (dict(versions), served, max(served) if served else None)
 
     # -- lookups (any thread) ------------------------------------------------------------------------------------
     def _check_name(self, name):
@@ -138,16 +140,15 @@ class ModelVersions:
     def get(self, name, version=None):
         """``(version number, loaded model)`` for a request; the newest served version when ``version`` is None."""
         self._check_name(name)
-        served = self._served
+        versions, served, newest = self._state
         if version is None:
-            newest = self._newest
-            if newest is None or newest not in served:
+            if newest is None:
                 raise NotFoundError(f"Servable not found for request: Latest({name}); no version of model "
                                     f"{name!r} is loaded (looking in {self.base_path}).")
             return newest, served[newest]
         model = served.get(version)
         if model is None:
-            known = self._versions.get(version)
+            known = versions.get(version)
             why = f": it is {known.state}" + (f" ({known.error})" if known.error else "") if known else ""
             raise NotFoundError(f"Servable not found for request: Specific({name}, {version}){why}; served "
                                 f"versions: {sorted(served)}.")
@@ -156,7 +157,7 @@ class ModelVersions:
     def status(self, name, version=None):
         """TF Serving's GetModelStatusResponse as a dict (newest version first)."""
         self._check_name(name)
-        versions = self._versions
+        versions = self._state[0]
         if version is not None:
             if version not in versions:
                 raise NotFoundError(f"Could not find any versions of model {name!r} with version {version}; known "
@@ -169,7 +170,7 @@ class ModelVersions:
     @property
     def served_versions(self):
         """The numbers of the versions requests can reach, oldest first."""
-        return sorted(self._served)
+        return sorted(self._state[1])
 
 
 def _status(version):
