@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 __all__ = [
     "get_num_threads", "set_num_threads", "parallel_slices", "release_blas", "release_blas_if_idle", "hands_blas_back",
-    "hold_blas_for_small_product", "in_stretch",
+    "hold_blas_for_small_product", "in_stretch", "on_one_blas_thread",
 ]
 
 _ENV = "FLOWLEARN_NUM_THREADS"
@@ -238,6 +238,13 @@ def in_stretch():
     """True inside a fit, evaluate or predict call (a function decorated by :func:`hands_blas_back`)
     in the calling thread: the stretch of work at whose end BLAS is handed back."""
     return getattr(_local, "stretch", 0) > 0
+
+
+def on_one_blas_thread(work):
+    """``work()`` with BLAS held at one thread, as in a split, and the hold kept after it: for a
+    product that flowlearn would split but runs whole this time (see ``_gemm.SplitGain``)."""
+    with _blas.held():
+        return work()
 
 
 def release_blas_if_idle():

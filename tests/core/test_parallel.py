@@ -115,9 +115,27 @@ def fresh_blas_clock(monkeypatch):
     monkeypatch.setattr(parallel._blas, "last_threaded", float("-inf"))
 
 
+class _AlwaysSplit:
+    """A ``SplitGain`` that measures nothing: every product from ``SPLIT`` on splits, whatever the host's load."""
+
+    def wanted(self):
+        return True
+
+    def record(self, seconds, caller_seconds, slices):
+        pass
+
+
 @pytest.fixture
 def count_slices(monkeypatch):
-    """A list that gets one entry per slice of every product that ``gemm`` splits."""
+    """A list that gets one entry per slice of every product that ``gemm`` splits (and every product
+    that may split does: no measured fallback to one thread)."""
+    from flowlearn.core.ops import _gemm
+
+    monkeypatch.setattr(_gemm, "split_gain", _AlwaysSplit())
+    return _record_slices(monkeypatch)
+
+
+def _record_slices(monkeypatch):
     from flowlearn.core.ops import _gemm
 
     seen = []
@@ -242,6 +260,73 @@ def test_a_split_product_equals_one_blas_thread(shape, threads, count_slices):
         numpy.testing.assert_array_equal(split, one_thread)  # and OpenBLAS sums as unsplit
     else:
         _assert_same_up_to_float32_rounding(one_thread, split)
+
+
+def test_split_gain_stops_splitting_while_splits_do_not_pay_and_probes_now_and_then():
+    from flowlearn.core.ops._gemm import SplitGain
+
+    gain = SplitGain()
+    assert gain.wanted()  # nothing measured yet: split
+    gain.record(0.390, 0.265, 2)  # an idle host: 390 us split against 530 on one thread
+    assert gain.ratio == pytest.approx(SplitGain.WEIGHT * 390 / 530) and gain.wanted()
+    gain.record(100.0, 0.265, 2)  # one split that lost its core counts CLAMP times one thread, no more
+    assert gain.ratio == pytest.approx(SplitGain.WEIGHT * 390 / 530 * (1 - SplitGain.WEIGHT)
+                                       + SplitGain.WEIGHT * SplitGain.CLAMP)
+    for _ in range(20):
+        gain.record(2.0, 0.265, 2)  # next to a busy process: splits took much longer than one thread
+    assert gain.ratio > 1.0
+    decisions = [gain.wanted() for _ in range(2 * SplitGain.PROBE_EVERY)]
+    assert decisions.count(True) == 2 and decisions[SplitGain.PROBE_EVERY - 1]  # one probe in every PROBE_EVERY
+    for probes in range(1, 21):
+        gain.record(0.390, 0.265, 2)  # probes find the cores free again
+        if gain.ratio < 1.0:
+            break
+    assert probes < 10 and all(gain.wanted() for _ in range(5))
+    before = gain.ratio
+    gain.record(0.5, 0.5, 1)  # a product that ran whole (one slice) says nothing about splitting
+    assert gain.ratio == before
+
+
+def test_a_product_that_would_split_runs_whole_on_one_held_thread_while_splits_do_not_pay(
+        threads, fresh_blas_clock, monkeypatch):
+    from flowlearn.core.ops import _gemm
+
+    threads(2)
+    if not blas_threads():
+        pytest.skip("no BLAS library that threadpoolctl can see")
+    gain = _gemm.SplitGain()
+    gain.ratio = 2.0  # measured: splits took twice as long as one thread
+    monkeypatch.setattr(_gemm, "split_gain", gain)
+    seen = _record_slices(monkeypatch)
+    m, k, n = SPLIT_PRODUCT
+    rng = numpy.random.default_rng(8)
+    a = rng.standard_normal((m, k)).astype(numpy.float32)
+    b = rng.standard_normal((k, n)).astype(numpy.float32)
+    whole = _gemm.gemm(numpy, a, b)
+    assert not seen and set(blas_threads()) == {1}  # not split, and BLAS held at one thread (outside a fit too)
+    for _ in range(_gemm.SplitGain.PROBE_EVERY - 1):
+        _gemm.gemm(numpy, a, b)
+    assert len(seen) == 2  # the probe split
+    gain.ratio = 0.0  # splits pay again
+    split = _gemm.gemm(numpy, a, b)
+    assert len(seen) == 4
+    internal = {library.internal_api for library in parallel._blas._lookup()}
+    if internal == {"openblas"}:
+        numpy.testing.assert_array_equal(whole, split)  # the choice changes timing, not numbers
+    else:
+        _assert_same_up_to_float32_rounding(whole, split)
+
+
+def test_a_large_product_always_splits(threads, monkeypatch):
+    from flowlearn.core.ops import _gemm
+
+    threads(2)
+    gain = _gemm.SplitGain()
+    gain.ratio = 2.0
+    monkeypatch.setattr(_gemm, "split_gain", gain)
+    seen = _record_slices(monkeypatch)
+    ones = numpy.ones((2500, 2500), numpy.float32), numpy.ones((2500, 40), numpy.float32)  # 2.5e8 multiply-adds
+    assert (_gemm.gemm(numpy, *ones) == 2500).all() and len(seen) == 2
 
 
 def test_an_mlp_with_mid_sized_products_fits_on_one_blas_thread_and_hands_it_back(threads, fresh_blas_clock,

@@ -22,6 +22,13 @@ per product, and its worker sleeps between products, so the scheduler runs it as
 the host is busy it costs a few per cent over one thread rather than a multiple. Under ``SPLIT`` the
 wake-up (~100 us here) eats what a second thread would save, so one thread does those.
 
+Whether a split pays depends on the host: next to a busy process the second slice often waits for
+the busy process's time slice, and the MNIST MLP's splits took 3-4x as long as one thread on average
+(0.55-0.7x on an idle host). So each split of a product under ``LARGE`` measures itself
+(:class:`SplitGain`): while recent splits took longer than their slices' work would on one thread,
+such products run whole on one BLAS thread, with one split in every ``SplitGain.PROBE_EVERY`` to
+notice when the cores are free again. The choice changes no number: see the next paragraph.
+
 A product is split along its inner dimension only when its output is no larger than that dimension
 (then output slices would be slivers); the partial products are added in slice order. Otherwise
 every output element is one BLAS sum over the same inner dimension as unsplit, so with the
@@ -29,9 +36,12 @@ single-threaded BLAS each slice runs on, a split product is, with OpenBLAS, bit 
 that ``OPENBLAS_NUM_THREADS=1`` gives (BLAS's own threads may sum in another order). Either way the
 same product splits the same way on every call.
 """
+import time
+
 import numpy
 
-from ..parallel import hold_blas_for_small_product, in_stretch, parallel_slices, release_blas_if_idle
+from ..parallel import (hold_blas_for_small_product, in_stretch, on_one_blas_thread, parallel_slices,
+                        release_blas_if_idle)
 
 # Under SMALL multiply-adds a product never needs a second thread. From SPLIT on (about 0.35 ms on one
 # core here) flowlearn splits it: enough work to hide waking a thread (~0.1 ms on an idle host, up to
@@ -70,6 +80,50 @@ def regime(size, split=False, stretch=False):
     return "one thread" if stretch else "blas"
 
 
+class SplitGain:
+    """How splitting mid-sized products has paid lately: a running mean of a split's time over the
+    time its slices' work would take on one thread (the caller's own slice times the slice count, so
+    a host busy enough to slow the caller slows the estimate alike). Under 1: split. At 1 or more:
+    run such products whole on one thread, except every ``PROBE_EVERY``-th, which splits and is
+    measured.
+
+    Measured in an MNIST MLP's training on the 2-core development machine: on an idle host a split
+    takes ~0.55-0.7 of one thread's time, every time; next to one busy process the median was 1.3
+    but 40% of splits took more than twice as long as one thread and the mean was 3-4 (the second
+    slice waits for the busy process's time slice). Tuned on those sequences: splitting always costs
+    3-4.3x one thread per mid-sized product next to a busy process; this costs 1.07-1.18x there and
+    0.77 on the quietest runs. A mean, not a median, because waiting is what costs time; a sample counts
+    at most ``CLAMP``, so that one split that lost its core does not stop splitting for long.
+    """
+
+    PROBE_EVERY = 32
+    WEIGHT = 0.25  # of the newest measurement in the running mean
+    CLAMP = 3.0
+
+    def __init__(self):
+        self.ratio = 0.0  # optimistic start: split until measured otherwise
+        self._skipped = 0
+
+    def wanted(self):
+        """Whether the next mid-sized product should split."""
+        if self.ratio < 1.0:
+            return True
+        self._skipped += 1
+        if self._skipped < self.PROBE_EVERY:
+            return False
+        self._skipped = 0
+        return True
+
+    def record(self, seconds, caller_seconds, slices):
+        """One split of ``slices`` slices took ``seconds``, the caller's own slice ``caller_seconds``."""
+        if slices > 1 and caller_seconds > 0.0:
+            sample = min(seconds / (caller_seconds * slices), self.CLAMP)
+            self.ratio += self.WEIGHT * (sample - self.ratio)
+
+
+split_gain = SplitGain()
+
+
 def gemm(xp, a, b, out=None, split=False):
     """``a @ b`` for 2-D ``a`` (m, k) and ``b`` (k, n), optionally into ``out`` (m, n), run as
     :func:`regime` says.
@@ -105,12 +159,25 @@ def gemm(xp, a, b, out=None, split=False):
         return out
     if out is None:
         out = numpy.empty((m, n), dtype=numpy.result_type(a, b))
+    measured = not split and size < LARGE
+    if measured and not split_gain.wanted():
+        # Splits have not paid lately: the whole product on one BLAS thread (held, as a split holds it).
+        # Every output element is the same sum either way, so this changes timing only.
+        return on_one_blas_thread(lambda: numpy.matmul(a, b, out=out))
     if m >= n:
         def work(start, stop):
+            began = time.perf_counter()
             numpy.matmul(a[start:stop], b, out=out[start:stop])
-        parallel_slices(m, work, grain=-(-SMALL // (n * k)), uses_blas=True)
+            return time.perf_counter() - began
+        total, grain = m, -(-SMALL // (n * k))
     else:
         def work(start, stop):
+            began = time.perf_counter()
             numpy.matmul(a, b[:, start:stop], out=out[:, start:stop])
-        parallel_slices(n, work, grain=-(-SMALL // (m * k)), uses_blas=True)
+            return time.perf_counter() - began
+        total, grain = n, -(-SMALL // (m * k))
+    began = time.perf_counter()
+    slices = parallel_slices(total, work, grain=grain, uses_blas=True)
+    if measured:
+        split_gain.record(time.perf_counter() - began, slices[0], len(slices))  # slice 0 ran in this thread
     return out
