@@ -119,14 +119,19 @@ def _demo_arguments(parser):
                         help="seeds weights, dropout and shuffling (default: 0)")
     parser.add_argument("--batch-size", type=positive_int, default=demo.BATCH_SIZE,
                         help=f"digits per training step (default: {demo.BATCH_SIZE})")
+    parser.add_argument("--export-dir", metavar="BASE",
+                        help="export the trained CNN as a SavedModel version under BASE (default: a temporary folder, "
+                             "removed at the end); the demo reloads it and predicts test digits with it")
 
 
-@command("demo", "train the worked examples' CNN on the bundled MNIST digits and print its test accuracy",
+@command("demo", "train the worked examples' CNN on the bundled MNIST digits, print its test accuracy, export "
+                 "it, reload it and predict a few digits",
          _demo_arguments)
 def _demo(args):
     from .examples import demo
 
-    demo.run(epochs=args.epochs, quick=args.quick, seed=args.seed, batch_size=args.batch_size)
+    demo.run(epochs=args.epochs, quick=args.quick, seed=args.seed, batch_size=args.batch_size,
+             export_dir=args.export_dir)
 
 
 # train, evaluate, predict, export, serve: one module each, registering themselves through `command` above

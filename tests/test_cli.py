@@ -10,6 +10,7 @@ import pytest
 
 from flowlearn import __version__, cli
 from flowlearn.examples import demo
+from flowlearn.io.datasets import load_mnist
 
 SCRIPT = Path(sysconfig.get_path("scripts")) / ("flowlearn.exe" if os.name == "nt" else "flowlearn")
 
@@ -147,6 +148,34 @@ def test_quick_demo_prints_accuracy_and_time():
     assert accuracy >= 0.8  # 40 steps of Adam on 2,000 digits: well above chance (0.1), not yet the full demo
     assert seconds > 0
     assert "Epoch 1/1" in result.stderr and "40/40" in result.stderr  # tqdm's progress bar
+    # ... and ends with the export, reloaded from disk, predicting the first test digits
+    assert re.search(r"^exported: \S+[/\\]\d+ \(a temporary folder", result.stdout, flags=re.M), result.stdout
+    lines = result.stdout.splitlines()
+    predicted, true = lines[-2].split(), lines[-1].split()
+    assert predicted[0] == "predicted" and true[0] == "true" and len(predicted) == len(true) == 11
+    assert true[1:] == [str(d) for d in load_mnist()[1][1][:10]]
+    assert sum(p == t for p, t in zip(predicted[1:], true[1:])) >= 6  # the quick demo's 0.8+ accuracy, loosely
+
+
+def test_demo_export_is_reloaded_and_predicts_as_the_model(tmp_path):
+    import io
+
+    import numpy
+
+    import flowlearn as fl
+
+    fl.layers.set_random_seed(0)
+    model = fl.Sequential([fl.layers.Input((28, 28, 1)), fl.layers.Flatten(), fl.layers.Dense(10, activation="softmax")])
+    (_, _), (x_test, y_test) = load_mnist()
+    out = io.StringIO()
+    predicted = demo.export_and_reload(model, x_test[:5] / 255.0, y_test[:5], str(tmp_path), out)
+    assert predicted.tolist() == model.predict((x_test[:5] / 255.0).astype("float32")).argmax(axis=1).tolist()
+    (version,) = os.listdir(tmp_path)  # kept: --export-dir was given
+    assert version.isdigit() and f"exported: {tmp_path / version}\n" in out.getvalue()
+    reloaded = fl.io.load_saved_model(tmp_path / version)
+    numpy.testing.assert_array_equal(reloaded.predict(x_test[:5].astype("float32") / 255).popitem()[1].argmax(1),
+                                     predicted)
+    assert out.getvalue().splitlines()[-1] == "  true       " + " ".join(map(str, y_test[:5]))
 
 
 @pytest.mark.slow  # the full demo: about 35 s on a quiet 2-core machine, 2-4 minutes on a busy one

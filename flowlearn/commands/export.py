@@ -22,12 +22,12 @@ def run(args):
         raise ValueError("--opset: applies to --onnx only")
     estimator, _ = load_model(args.model)
     if args.export_dir is not None:
-        from ..io import export_saved_model
+        from ..io.saved_model import export_saved_model
 
         print(export_saved_model(estimator, args.export_dir))
     if args.onnx is not None:
         try:
-            from ..io import export_onnx
+            from ..io.onnx import export_onnx
         except ImportError as error:
             return fail_missing_extra("export", "onnx", error)
         try:

@@ -1,5 +1,6 @@
 """``flowlearn predict``: a trained model's predictions for the rows of a CSV file, as a CSV file."""
 import io
+import os
 import sys
 
 from ..cli import command
@@ -38,11 +39,15 @@ def write_csv(frame, path):
         return
     from ..core._atomic import atomic_write
 
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"--output: no such folder: {os.path.dirname(path)!r}")
     with atomic_write(path) as stream:
         text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-        frame.to_csv(text, index=False)
-        text.flush()
-        text.detach()  # atomic_write closes (and syncs) the binary stream itself
+        try:
+            frame.to_csv(text, index=False)
+        finally:
+            text.detach()  # flushes; atomic_write syncs and closes the binary stream itself
 
 
 @command("predict", "write a trained model's predictions for the rows of a CSV file to a CSV file", add_arguments)

@@ -1,4 +1,5 @@
 """``flowlearn train``: fit one of the scikit-learn estimators on a CSV file and save it into a model folder."""
+import argparse
 import os
 import sys
 import time
@@ -19,6 +20,18 @@ _SPECIFIC = {
 }
 
 
+def image_shape(text):
+    """argparse type: ``height,width,channels``."""
+    try:
+        shape = int_list(text)
+    except argparse.ArgumentTypeError:
+        shape = ()
+    if len(shape) != 3:
+        raise argparse.ArgumentTypeError(f"expected three positive integers height,width,channels such as "
+                                         f"28,28,1, got {text!r}")
+    return shape
+
+
 def add_arguments(parser):
     parser.add_argument("--data", required=True, metavar="FILE.csv",
                         help="training data: a CSV file with a header line ('-' reads standard input)")
@@ -33,7 +46,7 @@ def add_arguments(parser):
     parser.add_argument("--conv-filters", type=int_list, metavar="N,N,...", help="cnn: filters of each convolution")
     parser.add_argument("--dense-units", type=int_list, metavar="N,N,...",
                         help="cnn: units of the dense layers after the convolutions")
-    parser.add_argument("--image-shape", type=int_list, metavar="H,W,C",
+    parser.add_argument("--image-shape", type=image_shape, metavar="H,W,C",
                         help="cnn: (height, width, channels) of the images whose pixels the feature columns hold, "
                              "e.g. 28,28,1")
     parser.add_argument("--output-activation", choices=("auto", "sigmoid", "linear"), default="auto",
@@ -65,9 +78,6 @@ def _parameters(args):
         parameters[parameter] = value
     if args.output_activation != "auto" and name != "autoencoder":
         raise ValueError(f"--output-activation: does not apply to --estimator {name} (only to autoencoder)")
-    if args.image_shape is not None and len(args.image_shape) != 3:
-        raise ValueError(f"--image-shape: expected height,width,channels (three numbers), got "
-                         f"{','.join(map(str, args.image_shape))!r}")
     for option in ("epochs", "batch_size", "learning_rate", "optimizer", "l2", "random_state"):
         if getattr(args, option) is not None:
             parameters[option] = getattr(args, option)
