@@ -19,7 +19,7 @@ import numpy
 
 from ..core.ops.conv import _same_pads
 
-__all__ = ["export_onnx", "UnsupportedOpError", "DEFAULT_OPSET", "MIN_OPSET"]
+__all__ = ["export_onnx", "to_onnx", "UnsupportedOpError", "DEFAULT_OPSET", "MIN_OPSET"]
 
 DEFAULT_OPSET = 17
 # Softmax's per-axis semantics, Squeeze/Unsqueeze/ReduceSum taking axes as an input and Clip's bounds as
@@ -587,19 +587,14 @@ def _labels_of(obj, name):
     return classes.astype(object) if classes.dtype.kind in "USO" else classes
 
 
-def _signature_export(obj, signature_name):
-    """The graph of ``obj``'s signature ``signature_name`` (a Sequential, an estimator, or a bare Graph)."""
+def _signature_export(obj, signature_name, serving_input_receiver_fn=None):
+    """The graph of ``obj``'s signature ``signature_name`` (from the SavedModel builders), or a bare Graph."""
     from ..core.trace import Graph
+    from .saved_model import signature_graphs
 
     if isinstance(obj, Graph):
         return _Export(obj)
-    try:
-        from .saved_model import signature_graphs
-    except ModuleNotFoundError as error:  # until SavedModel export lands: trace the network here
-        if error.name != f"{__package__}.saved_model":
-            raise
-        return _Export(_trace_network(obj))
-    signatures = signature_graphs(obj)
+    signatures = signature_graphs(obj, serving_input_receiver_fn)
     if signature_name not in signatures:
         raise ValueError(f"export_onnx: unknown `signature_name` {signature_name!r}; {type(obj).__name__} has "
                          f"{sorted(signatures)}.")
@@ -611,49 +606,6 @@ def _signature_export(obj, signature_name):
         )
     lookups = {name: (spec["source"], _labels_of(obj, name)) for name, spec in signature.lookups.items()}
     return _Export(signature.graph, [spec["name"] for spec in signature.outputs], lookups)
-
-
-def _trace_network(obj):
-    """Trace the prediction of a Sequential model or a fitted network estimator (interim)."""
-    import warnings
-
-    from ..core import no_grad
-    from ..core.tensor import tensor
-    from ..core.trace import trace
-
-    model = getattr(obj, "_model", None)
-    estimator = model is not None
-    if not estimator:
-        model = obj
-    shape = getattr(model, "build_input_shape", None)
-    if not callable(model) or shape is None:
-        raise TypeError(
-            "export_onnx: expected a built Sequential model, a fitted flowlearn estimator or a fl.Graph; "
-            f"got {type(obj).__name__}."
-        )
-    dtype = numpy.float32 if getattr(model, "_autocast", True) else numpy.int64
-    example = numpy.zeros((2,) + tuple(shape[1:]), dtype=dtype)
-
-    def predict(x):
-        out = model(x, training=False)
-        if not estimator:
-            return {"outputs": out}
-        if hasattr(obj, "classes_"):
-            from ..core import ops
-
-            if len(obj.classes_) == 2:
-                p = ops.sigmoid(out)
-                return {"probabilities": ops.concat([1 - p, p], axis=1)}
-            return {"probabilities": ops.softmax(out, axis=1)}
-        if hasattr(obj, "_y_scale"):
-            scale = tensor(numpy.asarray(obj._y_scale, dtype=out.dtype))
-            mean = tensor(numpy.asarray(obj._y_mean, dtype=out.dtype))
-            return {"predictions": out * scale + mean}
-        return {"outputs": out}
-
-    with no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return trace(predict, example, input_names=["inputs"])
 
 
 def _value_info(onnx, name, dtype, shape, batch):
@@ -730,14 +682,17 @@ def to_onnx(graph, opset=None, name="flowlearn", *, outputs=None, lookups=None):
     return model
 
 
-def export_onnx(model_or_estimator, path, opset=None, *, signature_name="serving_default"):
+def export_onnx(model_or_estimator, path, opset=None, *, signature_name="serving_default",
+                serving_input_receiver_fn=None):
     """Write an ONNX model that computes what ``model_or_estimator`` predicts; returns ``path``.
 
     Parameters
     ----------
-    model_or_estimator : Sequential, fitted flowlearn estimator, or flowlearn.Graph
-        Exported through its ``serving_default`` signature graph: the inputs and outputs keep the
-        signature's names, the batch dimension is free (``dim_param "batch"``).
+    model_or_estimator : Sequential, fitted flowlearn estimator, Pipeline, model_fn Estimator, or flowlearn.Graph
+        Exported through a serving signature's graph, the one a SavedModel stores
+        (:func:`flowlearn.io.saved_model.signature_graphs`): the inputs and outputs keep the signature's
+        names, the batch dimension is free (``dim_param "batch"``). A scikit-learn Pipeline of scalers
+        ending in a flowlearn estimator exports with the scalers folded in.
     path : str or os.PathLike
         The ``.onnx`` file to write (parameters are stored inside it as initializers).
     opset : int, optional
@@ -760,7 +715,7 @@ def export_onnx(model_or_estimator, path, opset=None, *, signature_name="serving
     '/tmp/model.onnx'
     """
     onnx = _onnx()
-    export = _signature_export(model_or_estimator, signature_name)
+    export = _signature_export(model_or_estimator, signature_name, serving_input_receiver_fn)
     proto = to_onnx(export.graph, opset, name=type(model_or_estimator).__name__, outputs=export.outputs,
                     lookups=export.lookups)
     onnx.checker.check_model(proto)

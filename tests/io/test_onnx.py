@@ -26,8 +26,12 @@ def _session(path):
 
 
 def _run(path, *arrays):
+    """Outputs by name; each input is given in the dtype the file declares (float64 for estimators)."""
     session = _session(path)
-    feed = {spec.name: array for spec, array in zip(session.get_inputs(), arrays)}
+    declared = [onnx.helper.tensor_dtype_to_np_dtype(spec.type.tensor_type.elem_type)
+                for spec in onnx.load(path).graph.input]
+    feed = {spec.name: np.asarray(array).astype(dtype, copy=False)
+            for spec, array, dtype in zip(session.get_inputs(), arrays, declared)}
     names = [spec.name for spec in session.get_outputs()]
     return dict(zip(names, session.run(None, feed)))
 
@@ -224,44 +228,84 @@ def _estimators():
     }
 
 
-def _expected(estimator, X):
+def _expected(estimator, X, signature_name):
     """flowlearn's own predictions, by the output names the signatures use."""
-    expected = {}
     if hasattr(estimator, "predict_proba"):
-        expected["probabilities"] = estimator.predict_proba(X)
-        scores = estimator.predict_proba(X)
-        expected["class_ids"] = scores.argmax(axis=1)
-        logits = estimator.decision_function(X)
-        expected["logits"] = logits.reshape(len(X), -1)
-    elif hasattr(estimator, "reconstruct"):
-        expected["outputs"] = estimator.reconstruct(X)
-        expected["codes"] = estimator.transform(X)
-    else:
-        expected["predictions"] = estimator.predict(X)
-        expected["outputs"] = estimator.predict(X)
-    return expected
+        probabilities = estimator.predict_proba(X)
+        if signature_name == "serving_default":  # TF's classification: every class with its score
+            return {"scores": probabilities, "classes": np.tile(estimator.classes_, (len(X), 1)),
+                    "probabilities": probabilities}
+        return {"probabilities": probabilities, "class_ids": probabilities.argmax(axis=1),
+                "classes": estimator.predict(X), "logits": estimator.decision_function(X).reshape(len(X), -1)}
+    if hasattr(estimator, "reconstruct"):
+        return {"outputs": estimator.reconstruct(X), "codes": estimator.transform(X),
+                "scores": estimator.score_samples(X)}
+    return {"predictions": estimator.predict(X), "outputs": estimator.predict(X)}
 
 
+@pytest.mark.parametrize("signature_name", ["serving_default", "predict"])
 @pytest.mark.parametrize("name", sorted(_estimators()))
-def test_estimator_parity(name, tmp_path):
+def test_estimator_parity(name, signature_name, tmp_path):
     estimator, task = _estimators()[name]
     rng = np.random.default_rng(5)
     n_features = 49 if name == "CNNClassifier" else 6
     X = rng.normal(size=(40, n_features)).astype(np.float32)
-    y = {"regression": X[:, 0] * 2 + X[:, 1], "multiclass": rng.integers(0, 3, 40),
-         "binary": rng.integers(0, 2, 40), "unsupervised": None}[task]
+    labels = np.array(["ant", "bee", "cat"])
+    y = {"regression": X[:, 0] * 2 + X[:, 1], "multiclass": labels[rng.integers(0, 3, 40)],
+         "binary": rng.integers(0, 2, 40) * 3 + 1, "unsupervised": None}[task]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # too few epochs to converge: not the point here
         estimator.fit(X, y)
-    path = export_onnx(estimator, tmp_path / f"{name}.onnx")
-    Xt = rng.normal(size=(BATCH, n_features)).astype(np.float32)
+    path = export_onnx(estimator, tmp_path / f"{name}.onnx", signature_name=signature_name)
+    Xt = rng.normal(size=(BATCH, n_features))
     got = _run(path, Xt)
-    expected = _expected(estimator, Xt)
-    compared = [key for key in got if key in expected]
-    assert compared, f"no output of {sorted(got)} has a known meaning"
-    for key in compared:
+    expected = _expected(estimator, Xt, signature_name)
+    assert got and set(got) <= set(expected), f"outputs {sorted(got)}, known {sorted(expected)}"
+    for key, value in got.items():
         want = expected[key]
-        np.testing.assert_allclose(got[key].reshape(want.shape), want, rtol=RTOL, atol=ATOL, err_msg=key)
+        if want.dtype.kind in "USO":  # class labels, looked up in the file
+            np.testing.assert_array_equal(value.astype(want.dtype), want, err_msg=key)
+        else:
+            np.testing.assert_allclose(value.reshape(want.shape), want, rtol=RTOL, atol=ATOL, err_msg=key)
+
+
+def test_pipeline_with_scalers_folded_in(tmp_path):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    from flowlearn.estimators import DNNRegressor
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(3.0, 5.0, size=(40, 4))
+    pipeline = make_pipeline(StandardScaler(), MinMaxScaler(), DNNRegressor(hidden_units=(6,), epochs=3,
+                                                                             random_state=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipeline.fit(X, X[:, 0] - X[:, 1])
+    Xt = rng.normal(3.0, 5.0, size=(BATCH, 4))
+    got = _run(export_onnx(pipeline, tmp_path / "pipeline.onnx"), Xt)
+    np.testing.assert_allclose(got["outputs"], pipeline.predict(Xt), rtol=RTOL, atol=ATOL)
+
+
+def test_model_fn_estimator(tmp_path):
+    from flowlearn.estimators import Estimator, EstimatorSpec, ModeKeys
+
+    def model_fn(features, labels, mode):
+        hidden = fl.layers.dense(features["x"], 5, activation="tanh")
+        y = fl.layers.dense(hidden, 1)
+        if mode == ModeKeys.PREDICT:
+            return EstimatorSpec(mode, predictions={"y": y})
+        loss = fl.core.losses.mean_squared_error(labels, y)
+        train_op = fl.train.GradientDescentOptimizer(0.1).minimize(loss, global_step=fl.train.get_global_step())
+        return EstimatorSpec(mode, loss=loss, train_op=train_op)
+
+    x = np.linspace(-1, 1, 32, dtype="float32").reshape(-1, 2)
+    est = Estimator(model_fn, model_dir=str(tmp_path / "model_dir"))
+    est.train(fl.io.numpy_input_fn({"x": x}, x[:, :1] * 2, batch_size=8, num_epochs=1, shuffle=False))
+    receiver_fn = fl.io.build_raw_serving_input_receiver_fn({"x": ("float32", (None, 2))})
+    got = _run(export_onnx(est, tmp_path / "fn.onnx", serving_input_receiver_fn=receiver_fn), x[:BATCH])
+    memory = next(est.predict(fl.io.numpy_input_fn({"x": x[:BATCH]}, shuffle=False), yield_single_examples=False))
+    np.testing.assert_allclose(got["y"], memory["y"], rtol=RTOL, atol=ATOL)
 
 
 # -- refusals ------------------------------------------------------------------------------------------
@@ -283,6 +327,26 @@ def test_unsupported_index_named(tmp_path):
         to_onnx(graph)
 
 
+def test_feature_columns_refused(tmp_path):
+    import pandas
+
+    from flowlearn.estimators import LinearClassifier
+
+    frame = pandas.DataFrame({"size": np.arange(20.0), "colour": ["red", "blue"] * 10})
+    columns = [fl.feature_column.numeric_column("size"), fl.feature_column.indicator_column(
+        fl.feature_column.categorical_column_with_vocabulary_list("colour", ["red", "blue"]))]
+    clf = LinearClassifier(epochs=1, feature_columns=columns).fit(frame, np.arange(20) % 2)
+    with pytest.raises(ValueError, match="raw feature columns.*no ONNX lowering"):
+        export_onnx(clf, tmp_path / "fc.onnx")
+
+
+def test_unknown_signature_named(tmp_path):
+    model = L.Sequential([L.Dense(2)])
+    model.build((None, 3))
+    with pytest.raises(ValueError, match="unknown `signature_name` 'classification'.*'predict', 'serving_default'"):
+        export_onnx(model, tmp_path / "m.onnx", signature_name="classification")
+
+
 def test_not_a_model():
-    with pytest.raises(TypeError, match="export_onnx: expected"):
+    with pytest.raises(TypeError, match="expected a Sequential model"):
         export_onnx(object(), "never.onnx")
