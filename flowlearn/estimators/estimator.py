@@ -594,7 +594,8 @@ class Estimator:
         if not callable(serving_input_receiver_fn):
             raise TypeError(
                 "Estimator.export_saved_model: expected `serving_input_receiver_fn` to be a callable returning a "
-                f"ServingInputReceiver (see fl.io.build_raw_serving_input_receiver_fn); got {serving_input_receiver_fn!r}."
+                "ServingInputReceiver (see fl.io.build_raw_serving_input_receiver_fn); got "
+                f"{serving_input_receiver_fn!r}."
             )
         receiver = serving_input_receiver_fn()
         self._prepare((getattr(receiver, "features", None), None), ModeKeys.PREDICT)

@@ -51,7 +51,9 @@ class Signature:
         self.lookups = dict(lookups or {})
 
     def __repr__(self):
-        show = lambda specs: ", ".join(f"{s['name']}: {s['dtype']}{_shape_text(s['shape'])}" for s in specs)  # noqa
+        def show(specs):
+            return ", ".join(f"{s['name']}: {s['dtype']}{_shape_text(s['shape'])}" for s in specs)
+
         return f"Signature({self.method_name}; inputs {{{show(self.inputs)}}} -> outputs {{{show(self.outputs)}}})"
 
     def to_signature_def(self):
@@ -441,10 +443,6 @@ def debug_signature(signature):
     return Signature(signature.inputs, _output_specs(debug), debug, PREDICT_METHOD, signature.preprocess)
 
 
-def is_tensor(value):
-    return isinstance(value, Tensor)
-
-
 # -- the model_fn Estimator: serving input receivers ---------------------------------------------------
 class ServingInputReceiver:
     """What a ``serving_input_receiver_fn`` returns: the features the model_fn gets, and the tensors
@@ -553,6 +551,7 @@ def receiver_signatures(receiver, predict_fn):
     with no_grad(), training_mode(False):
         graph = trace(serve, *examples, input_names=names)
     if graph.fixed_batch:
-        raise ValueError(f"export_saved_model: the model_fn only replays at the traced batch size ({graph.fixed_batch}).")
+        raise ValueError(f"export_saved_model: the model_fn only replays at the traced batch size "
+                         f"({graph.fixed_batch}); a served model must take any batch size.")
     signature = Signature(_strip(graph.inputs), _output_specs(graph), graph, PREDICT_METHOD)
     return {"serving_default": signature, "predict": signature}

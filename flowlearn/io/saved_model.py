@@ -72,9 +72,9 @@ def _pipeline_signatures(pipeline):
         transform = _signatures.scaler_transform(step)
         if transform is None:
             raise ValueError(
-                f"export_saved_model: Pipeline step {name!r} ({type(step).__name__}) cannot be folded into the exported "
-                "graph; supported steps before the estimator are StandardScaler, MinMaxScaler, MaxAbsScaler and "
-                "RobustScaler."
+                f"export_saved_model: Pipeline step {name!r} ({type(step).__name__}) cannot be folded into the "
+                "exported graph; supported steps before the estimator are StandardScaler, MinMaxScaler, "
+                "MaxAbsScaler and RobustScaler."
             )
         transforms.append(transform)
     final_name, final = steps[-1]
@@ -103,8 +103,8 @@ def signature_graphs(obj, serving_input_receiver_fn=None):
 
     if isinstance(obj, Sequential):
         if serving_input_receiver_fn is not None:
-            raise ValueError("export_saved_model: serving_input_receiver_fn is for the model_fn Estimator; a Sequential "
-                             "model's input comes from its own input shape.")
+            raise ValueError("export_saved_model: serving_input_receiver_fn is for the model_fn Estimator; a "
+                             "Sequential model's input comes from its own input shape.")
         return _signatures.sequential_signatures(obj)
     if type(obj).__name__ == "Pipeline" and hasattr(obj, "steps"):
         return _pipeline_signatures(obj)
@@ -337,10 +337,6 @@ def export_saved_model(obj, export_dir_base, *, serving_input_receiver_fn=None, 
 
 
 # -- loading -------------------------------------------------------------------------------------------
-class _Refused(ValueError):
-    pass
-
-
 def _refuse(path, problem):
     raise ValueError(f"load_saved_model: {path!r}: {problem}")
 
@@ -546,7 +542,8 @@ def _restore_vocabularies(config, folder, cache, path):
         reference = inner.get(field) if isinstance(inner, dict) else None
         if not isinstance(reference, dict) or set(reference) != {"asset"}:
             # A VocabularyFileColumn without its vocabulary would open the file its config names.
-            _refuse(path, f"feature column {kind} must reference its vocabulary as {{'asset': name}}; got {reference!r:.200}.")
+            _refuse(path, f"feature column {kind} must reference its vocabulary as {{'asset': name}}; got "
+                          f"{reference!r:.200}.")
         data = _read_asset(folder, reference["asset"], cache)
         vocabulary = data.get("vocabulary") if isinstance(data, dict) else None
         if not isinstance(vocabulary, list) or not all(isinstance(v, (str, int)) for v in vocabulary):
@@ -599,7 +596,8 @@ def _coerce(name, value, spec):
             raise ValueError(f"input {name!r}: expected {expected}; received dtype {array.dtype}.")
         array = array.astype(target, copy=False)
     if array.ndim != len(shape) or any(e is not None and e != n for e, n in zip(shape, array.shape)):
-        raise ValueError(f"input {name!r}: expected {expected}; received shape {_signatures._shape_text(list(array.shape))}.")
+        received = _signatures._shape_text(list(array.shape))
+        raise ValueError(f"input {name!r}: expected {expected}; received shape {received}.")
     return array
 
 
@@ -626,7 +624,7 @@ class LoadedModel:
 
     @property
     def signature_def(self):
-        return {"signature_def": {name: sig.to_signature_def() for name, sig in self.signatures.items()}}["signature_def"]
+        return {name: signature.to_signature_def() for name, signature in self.signatures.items()}
 
     def _signature(self, name):
         if not isinstance(name, str) or name not in self.signatures:
@@ -652,9 +650,10 @@ class LoadedModel:
         unknown = sorted(set(map(str, inputs)) - set(specs))
         missing = sorted(set(specs) - set(map(str, inputs)))
         if unknown or missing:
-            raise ValueError(f"signature {signature!r} takes inputs {sorted(specs)}; missing {missing}, unknown {unknown}.")
+            raise ValueError(f"signature {signature!r} takes inputs {sorted(specs)}; missing {missing}, unknown "
+                             f"{unknown}.")
         arrays = {str(k): _coerce(str(k), v, specs[str(k)]) for k, v in inputs.items()}
-        sizes = {name: a.shape[0] for name, a in arrays.items() if specs[name]["shape"] and specs[name]["shape"][0] is None}
+        sizes = {name: a.shape[0] for name, a in arrays.items() if specs[name]["shape"][:1] == [None]}
         if len(set(sizes.values())) > 1:
             raise ValueError(f"inputs must have the same batch size (first dimension); got {sizes}.")
         if sig.preprocess is not None:
@@ -678,24 +677,15 @@ class LoadedModel:
         return f"LoadedModel({self.path!r}, signatures={sorted(self.signatures)})"
 
 
-def load_saved_model(path):
-    """Load a SavedModel folder written by :func:`export_saved_model`; returns a :class:`LoadedModel`.
-
-    Nothing from the files is run or unpickled: see the module docstring for what is checked. Files
-    from untrusted sources are safe to load; anything malformed is a ValueError naming the file.
-    """
-    folder = os.path.abspath(os.fspath(path))
-    if not os.path.isdir(folder):
-        _refuse(folder, "is not a SavedModel folder (it does not exist or is not a folder).")
-    document = _read_json(os.path.join(folder, MODEL_FILE), MAX_JSON_BYTES, MODEL_FILE)
-    model_path = os.path.join(folder, MODEL_FILE)
-    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
-        _refuse(model_path, f"is not a flowlearn SavedModel (format {document.get('format') if isinstance(document, dict) else None!r}; "
-                            f"expected {FORMAT_NAME!r}).")
+def _check_header(document, model_path):
+    """The format name and version, and the variables' declarations (names, dtypes, fixed shapes)."""
+    found = document.get("format") if isinstance(document, dict) else None
+    if found != FORMAT_NAME:
+        _refuse(model_path, f"is not a flowlearn SavedModel (format {found!r}; expected {FORMAT_NAME!r}).")
     version = document.get("format_version")
     if version not in _READABLE_VERSIONS or isinstance(version, bool):
-        _refuse(model_path, f"has format_version {version!r}; this flowlearn reads {list(_READABLE_VERSIONS)} (a newer "
-                            "flowlearn wrote it?).")
+        _refuse(model_path, f"has format_version {version!r}; this flowlearn reads {list(_READABLE_VERSIONS)} (a "
+                            "newer flowlearn wrote it?).")
     variables = document.get("variables")
     if not isinstance(variables, dict):
         _refuse(model_path, "must declare its variables.")
@@ -707,9 +697,43 @@ def load_saved_model(path):
         _check_shape(f"variable {name!r}", info["shape"], False, model_path)
         if None in info["shape"]:
             _refuse(model_path, f"variable {name!r} must have a fixed shape.")
-    graphs, signatures_json = document.get("graphs"), document.get("signatures")
-    if not isinstance(graphs, dict) or not isinstance(signatures_json, dict) or "serving_default" not in signatures_json:
+    graphs, signatures = document.get("graphs"), document.get("signatures")
+    if not isinstance(graphs, dict) or not isinstance(signatures, dict) or "serving_default" not in signatures:
         _refuse(model_path, "must have graphs and signatures, serving_default among them.")
+    return variables, graphs, signatures
+
+
+def _signature_lookups(name, entry, outputs, graph, folder, cache, model_path):
+    """The signature's label lookups, checked, and their label tables read from the assets."""
+    lookups = entry.get("lookups") or {}
+    if not isinstance(lookups, dict):
+        _refuse(model_path, f"signature {name!r}: lookups must be an object.")
+    graph_outputs, tables = set(graph.outputs), {}
+    for output in outputs:
+        lookup = lookups.get(output["name"])
+        if lookup is None:
+            if output["name"] not in graph_outputs:
+                _refuse(model_path, f"signature {name!r} output {output['name']!r} is not an output of its graph.")
+            continue
+        if not isinstance(lookup, dict) or lookup.get("source") not in graph_outputs:
+            _refuse(model_path, f"signature {name!r} lookup {output['name']!r} must name a graph output as source.")
+        asset = lookup.get("asset")
+        tables[output["name"]] = _labels(_read_asset(folder, asset, cache), output["dtype"], model_path, asset)
+    return {key: lookups[key] for key in tables}, tables
+
+
+def load_saved_model(path):
+    """Load a SavedModel folder written by :func:`export_saved_model`; returns a :class:`LoadedModel`.
+
+    Nothing from the files is run or unpickled: see the module docstring for what is checked. Files
+    from untrusted sources are safe to load; anything malformed is a ValueError naming the file.
+    """
+    folder = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(folder):
+        _refuse(folder, "is not a SavedModel folder (it does not exist or is not a folder).")
+    model_path = os.path.join(folder, MODEL_FILE)
+    document = _read_json(model_path, MAX_JSON_BYTES, MODEL_FILE)
+    variables, graphs, signatures_json = _check_header(document, model_path)
     graph_inputs = {name: _check_graph(name, spec, variables, model_path) for name, spec in graphs.items()}
     arrays = _read_variables(folder, variables)
     built, signatures, encoders, labels, cache = {}, {}, {}, {}, {}
@@ -726,37 +750,24 @@ def load_saved_model(path):
         graph = built[graph_name]
         inputs = _tensor_specs(f"signature {name!r} inputs", entry.get("inputs"), model_path, allow_string=True)
         outputs = _tensor_specs(f"signature {name!r} outputs", entry.get("outputs"), model_path, allow_string=True)
-        lookups = entry.get("lookups") or {}
-        if not isinstance(lookups, dict):
-            _refuse(model_path, f"signature {name!r}: lookups must be an object.")
-        graph_outputs = set(graph.outputs)
-        for output in outputs:
-            lookup = lookups.get(output["name"])
-            if lookup is None:
-                if output["name"] not in graph_outputs:
-                    _refuse(model_path, f"signature {name!r} output {output['name']!r} is not an output of its graph.")
-                continue
-            if not isinstance(lookup, dict) or lookup.get("source") not in graph_outputs:
-                _refuse(model_path, f"signature {name!r} lookup {output['name']!r} must name a graph output as source.")
-            table = _labels(_read_asset(folder, lookup.get("asset"), cache), output["dtype"], model_path, lookup.get("asset"))
-            labels[(name, output["name"])] = table
+        lookups, tables = _signature_lookups(name, entry, outputs, graph, folder, cache, model_path)
+        labels.update({(name, output): table for output, table in tables.items()})
         preprocess = entry.get("preprocess")
         if preprocess is not None:
             if not isinstance(preprocess, dict) or preprocess.get("kind") != "feature_columns" or \
                     [i["name"] for i in graph_inputs[graph_name]] != [preprocess.get("output")]:
                 _refuse(model_path, f"signature {name!r}: unknown preprocess {preprocess!r:.200}.")
             config = _read_asset(folder, preprocess.get("asset"), cache)
-            encoders[name], preprocess = _feature_encoder(config, folder, cache, model_path, graph, inputs)
+            encoders[name], preprocess = _feature_encoder(config, folder, cache, model_path, graph)
         elif [(i["name"], i["dtype"], i["shape"]) for i in inputs] != \
                 [(i["name"], i["dtype"], i["shape"]) for i in graph_inputs[graph_name]]:
             _refuse(model_path, f"signature {name!r} inputs differ from its graph's inputs.")
-        signatures[name] = Signature(inputs, outputs, graph, entry["method_name"], preprocess,
-                                     {k: v for k, v in lookups.items() if any(o["name"] == k for o in outputs)})
+        signatures[name] = Signature(inputs, outputs, graph, entry["method_name"], preprocess, lookups)
     base = os.path.basename(folder)
     return LoadedModel(folder, signatures, encoders, labels, int(base) if base.isdigit() else None)
 
 
-def _feature_encoder(config, folder, cache, path, graph, inputs):
+def _feature_encoder(config, folder, cache, path, graph):
     """A DenseFeatures layer that encodes raw features as the exported model's did, built from JSON only."""
     from .feature_column import DenseFeatures, deserialize
 

@@ -271,7 +271,8 @@ def test_input_errors_name_the_input_and_what_was_expected(iris, tmp_path):
     X, y = iris
     loaded = load_saved_model(DNNClassifier(hidden_units=(4,), epochs=1, random_state=0).fit(X, y)
                               .export_saved_model(tmp_path))
-    with pytest.raises(ValueError, match=r"input 'inputs': expected dtype float64 and shape \(None, 4\); received shape"):
+    expected = r"input 'inputs': expected dtype float64 and shape \(None, 4\); received shape \(3, 5\)"
+    with pytest.raises(ValueError, match=expected):
         loaded.predict(numpy.zeros((3, 5)))
     with pytest.raises(ValueError, match=r"input 'inputs'.*received dtype <U1"):
         loaded.predict([["a", "b", "c", "d"]])
