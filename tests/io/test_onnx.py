@@ -180,6 +180,11 @@ PRIMITIVES = {
     "stack-pad": lambda x: ops.pad(ops.stack([x, x * 2.0], axis=1), ((0, 0), (0, 0), (1, 2), (0, 1)), 0.5),
     "getitem-basic": lambda x: x[:, 1:, ::-2][:, None, ..., 0] + x[:, -1:, 1].reshape(x.shape[0], 1, 1, 1),
     "broadcast-batch": lambda x: ops.broadcast_to(_const([[1.0, 2.0, 3.0, 4.0]]), (x.shape[0], 4)) * x[:, 0],
+    # kernels computed in the graph (not parameters) are transposed to ONNX's layout by a node
+    "conv-computed-kernel": lambda x: ops.conv2d_transpose(
+        ops.conv2d(x.reshape(x.shape[0], 3, 4, 1), _const(np.arange(12.0).reshape(2, 2, 1, 3)) * 0.1, strides=(1, 2),
+                   padding="same", bias=_const([0.1, -0.2, 0.3]), activation="relu"),
+        _const(np.arange(18.0).reshape(3, 2, 1, 3)) * 0.1, strides=2, padding="same"),
     # numpy promotes float32 with float64 (and ints with floats); ONNX needs the operands cast first
     "mixed-dtypes": lambda x: ops.concat([ops.cast(x, "float64") * _const([1.5, 2.0, 0.5, 1.0]),
                                           ops.where(x > 0, _const(np.arange(4), "int64"), ops.cast(x, "float64"))],
@@ -345,6 +350,16 @@ def test_unknown_signature_named(tmp_path):
     model.build((None, 3))
     with pytest.raises(ValueError, match="unknown `signature_name` 'classification'.*'predict', 'serving_default'"):
         export_onnx(model, tmp_path / "m.onnx", signature_name="classification")
+
+
+def test_missing_onnx_package_named(monkeypatch, tmp_path):
+    import sys
+
+    model = L.Sequential([L.Dense(2)])
+    model.build((None, 3))
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed: import onnx raises ImportError
+    with pytest.raises(ImportError, match=r"pip install 'flowlearn\[onnx\]'"):
+        export_onnx(model, tmp_path / "m.onnx")
 
 
 def test_not_a_model():
