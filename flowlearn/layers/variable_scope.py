@@ -28,7 +28,6 @@ Outside any scope, the functional forms that own weights raise RuntimeError rath
 weights that nothing would keep or train; weightless forms (max_pooling2d, dropout, flatten) work
 anywhere.
 """
-import collections
 import contextlib
 import threading
 
@@ -81,6 +80,7 @@ class VariableStore:
         self._variables = {}  # name -> (Tensor, regularizer) for get_variable (and the global step)
         self._rng = None if seed is None else numpy.random.default_rng(seed)
         self.slots = {}
+        self._trainable_cache = None  # (key, list): see trainable_variables
 
     def __repr__(self):
         return f"<VariableStore: {len(self._layers)} layers, {len(self.variables)} variables>"
@@ -97,9 +97,27 @@ class VariableStore:
 
     @property
     def trainable_variables(self):
-        """The variables an optimizer updates."""
+        """The variables an optimizer updates (a new list each time)."""
+        # minimize() asks for this list at every step of a model_fn, and a layer's trainable_weights
+        # walks its attributes for sub-layers (several microseconds a layer). The list is kept while
+        # nothing it depends on changed: the layers and loose variables (the store only ever adds),
+        # each layer's weights and trainable flag, each loose variable's requires_grad, and each
+        # layer's attribute count (a sub-layer assigned later); a store with a layer that holds other
+        # layers is walked every time.
+        key = (tuple([(layer._trainable, len(layer._weights), len(layer.__dict__))
+                      for layer, _ in self._layers.values()]),
+               tuple([w.requires_grad for w, _ in self._variables.values()]))
+        cache = self._trainable_cache
+        if cache is not None and cache[0] == key:
+            return list(cache[1])
+        layers = self.layers
         loose = [w for w, _ in self._variables.values() if w.requires_grad]
-        return [w for layer in self.layers for w in layer.trainable_weights] + loose
+        variables = [w for layer in layers for w in layer.trainable_weights] + loose
+        if all(len(list(layer._walk())) == 1 for layer in layers):
+            self._trainable_cache = (key, variables)
+            return list(variables)
+        self._trainable_cache = None
+        return variables
 
     @property
     def non_trainable_variables(self):
@@ -226,15 +244,16 @@ class _Frame:
         self.prefix = prefix
         self.reuse = reuse
         self.run = run
-        self.counts = collections.Counter()
+        self.counts = {}
         self.claimed = set()
 
     def layer_name(self, kind, name):
         if name is not None:
             return self.prefix + name
+        counts = self.counts
         while True:
-            count = self.counts[kind]
-            self.counts[kind] += 1
+            count = counts.get(kind, 0)
+            counts[kind] = count + 1
             full = self.prefix + (kind if count == 0 else f"{kind}_{count}")
             if full not in self.claimed:
                 return full
@@ -278,7 +297,6 @@ def _check_reuse(reuse):
     raise ValueError(f"variable_scope: expected `reuse` to be None, True, False or fl.AUTO_REUSE; got reuse={reuse!r}.")
 
 
-@contextlib.contextmanager
 def variable_scope(name_or_scope=None, reuse=None, store=None, name=None):
     """Context manager in which the functional forms get-or-create their layers in a :class:`VariableStore`.
 
@@ -308,47 +326,66 @@ def variable_scope(name_or_scope=None, reuse=None, store=None, name=None):
     >>> [w.name for w in store.variables]
     ['encoder/dense/kernel', 'encoder/dense/bias']
     """
-    if isinstance(name_or_scope, VariableStore):
-        if store is not None and store is not name_or_scope:
-            raise ValueError("variable_scope: got two different VariableStores (first argument and store=).")
-        store = name_or_scope
-    elif isinstance(name_or_scope, str):
-        if name is not None:
-            raise TypeError(
-                f"variable_scope: got a name twice: {name_or_scope!r} as the first argument and name={name!r}."
-            )
-        name = name_or_scope
-    elif name_or_scope is not None:
-        raise TypeError(
-            "variable_scope: expected a scope name (str) or a VariableStore as the first argument; got "
-            f"{type(name_or_scope).__name__}."
-        )
-    reuse = _check_reuse(reuse)
-    outer = _state.frames[-1] if _state.frames else None
-    if store is None:
-        if outer is None:
-            raise TypeError(
-                "variable_scope: expected a VariableStore (no enclosing scope to take one from); got None. "
-                "Pass store=fl.VariableStore() at the outermost level."
-            )
-        store = outer.store
-    if not isinstance(store, VariableStore):
-        raise TypeError(f"variable_scope: expected a VariableStore as `store`; got {type(store).__name__}.")
-    same_run = outer is not None and outer.store is store
-    prefix = outer.prefix if same_run else ""
-    if name is not None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"variable_scope: expected `name` to be a non-empty string; got {name!r}.")
-        prefix += name + "/"
-    if reuse is None and same_run:
-        reuse = outer.reuse
-    _state.frames.append(_Frame(store, prefix, reuse, outer.run if same_run else set()))
-    push_state_holder(store)  # where Optimizer.minimize finds the variables and keeps its slots
-    try:
-        yield store
-    finally:
+    return _ScopeEntry(name_or_scope, reuse, store, name)
+
+
+class _ScopeEntry(contextlib.ContextDecorator):
+    """What :func:`variable_scope` returns: the arguments are checked and the frame pushed on entry.
+
+    A small class rather than a generator-based context manager: an Estimator enters one per batch.
+    """
+
+    __slots__ = ("_arguments",)
+
+    def __init__(self, *arguments):
+        self._arguments = arguments
+
+    def __enter__(self):
+        return self._enter(*self._arguments)
+
+    def __exit__(self, *exc):
         pop_state_holder()
         _state.frames.pop()
+
+    @staticmethod
+    def _enter(name_or_scope, reuse, store, name):
+        if isinstance(name_or_scope, VariableStore):
+            if store is not None and store is not name_or_scope:
+                raise ValueError("variable_scope: got two different VariableStores (first argument and store=).")
+            store = name_or_scope
+        elif isinstance(name_or_scope, str):
+            if name is not None:
+                raise TypeError(
+                    f"variable_scope: got a name twice: {name_or_scope!r} as the first argument and name={name!r}."
+                )
+            name = name_or_scope
+        elif name_or_scope is not None:
+            raise TypeError(
+                "variable_scope: expected a scope name (str) or a VariableStore as the first argument; got "
+                f"{type(name_or_scope).__name__}."
+            )
+        reuse = _check_reuse(reuse)
+        outer = _state.frames[-1] if _state.frames else None
+        if store is None:
+            if outer is None:
+                raise TypeError(
+                    "variable_scope: expected a VariableStore (no enclosing scope to take one from); got None. "
+                    "Pass store=fl.VariableStore() at the outermost level."
+                )
+            store = outer.store
+        if not isinstance(store, VariableStore):
+            raise TypeError(f"variable_scope: expected a VariableStore as `store`; got {type(store).__name__}.")
+        same_run = outer is not None and outer.store is store
+        prefix = outer.prefix if same_run else ""
+        if name is not None:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"variable_scope: expected `name` to be a non-empty string; got {name!r}.")
+            prefix += name + "/"
+        if reuse is None and same_run:
+            reuse = outer.reuse
+        _state.frames.append(_Frame(store, prefix, reuse, outer.run if same_run else set()))
+        push_state_holder(store)  # where Optimizer.minimize finds the variables and keeps its slots
+        return store
 
 
 class VariableScope:

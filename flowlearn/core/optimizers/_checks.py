@@ -9,9 +9,10 @@ def check_real(owner, name, value, low=None, high=None, low_open=False, high_ope
     >>> check_real("SGD", "momentum", 0.9, 0.0, 1.0)
     0.9
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: expected a number for `{name}`; got {name}={value!r} ({type(value).__name__}).")
-    value = float(value)
+    if type(value) is not float:  # the common case skips the (slower) abstract-class check
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{owner}: expected a number for `{name}`; got {name}={value!r} ({type(value).__name__}).")
+        value = float(value)
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if not math.isfinite(value) or too_low or too_high:

@@ -57,6 +57,32 @@ def current_state_holder():
     return stack[-1] if stack else None
 
 
+class _HolderCache:
+    """What optimizers keep per state holder besides its slots: scratch arrays (by array module and
+    dtype, grown to the largest parameter) and the slot names of each (variable, optimizer name, slots)."""
+
+    __slots__ = ("buffers", "keys")
+
+    def __init__(self):
+        self.buffers = {}
+        self.keys = {}
+
+
+_holder_caches = weakref.WeakKeyDictionary()
+
+
+def _holder_cache(holder):
+    """The :class:`_HolderCache` of ``holder``: dropped with the holder; a fresh one for a holder that
+    cannot be weakly referenced."""
+    try:
+        cache = _holder_caches.get(holder)
+        if cache is None:
+            cache = _holder_caches[holder] = _HolderCache()
+    except TypeError:
+        cache = _HolderCache()
+    return cache
+
+
 class TrainOp:
     """What :meth:`Optimizer.minimize` returns: the record of one update that has already run.
 
@@ -121,6 +147,10 @@ class Optimizer(Serializable):
     the old values raises on ``backward()`` instead of giving a wrong gradient.
     """
 
+    # Slots of the last step's parameters kept outside this object (in a state holder), by id(param);
+    # replaced, never mutated, so one empty dict serves every instance.
+    _held_slots = _NO_SLOTS = {}
+
     # Names for get(): the class names and the short ones, in any case, with or without underscores.
     registry = Registry("optimizer", fold=lambda name: name.lower().replace("_", ""))
 
@@ -134,7 +164,7 @@ class Optimizer(Serializable):
         self.clipnorm = check_optional_positive(owner, "clipnorm", clipnorm)
         self.clipvalue = check_optional_positive(owner, "clipvalue", clipvalue)
         self.global_clipnorm = check_optional_positive(owner, "global_clipnorm", global_clipnorm)
-        if sum(value is not None for value in (clipnorm, clipvalue, global_clipnorm)) > 1:
+        if (clipnorm is not None) + (clipvalue is not None) + (global_clipnorm is not None) > 1:
             raise ValueError(
                 f"{owner}: only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. "
                 f"Received: clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}"
@@ -158,10 +188,11 @@ class Optimizer(Serializable):
     @learning_rate.setter
     def learning_rate(self, value):
         owner = type(self).__name__
-        if isinstance(value, dict):
-            value = schedules.deserialize(value)
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        # A float first, before the slower abstract-class check: a model_fn creates an optimizer every step.
+        if type(value) is float or (isinstance(value, numbers.Real) and not isinstance(value, bool)):
             value = check_real(owner, "learning_rate", value, 0.0)
+        elif isinstance(value, dict):
+            value = schedules.deserialize(value)
         elif not callable(value):
             raise TypeError(
                 f"{owner}: expected a non-negative float or a learning-rate schedule for `learning_rate`; "
@@ -187,7 +218,11 @@ class Optimizer(Serializable):
         >>> w
         tensor([0.95, 2.05], dtype=float32, requires_grad=True)
         """
-        params = self._param_list(params)
+        self._run_step(self._param_list(params), None, self._buffers)
+
+    def _run_step(self, params, held, buffers):
+        """:meth:`step` on a checked list; ``held`` maps ``id(param)`` to slots kept elsewhere (a state
+        holder's), which the other parameters keep in this object; scratch arrays come from ``buffers``."""
         updates = []
         for index, param in enumerate(params):
             grad = param.grad
@@ -215,12 +250,18 @@ class Optimizer(Serializable):
             param._bump_version()  # graphs recorded before this update can no longer use its values
             if decay is not None:
                 data *= decay
-            slots, tmp = self._slots_for(param, data), self._scratch(xp, data)
+            slots = None if held is None else held.get(id(param))
+            if slots is None:
+                slots = self._slots_for(param, data)
+            else:
+                self._complete_slots(param, data, slots)
+            tmp = self._scratch(xp, data, buffers)
             if xp is numpy and self.elementwise_update and data.size >= 2 * _SLICE_ELEMENTS:
                 self._update_in_slices(data, grad, slots, tmp, constants)
             else:
                 self._update(xp, data, grad, slots, tmp, constants)
         self._last_params = params
+        self._held_slots = Optimizer._NO_SLOTS if held is None else held
         self.iterations += 1
 
     def _update_in_slices(self, data, grad, slots, tmp, constants):
@@ -362,49 +403,60 @@ class Optimizer(Serializable):
         if holder is None:
             self.step(params)
         else:
-            self._step_in(holder.slots, params)
+            self._step_in(holder, params)
         step = None
         if global_step is not None:
-            global_step.assign(global_step.data + 1)  # in place: the version counter records the write
-            step = int(global_step.data)
+            data = global_step.data
+            if global_step._node is None and type(data) is numpy.ndarray and data.flags.writeable:
+                # What assign(data + 1) does for the usual int64 leaf, without its checks and new array:
+                # this runs every training step.
+                data += 1
+                global_step._bump_version()
+            else:
+                global_step.assign(data + 1)  # in place: the version counter records the write
+            step = int(data)
         return TrainOp(loss, self, step)
 
-    def _step_in(self, store, params):
-        """:meth:`step` with the slots and the step count read from, and written back to, ``store``.
+    def _step_in(self, holder, params):
+        """:meth:`step` with the slots and the step count read from, and written back to, ``holder.slots``.
 
         The arrays are shared, not copied: the update writes into the store's own arrays; new slots
         (first step) and moved ones (device change) are put back after the step. Unnamed parameters
-        keep their state in this object.
+        keep their state in this object. Scratch arrays and slot names are kept per holder
+        (:func:`_holder_cache`), so that an optimizer created afresh for every step allocates nothing.
         """
+        store = holder.slots
+        cache = _holder_cache(holder)
         prefix = self.name
-        count_key = f"{prefix}/iterations"
+        count_key = prefix + "/iterations"
         count = store.get(count_key)
         self.iterations = 0 if count is None else int(count)
         names = self._slot_names()
+        held = {}  # id(param) -> its slots, shared with the store
         named = []
         seen = set()
         for param in params:
-            if not param.name or param.grad is None:
+            name = param.name
+            if not name or param.grad is None:
                 continue
-            if param.name in seen:
+            if name in seen:
                 raise ValueError(
-                    f"{type(self).__name__}.minimize: two variables of `var_list` are named {param.name!r}; "
+                    f"{type(self).__name__}.minimize: two variables of `var_list` are named {name!r}; "
                     "inside a variable scope the optimizer keeps its slots by variable name, so names must be "
                     "unique (pass distinct name= to the tensors)."
                 )
-            seen.add(param.name)
-            keys = [f"{param.name}/{prefix}/{slot}" for slot in names]
-            entry = self._state.get(id(param))
-            if entry is None or entry[0]() is not param:
-                entry = self._new_entry(param)
-            slots = entry[1]
-            slots.clear()  # the store is the state: what it lacks starts afresh
+            seen.add(name)
+            keys = cache.keys.get((name, prefix, names))
+            if keys is None:
+                keys = cache.keys[name, prefix, names] = tuple(f"{name}/{prefix}/{slot}" for slot in names)
+            slots = {}  # the store is the state: what it lacks starts afresh
             for slot, key in zip(names, keys):
                 array = store.get(key)
                 if array is not None:
                     slots[slot] = array
+            held[id(param)] = slots
             named.append((slots, keys))
-        self.step(params)
+        self._run_step(params, held, cache.buffers)
         for slots, keys in named:
             for slot, key in zip(names, keys):
                 store[key] = slots[slot]
@@ -443,11 +495,17 @@ class Optimizer(Serializable):
         return params
 
     def _slots_for(self, param, data):
-        key = id(param)
-        entry = self._state.get(key)
+        """The slots this object keeps for ``param``, created or moved as :meth:`_complete_slots` says."""
+        entry = self._state.get(id(param))
         if entry is None or entry[0]() is not param:
             entry = self._new_entry(param)
         slots = entry[1]
+        self._complete_slots(param, data, slots)
+        return slots
+
+    def _complete_slots(self, param, data, slots):
+        """Create the slots ``slots`` lacks (zeros or the initial value), check their shape, move them
+        to ``data``'s device; in place."""
         names = self._slot_names()
         if len(slots) != len(names):  # first step, or a hyperparameter changed what is needed
             xp = backend.array_module(data)
@@ -465,7 +523,6 @@ class Optimizer(Serializable):
                 device = backend.device_of(data)
                 for name in slots:
                     slots[name] = backend.to_device(slots[name], device)
-        return slots
 
     def _new_entry(self, param):
         key = id(param)
@@ -475,12 +532,14 @@ class Optimizer(Serializable):
         state[key] = entry
         return entry
 
-    def _scratch(self, xp, like):
+    @staticmethod
+    def _scratch(xp, like, buffers):
+        """Scratch of ``like``'s shape and dtype: a view of the flat array of ``buffers``, grown as needed."""
         key = (xp, like.dtype)
-        buffer = self._buffers.get(key)
+        buffer = buffers.get(key)
         size = like.size
         if buffer is None or buffer.size < size:
-            buffer = self._buffers[key] = xp.empty(size, dtype=like.dtype)
+            buffer = buffers[key] = xp.empty(size, dtype=like.dtype)
         return buffer[:size].reshape(like.shape)
 
     def _clip(self, updates):
@@ -520,11 +579,15 @@ class Optimizer(Serializable):
         """
         params = self._last_params if params is None else self._param_list(params)
         slots = {}
+        held = self._held_slots
         for index, param in enumerate(params):
-            entry = self._state.get(id(param))
-            if entry is None or entry[0]() is not param:
-                continue
-            for name, array in entry[1].items():
+            own = held.get(id(param))  # its ids are those of live parameters: _last_params holds them
+            if own is None:
+                entry = self._state.get(id(param))
+                if entry is None or entry[0]() is not param:
+                    continue
+                own = entry[1]
+            for name, array in own.items():
                 host = backend.to_numpy(array)
                 slots[f"{index}/{name}"] = host.copy() if host is array else host
         config = {"class_name": type(self).__name__, "config": self.get_config(), "iterations": self.iterations}
