@@ -59,6 +59,8 @@ def run(args):
     except ImportError as error:
         return fail_missing_extra("serve", "serve", error)
     _check_port_free(args.host, args.port)
+    print(f"flowlearn serve: model {args.model_name!r} from {args.model_base_path} at "
+          f"http://{args.host}:{args.port}/v1/models/{args.model_name}", flush=True)
     try:
         serving.serve(args.model_base_path, args.model_name, host=args.host, port=args.port, **options)
     except ImportError as error:  # a server module imported when serving starts
