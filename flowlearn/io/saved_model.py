@@ -589,11 +589,17 @@ def _coerce(name, value, spec):
     else:
         target = numpy.dtype(dtype)
         kind = array.dtype.kind
-        ok = kind in "biuf" and (target.kind == "f" or kind != "f" or bool(numpy.all(numpy.mod(array, 1) == 0)))
-        if target.kind == "b" and kind != "b":
-            ok = False
+        # Numbers to numbers, never silently changed: booleans only for a bool input, whole numbers in range
+        # for an integer input (a float input takes any number).
+        ok = kind in "iuf" and target.kind != "b" or kind == "b" and target.kind == "b"
+        if ok and target.kind in "iu" and array.size:
+            info = numpy.iinfo(target)
+            with numpy.errstate(invalid="ignore"):
+                ok = bool(numpy.all(numpy.mod(array, 1) == 0)) if kind == "f" else True
+                ok = ok and bool(array.min() >= info.min and array.max() <= info.max)
         if not ok:
-            raise ValueError(f"input {name!r}: expected {expected}; received dtype {array.dtype}.")
+            raise ValueError(f"input {name!r}: expected {expected}; received {array.dtype} values"
+                             f"{' out of its range or not whole' if kind in 'iuf' and target.kind != 'b' else ''}.")
         array = array.astype(target, copy=False)
     if array.ndim != len(shape) or any(e is not None and e != n for e, n in zip(shape, array.shape)):
         received = _signatures._shape_text(list(array.shape))

@@ -213,6 +213,36 @@ def test_model_fn_estimator(trained_estimator, tmp_path):
         export_saved_model(est, tmp_path)
 
 
+def test_model_fn_with_a_single_prediction_and_a_single_receiver_tensor(tmp_path):
+    def model_fn(features, labels, mode):
+        y = fl.layers.dense(features, 3)
+        if mode == ModeKeys.PREDICT:
+            return EstimatorSpec(mode, predictions=fl.ops.softmax(y))
+        loss = losses.mean_squared_error(labels, y)
+        return EstimatorSpec(mode, loss=loss, train_op=fl.train.GradientDescentOptimizer(0.1).minimize(
+            loss, global_step=fl.train.get_global_step()))
+
+    x = numpy.random.default_rng(0).random((32, 5), dtype=numpy.float32)
+    est = Estimator(model_fn, model_dir=str(tmp_path / "model"))
+    est.train(numpy_input_fn(x, x[:, :3], batch_size=8, num_epochs=1, shuffle=False))
+
+    def receiver_fn():
+        placeholder = fl.tensor(numpy.zeros((2, 5), dtype=numpy.float32))
+        return fl.io.ServingInputReceiver(placeholder, placeholder)
+
+    loaded = load_saved_model(est.export_saved_model(tmp_path / "export", receiver_fn))
+    assert _spec(loaded.signatures["serving_default"], "inputs") == {"input": ("float32", [None, 5])}
+    memory = next(est.predict(numpy_input_fn(x[:ROWS], shuffle=False), yield_single_examples=False))
+    numpy.testing.assert_allclose(loaded(x[:ROWS])["output"], memory["predictions"], rtol=RTOL)
+
+    def computed_features():
+        placeholder = fl.tensor(numpy.zeros((2, 5), dtype=numpy.float32))
+        return fl.io.ServingInputReceiver(placeholder * 2, placeholder)
+
+    with pytest.raises(ValueError, match="must be its receiver tensors"):
+        est.export_saved_model(tmp_path / "export", computed_features)
+
+
 def test_loading_imports_no_estimator_and_no_user_code(trained_estimator, iris, tmp_path):
     est, x = trained_estimator
     receiver_fn = build_raw_serving_input_receiver_fn({"x": ("float32", (2,))})
@@ -274,7 +304,7 @@ def test_input_errors_name_the_input_and_what_was_expected(iris, tmp_path):
     expected = r"input 'inputs': expected dtype float64 and shape \(None, 4\); received shape \(3, 5\)"
     with pytest.raises(ValueError, match=expected):
         loaded.predict(numpy.zeros((3, 5)))
-    with pytest.raises(ValueError, match=r"input 'inputs'.*received dtype <U1"):
+    with pytest.raises(ValueError, match=r"input 'inputs'.*received <U1 values"):
         loaded.predict([["a", "b", "c", "d"]])
     with pytest.raises(ValueError, match="not a rectangular array"):
         loaded.predict([[1.0, 2.0, 3.0, 4.0], [1.0]])
@@ -282,7 +312,32 @@ def test_input_errors_name_the_input_and_what_was_expected(iris, tmp_path):
         loaded.predict(X[:2], signature="regress")
     with pytest.raises(ValueError, match=r"missing \['inputs'\], unknown \['x'\]"):
         loaded.predict({"x": X[:2]})
+    with pytest.raises(ValueError, match=r"input 'inputs'.*received bool values"):
+        loaded.predict(numpy.ones((2, 4), dtype=bool))
     assert loaded.predict([[1, 2, 3, 4]])["scores"].shape == (1, 3)  # integers are numbers too
+
+
+def test_integer_inputs_take_whole_numbers_in_range(tmp_path):
+    model = fl.Sequential([fl.layers.Input((3,), dtype="int64"), fl.layers.Embedding(10, 2), fl.layers.Flatten()])
+    loaded = load_saved_model(model.export(tmp_path / "1"))
+    assert loaded.signatures["serving_default"].inputs == [{"name": "inputs", "dtype": "int64", "shape": [None, 3]}]
+    ids = numpy.array([[1, 2, 3], [9, 0, 4], [5, 5, 5]])
+    numpy.testing.assert_allclose(loaded(ids)["outputs"], model.predict(ids, verbose=0), rtol=RTOL)
+    numpy.testing.assert_array_equal(loaded(ids.astype(float))["outputs"], loaded(ids)["outputs"])
+    with pytest.raises(ValueError, match="not whole"):
+        loaded([[1.5, 2, 3]])
+    with pytest.raises(ValueError, match="out of its range"):
+        loaded(numpy.array([[2 ** 64 - 1, 0, 0]], dtype=numpy.uint64))
+
+
+def test_sequential_with_dropout_and_batch_norm_exports_inference(tmp_path):
+    model = fl.Sequential([fl.layers.Input((4,)), fl.layers.Dense(8), fl.layers.BatchNormalization(),
+                           fl.layers.Activation("relu"), fl.layers.Dropout(0.5), fl.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    x = numpy.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    model.fit(x, x[:, :2], epochs=2, verbose=0)  # moving statistics away from their start
+    loaded = load_saved_model(model.export(tmp_path / "1"))
+    numpy.testing.assert_allclose(loaded(x[:ROWS])["outputs"], model.predict(x[:ROWS], verbose=0), rtol=RTOL)
 
 
 def test_concurrent_predictions_match_serial(iris, tmp_path):

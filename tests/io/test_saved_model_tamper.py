@@ -309,3 +309,16 @@ def test_labels_of_the_wrong_type(export):
 def test_signature_reading_an_unknown_graph(export):
     _edit(export, lambda d: d["signatures"]["predict"].update(graph="elsewhere"))
     _refused(export, r"must name one of the graphs")
+
+
+def test_tampered_attrs_fail_as_a_value_error_at_predict(export):
+    def change(document):
+        for node in document["graphs"]["predict"]["nodes"]:
+            if node["op"] == "matmul":
+                node["attrs"] = {"not_an_argument": ["os.system", "rm -rf /"]}
+                return
+    _edit(export, change)
+    loaded = load_saved_model(export)  # attrs are data handed to a registered primitive: they load
+    rows = {"size": [0.1, 0.9], "colour": ["red", "blue"]}
+    with pytest.raises(ValueError, match=r"Graph.run: node .* \(matmul\) failed"):
+        loaded.predict(rows, signature="predict")
