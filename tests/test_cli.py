@@ -165,7 +165,8 @@ def test_demo_export_is_reloaded_and_predicts_as_the_model(tmp_path):
     import flowlearn as fl
 
     fl.layers.set_random_seed(0)
-    model = fl.Sequential([fl.layers.Input((28, 28, 1)), fl.layers.Flatten(), fl.layers.Dense(10, activation="softmax")])
+    model = fl.Sequential([fl.layers.Input((28, 28, 1)), fl.layers.Flatten(),
+                           fl.layers.Dense(10, activation="softmax")])
     (_, _), (x_test, y_test) = load_mnist()
     out = io.StringIO()
     predicted = demo.export_and_reload(model, x_test[:5] / 255.0, y_test[:5], str(tmp_path), out)

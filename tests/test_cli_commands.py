@@ -109,9 +109,10 @@ def test_help_does_not_import_pandas_estimators_or_the_server():
 # --- train, evaluate, predict ------------------------------------------------------------------------------
 
 def test_train_saves_a_loadable_model_and_prints_its_training_score(capsys, data, tmp_path):
-    status, out, err = run(capsys, "train", "--data", data / "iris.csv", "--label", "species", "--estimator", "dnn-classifier",
-             "--hidden-units", "8,8", "--epochs", "40", "--batch-size", "16", "--learning-rate", "0.01",
-             "--random-state", "1", "--model-dir", tmp_path / "model")
+    status, out, err = run(capsys, "train", "--data", data / "iris.csv", "--label", "species",
+                           "--estimator", "dnn-classifier", "--hidden-units", "8,8", "--epochs", "40",
+                           "--batch-size", "16", "--learning-rate", "0.01", "--random-state", "1",
+                           "--model-dir", tmp_path / "model")
     assert status == 0, err
     # 40 epochs stop before the loss settles: scikit-learn's ConvergenceWarning, as one line of its own
     assert err and all(line.startswith("flowlearn train: warning: DNNClassifier: trained all epochs=40")
@@ -214,6 +215,17 @@ def test_a_text_feature_is_one_hot_encoded_through_feature_columns(capsys, data,
     assert stdout_value(out, "accuracy") == pytest.approx(estimator.score(features, frame["species"]), abs=5e-5)
 
 
+def test_a_text_model_given_as_its_file_alone_takes_its_text_column(capsys, data, tmp_path):
+    ok(capsys, "train", "--data", data / "iris_text.csv", "--label", "species", "--estimator", "linear-classifier",
+       "--epochs", "20", "--random-state", "0", "--model-dir", tmp_path / "m")
+    out = ok(capsys, "predict", "--model", tmp_path / "m" / "estimator.flest", "--data", data / "iris_text.csv",
+             "--label", "species")  # no training.json beside a bare file: --label names the column to leave out
+    frame = pandas.read_csv(data / "iris_text.csv")
+    estimator = load(tmp_path / "m" / "estimator.flest")
+    predicted = pandas.read_csv(io.StringIO(out))["prediction"].tolist()
+    assert predicted == estimator.predict(frame.drop(columns="species")).tolist()
+
+
 def test_autoencoder_predicts_inliers_and_scores(capsys, data, tmp_path):
     ok(capsys, "train", "--data", data / "diabetes.csv", "--estimator", "autoencoder", "--hidden-units", "8,3",
        "--epochs", "20", "--random-state", "0", "--model-dir", tmp_path / "m")
@@ -309,7 +321,8 @@ def test_bad_train_arguments_are_one_line(capsys, data, tmp_path, monkeypatch, c
      "--label: labels", 2),
     (["predict", "--model", "MODEL", "--data", "diabetes.csv"], "--data: 'diabetes.csv' lacks the feature columns", 2),
     (["predict", "--model", "MODEL", "--data", "missing.csv"], "--data: no such file: 'missing.csv'", 1),
-    (["predict", "--model", "MODEL", "--data", "iris.csv", "--output", "no/such/dir/out.csv"], "--output: no such folder: 'no/such/dir'", 1),
+    (["predict", "--model", "MODEL", "--data", "iris.csv", "--output", "no/such/dir/out.csv"],
+     "--output: no such folder: 'no/such/dir'", 1),
     (["export", "--model", "MODEL"], "expected --export-dir BASE, --onnx PATH or both; got neither", 2),
     (["export", "--model", "MODEL", "--export-dir", "x", "--opset", "17"], "--opset: applies to --onnx only", 2),
     (["serve", "--model_base_path", "nowhere", "--model_name", "iris"], "--model_base_path: no such folder", 1),
@@ -417,9 +430,10 @@ def test_serve_passes_only_the_options_given(tmp_path, monkeypatch):
     serving = pytest.importorskip("flowlearn.io.serving")
     calls = []
     monkeypatch.setattr(serving, "serve", lambda *a, **k: calls.append((a, k)), raising=False)
-    assert cli.main(["serve", "--model_base_path", str(tmp_path), "--model_name", "m", "--port", "8765",
+    port = _free_port()
+    assert cli.main(["serve", "--model_base_path", str(tmp_path), "--model_name", "m", "--port", str(port),
                      "--max-batch-size", "16", "--batch-timeout-ms", "2.5"]) == 0
-    assert calls == [((str(tmp_path), "m"), {"host": "127.0.0.1", "port": 8765, "max_batch_size": 16,
+    assert calls == [((str(tmp_path), "m"), {"host": "127.0.0.1", "port": port, "max_batch_size": 16,
                                              "batch_timeout_ms": 2.5})]
 
 

@@ -190,11 +190,11 @@ def model_features(frame, record, label, path):
     return frame.drop(columns=[label]) if label is not None and label in frame.columns else frame
 
 
-def model_inputs(frame, record, label, path):
-    """What the model takes from ``frame``: its feature columns, checked, as float32 unless they hold text."""
+def model_inputs(estimator, frame, record, label, path):
+    """What ``estimator`` takes from ``frame``: its feature columns, checked, as float32 unless they hold text."""
     features = model_features(frame, record, label, path)
     features.columns = [str(name) for name in features.columns]
-    text_model = bool(record.get("text_features"))
+    text_model = bool(record.get("text_features")) or getattr(estimator, "feature_columns", None) is not None
     check_features(features, path, record.get("estimator", "the model"), allow_text=text_model)
     return features if text_model else features.astype("float32")
 

@@ -51,7 +51,7 @@ def run(args):
             labels = labels.astype("float64")
     else:
         labels = None
-    features = model_inputs(frame, record, label, args.data)
+    features = model_inputs(estimator, frame, record, label, args.data)
     for name, value, note in scores(estimator, kind, features, labels):
         shown = f"{value:.4f}" if isinstance(value, float) else f"{value:,}"
         print(f"{name}: {shown}{f' ({note})' if note else ''}")

@@ -55,7 +55,7 @@ def run(args):
     estimator, record = load_model(args.model)
     kind = kind_of(estimator)
     frame = read_csv(args.data)
-    features = model_inputs(frame, record, args.label or record.get("label"), args.data)
+    features = model_inputs(estimator, frame, record, args.label or record.get("label"), args.data)
     write_csv(prediction_frame(estimator, kind, features), args.output)
     if args.output != "-":
         print(f"wrote {len(frame):,} predictions to {args.output}")
