@@ -21,8 +21,8 @@ import warnings
 
 import numpy
 
-from ..core import no_grad, ops, training_mode
-from ..core.tensor import Tensor, tensor
+from ..core import backend, no_grad, ops, training_mode
+from ..core.tensor import Tensor
 from ..core.trace import Graph, trace
 
 __all__ = ["Signature", "PREDICT_METHOD", "CLASSIFY_METHOD", "REGRESS_METHOD", "trace_signature",
@@ -105,17 +105,19 @@ def _output_specs(graph):
     return specs
 
 
-def trace_signature(fn, inputs, method_name=PREDICT_METHOD, *, raw_inputs=None, preprocess=None, lookups=None):
+def trace_signature(fn, inputs, method_name=PREDICT_METHOD, *, raw_inputs=None, preprocess=None, lookups=None,
+                    device="cpu"):
     """Trace ``fn`` (graph-input Tensors in ``inputs`` order -> dict of output Tensors) into a Signature.
 
     ``inputs`` are the graph's input specs (batch dimension None). ``raw_inputs`` are what clients send
     when ``preprocess`` turns them into the graph's input; ``lookups`` maps extra output names to
     ``{"source": graph output, "asset": file name, "dtype": ...}`` (outputs computed by the loader).
-    The graph is traced in inference mode with gradients off, on zeros at batch size 2, and must
-    replay at any batch size: a graph fixed to the traced batch is refused.
+    The graph is traced in inference mode with gradients off, on zeros at batch size 2 on ``device``
+    (the model's: its weights come back to the host as the graph's arrays), and must replay at any
+    batch size: a graph fixed to the traced batch is refused.
     """
     # Tensors, not arrays: fl.trace would make a float64 array a float32 placeholder.
-    examples = [Tensor._from_array(_example(spec), False) for spec in inputs]
+    examples = [Tensor._from_array(backend.to_device(_example(spec), device), False) for spec in inputs]
     with no_grad(), training_mode(False), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # zeros may divide by zero in a normalizer: harmless here
         graph = trace(fn, *examples, input_names=[spec["name"] for spec in inputs])
@@ -134,6 +136,13 @@ def trace_signature(fn, inputs, method_name=PREDICT_METHOD, *, raw_inputs=None, 
     visible = [spec for spec in outputs if not spec["name"].startswith("_")]
     return Signature(raw_inputs if raw_inputs is not None else graph.inputs, visible, graph, method_name,
                      preprocess, lookups)
+
+
+def _const(values, like, dtype=None):
+    """A constant Tensor of ``values`` on the device of the Tensor ``like``, keeping ``dtype`` (``fl.tensor``
+    would make a float64 constant float32, and a GPU model's graph needs its constants on the GPU)."""
+    array = numpy.asarray(values, dtype=dtype)
+    return Tensor._from_array(backend.to_device(array, backend.device_of(like.data)), False)
 
 
 def _strip(specs):
@@ -159,7 +168,7 @@ def sequential_signatures(model):
     def serve(x):
         return {"outputs": model(x, training=False)}
 
-    signature = trace_signature(serve, [spec])
+    signature = trace_signature(serve, [spec], device=model.device)
     signature.inputs = _strip(signature.inputs)
     return {"serving_default": signature, "predict": signature}
 
@@ -178,7 +187,7 @@ def _dense_block(column, block, table, num_buckets_of):
     if kind == "BucketizedColumn":
         width = block.shape[1]
         offsets = numpy.arange(width, dtype=numpy.int64) * (len(column.boundaries) + 1)
-        ids = ids + tensor(offsets)
+        ids = ids + _const(offsets, ids)
         depth = column.num_buckets
     else:
         depth = num_buckets_of(column)
@@ -186,17 +195,17 @@ def _dense_block(column, block, table, num_buckets_of):
         # one_hot gives zeros for -1 (no id): the sum over the row's ids counts each id, as _multi_hot does.
         return ops.sum(ops.one_hot(ids, depth, dtype=str(block.dtype)), axis=1)
     # EmbeddingColumn: rows of the table weighted by the combiner; ids < 0 weigh nothing.
-    live = ops.greater_equal(ids, tensor(numpy.int64(0)))
+    live = ops.greater_equal(ids, _const(0, ids, numpy.int64))
     live_f = ops.cast(live, str(table.dtype))
-    safe = ops.maximum(ids, tensor(numpy.int64(0)))  # a missing id (-1) reads row 0, weighted 0 below
+    safe = ops.maximum(ids, _const(0, ids, numpy.int64))  # a missing id (-1) reads row 0, weighted 0 below
     count = ops.sum(live_f, axis=1, keepdims=True)
     if column.combiner == "sum":
         weights = live_f
     else:
-        denominator = ops.maximum(count, tensor(numpy.ones((), dtype=table.dtype)))
+        denominator = ops.maximum(count, _const(1, count, table.dtype))
         if column.combiner == "sqrtn":
             denominator = ops.sqrt(denominator)
-        weights = ops.mul(live_f, ops.div(tensor(numpy.ones((), dtype=table.dtype)), denominator))
+        weights = ops.mul(live_f, ops.div(_const(1, count, table.dtype), denominator))
     rows = ops.getitem(table, safe)  # (n, k, dimension)
     return ops.sum(ops.mul(rows, ops.expand_dims(weights, -1)), axis=1)
 
@@ -306,7 +315,7 @@ def network_signatures(description, transform=None):
 
     def trace_one(fn, method, lookups=None):
         signature = trace_signature(fn, [graph_input], method, raw_inputs=raw_inputs, preprocess=preprocess,
-                                    lookups=lookups)
+                                    lookups=lookups, device=model.device)
         signature.inputs = _strip(signature.inputs)
         return signature
 
@@ -318,7 +327,7 @@ def network_signatures(description, transform=None):
         single = description["single_target"]
 
         def values(x):
-            out = ops.add(ops.mul(ops.cast(run(network_input(x)), "float64"), tensor(scale)), tensor(mean))
+            out = ops.add(ops.mul(ops.cast(run(network_input(x)), "float64"), _const(scale, x)), _const(mean, x))
             return ops.reshape(out, (-1,)) if single else out
 
         regression = trace_one(lambda x: {"outputs": values(x)}, REGRESS_METHOD)
@@ -363,7 +372,7 @@ def _classifier_signatures(description, network_input, run, trace_one):
         if n_classes == 2:
             # expit(-s), expit(s) as predict_proba computes them; class 1 where the logit is > 0.
             probabilities = ops.concat([ops.sigmoid(ops.neg(scores)), ops.sigmoid(scores)], axis=1)
-            class_ids = ops.cast(ops.reshape(ops.greater(scores, tensor(numpy.float64(0))), (-1,)), "int64")
+            class_ids = ops.cast(ops.reshape(ops.greater(scores, _const(0.0, scores, numpy.float64)), (-1,)), "int64")
         else:
             probabilities = ops.softmax(scores, axis=1)
             class_ids = ops.cast(ops.argmax(scores, axis=1), "int64")
@@ -377,8 +386,8 @@ def _classifier_signatures(description, network_input, run, trace_one):
         _, probabilities, _ = heads(x)
         # Every class's id on every row (TF's ClassificationOutput lists all classes with their scores).
         zeros = ops.cast(ops.mul(ops.getitem(probabilities, (slice(None), slice(0, 1))),
-                                 tensor(numpy.float64(0))), "int64")
-        all_ids = ops.add(zeros, tensor(numpy.arange(n_classes, dtype=numpy.int64)))
+                                 _const(0.0, probabilities, numpy.float64)), "int64")
+        all_ids = ops.add(zeros, _const(numpy.arange(n_classes), zeros, numpy.int64))
         return {"_class_ids": all_ids, "scores": probabilities}
 
     values = [str(v) for v in classes.tolist()] if label_dtype == "string" else classes.tolist()
@@ -397,8 +406,8 @@ def scaler_transform(step):
     if not module.startswith("sklearn.preprocessing"):
         return None
 
-    def const(values):
-        return tensor(numpy.asarray(values, dtype=numpy.float64))
+    def const(values, x):
+        return _const(values, x, numpy.float64)
 
     if name == "StandardScaler":
         mean = step.mean_ if step.with_mean else None
@@ -406,30 +415,30 @@ def scaler_transform(step):
 
         def standard(x):
             if mean is not None:
-                x = ops.sub(x, const(mean))
+                x = ops.sub(x, const(mean, x))
             if scale is not None:
-                x = ops.div(x, const(scale))
+                x = ops.div(x, const(scale, x))
             return x
         return standard
     if name == "MinMaxScaler":
         low, high = step.feature_range
 
         def minmax(x):
-            x = ops.add(ops.mul(x, const(step.scale_)), const(step.min_))
+            x = ops.add(ops.mul(x, const(step.scale_, x)), const(step.min_, x))
             if step.clip:
                 x = ops.clip(x, low, high)
             return x
         return minmax
     if name == "MaxAbsScaler":
-        return lambda x: ops.div(x, const(step.scale_))
+        return lambda x: ops.div(x, const(step.scale_, x))
     if name == "RobustScaler":
         center, scale = step.center_, step.scale_
 
         def robust(x):
             if center is not None and step.with_centering:
-                x = ops.sub(x, const(center))
+                x = ops.sub(x, const(center, x))
             if scale is not None and step.with_scaling:
-                x = ops.div(x, const(scale))
+                x = ops.div(x, const(scale, x))
             return x
         return robust
     return None
@@ -466,7 +475,7 @@ class ServingInputReceiver:
         if not isinstance(receiver_tensors, dict) or not receiver_tensors:
             raise TypeError(f"ServingInputReceiver: expected `receiver_tensors` to be a Tensor or a non-empty dict of "
                             f"Tensors; got {type(receiver_tensors).__name__}.")
-        self.receiver_tensors = {str(k): v if isinstance(v, Tensor) else tensor(numpy.asarray(v))
+        self.receiver_tensors = {str(k): v if isinstance(v, Tensor) else Tensor._from_array(numpy.asarray(v), False)
                                  for k, v in receiver_tensors.items()}
         for name, value in self.receiver_tensors.items():
             if value.ndim == 0 or value.shape[0] < 2:
@@ -508,8 +517,8 @@ def build_raw_serving_input_receiver_fn(features_spec):
         parsed[str(name)] = (dtype, shape)
 
     def serving_input_receiver_fn():
-        tensors = {name: tensor(numpy.zeros((_TRACE_BATCH,) + shape, dtype=dtype)) for name, (dtype, shape)
-                   in parsed.items()}
+        tensors = {name: Tensor._from_array(numpy.zeros((_TRACE_BATCH,) + shape, dtype=dtype), False)
+                   for name, (dtype, shape) in parsed.items()}
         return ServingInputReceiver(dict(tensors), tensors)
 
     return serving_input_receiver_fn
@@ -545,7 +554,8 @@ def receiver_signatures(receiver, predict_fn):
         predictions = predict_fn(feats)
         if not isinstance(predictions, dict):
             predictions = {"output": predictions}
-        return {str(k): v if isinstance(v, Tensor) else tensor(numpy.asarray(v)) for k, v in predictions.items()}
+        return {str(k): v if isinstance(v, Tensor) else Tensor._from_array(numpy.asarray(v), False)
+                for k, v in predictions.items()}
 
     examples = [receiver.receiver_tensors[name] for name in names]
     with no_grad(), training_mode(False):

@@ -143,6 +143,25 @@ def test_pipeline_scalers_are_folded_in(iris, tmp_path, scalers):
     numpy.testing.assert_array_equal(out["classes"], pipe.predict(X[:ROWS * 2:2]))
 
 
+def test_pipeline_scaler_constants_stay_float64(iris, tmp_path):
+    X, y = iris
+    X = 1e4 + X  # a float32 mean (1e4 to within 1e-3) would shift every standardized feature by ~1e-3 / 0.4
+    pipe = make_pipeline(StandardScaler(), DNNRegressor(hidden_units=(8,), epochs=3, random_state=0)).fit(X, y)
+    loaded = load_saved_model(export_saved_model(pipe, tmp_path))
+    arrays = loaded.signatures["regression"].graph.arrays
+    assert any(a.dtype == numpy.float64 and numpy.array_equal(a, pipe[0].mean_) for a in arrays.values())
+    numpy.testing.assert_allclose(loaded(X[:ROWS])["outputs"], pipe.predict(X[:ROWS]), rtol=1e-9)
+
+
+def test_float64_receiver_features_stay_float64(tmp_path):
+    fn = build_raw_serving_input_receiver_fn({"x": ("float64", (3,)), "n": ("int32", (None,))})
+    receiver = fn()
+    assert receiver.receiver_tensors["x"].dtype == numpy.float64 and receiver.receiver_tensors["n"].shape == (2,)
+    assert receiver.features["n"] is receiver.receiver_tensors["n"]
+    with pytest.raises(ValueError, match="feature 'x' needs a numeric dtype"):
+        build_raw_serving_input_receiver_fn({"x": ("float32", (None, None))})
+
+
 def test_pipeline_regressor_and_unsupported_step(iris, tmp_path):
     X, y = iris
     pipe = make_pipeline(StandardScaler(), DNNRegressor(hidden_units=(4,), epochs=3, random_state=0)).fit(X, y)
