@@ -319,6 +319,8 @@ def test_bad_train_arguments_are_one_line(capsys, data, tmp_path, monkeypatch, c
     (["evaluate", "--model", "MODEL", "--data", "diabetes.csv"], "--label: 'diabetes.csv' has no column 'species'", 2),
     (["evaluate", "--model", "MODEL", "--data", "iris.csv", "--label", "sepal width (cm)"],
      "--label: labels", 2),
+    (["evaluate", "--model", "REGRESSOR", "--data", "iris.csv", "--label", "species"],
+     "--label: column 'species' of 'iris.csv' holds ['setosa', 'versicolor', 'virginica']..., not the numbers", 2),
     (["predict", "--model", "MODEL", "--data", "diabetes.csv"], "--data: 'diabetes.csv' lacks the feature columns", 2),
     (["predict", "--model", "MODEL", "--data", "missing.csv"], "--data: no such file: 'missing.csv'", 1),
     (["predict", "--model", "MODEL", "--data", "iris.csv", "--output", "no/such/dir/out.csv"],
@@ -336,6 +338,13 @@ def test_bad_arguments_of_the_other_commands_are_one_line(capsys, data, classifi
     (tmp_path / "empty").mkdir()
     for name in ("iris.csv", "diabetes.csv"):
         (tmp_path / name).write_text((data / name).read_text())
+    if "REGRESSOR" in args:  # a regressor of iris' petal width from the other three
+        frame = pandas.read_csv(data / "iris.csv")
+        frame.drop(columns="species").to_csv(tmp_path / "widths.csv", index=False)
+        assert cli.main(["train", "--data", "widths.csv", "--label", "petal width (cm)", "--estimator",
+                         "linear-regressor", "--epochs", "5", "--model-dir", "regressor"]) == 0
+        capsys.readouterr()
+        args = [str(tmp_path / "regressor") if arg == "REGRESSOR" else arg for arg in args]
     got, out, err = run(capsys, *[str(classifier) if arg == "MODEL" else arg for arg in args])
     assert got == status
     line = one_line(err)
@@ -391,6 +400,20 @@ def test_export_writes_a_version_that_load_saved_model_predicts_with(data, class
     estimator = load(classifier / "estimator.flest")
     expected = estimator.predict_proba(pandas.DataFrame(features[:37], columns=estimator.feature_names_in_))
     numpy.testing.assert_allclose(outputs["probabilities"], expected, rtol=1e-5, atol=1e-7)
+
+
+def test_an_export_that_does_not_load_back_is_removed(capsys, classifier, tmp_path, monkeypatch):
+    saved_model = pytest.importorskip("flowlearn.io.saved_model")
+
+    def refuse(path):
+        raise ValueError(f"load_saved_model: {path!r}: refused for the test")
+
+    monkeypatch.setattr(saved_model, "load_saved_model", refuse)
+    status, out, err = run(capsys, "export", "--model", classifier, "--export-dir", tmp_path / "base")
+    assert status == 2 and out == ""
+    line = one_line(err)
+    assert "--export-dir: the export does not load back, so it was removed" in line and "refused for the test" in line
+    assert os.listdir(tmp_path / "base") == []
 
 
 def test_serve_options_take_tf_servings_spellings():

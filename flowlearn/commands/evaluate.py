@@ -48,7 +48,12 @@ def run(args):
             raise ValueError("--label: required (the model folder does not say which column the label is)")
         _, labels = split_label(frame, label, args.data)
         if kind == "regressor":
-            labels = labels.astype("float64")
+            try:
+                labels = labels.astype("float64")
+            except ValueError:
+                raise ValueError(f"--label: column {label!r} of {args.data!r} holds "
+                                 f"{sorted(set(map(str, labels)))[:3]}..., not the numbers the regressor "
+                                 f"predicts") from None
     else:
         labels = None
     features = model_inputs(estimator, frame, record, label, args.data)

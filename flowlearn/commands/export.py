@@ -13,6 +13,25 @@ def add_arguments(parser):
     parser.add_argument("--opset", type=positive_int, help="ONNX opset (default: the exporter's)")
 
 
+def _export_checked(estimator, base):
+    """Export into a new version under ``base``, load it back, and return its path.
+
+    A server polling ``base`` takes the newest version; one that its loader would refuse must not sit
+    there, so a version that does not load is removed and the loader's reason is the error.
+    """
+    import shutil
+
+    from ..io.saved_model import export_saved_model, load_saved_model
+
+    version = export_saved_model(estimator, base)
+    try:
+        load_saved_model(version)
+    except ValueError as error:
+        shutil.rmtree(version, ignore_errors=True)
+        raise ValueError(f"--export-dir: the export does not load back, so it was removed: {error}") from None
+    return version
+
+
 @command("export", "export a trained model as a SavedModel version folder (for flowlearn serve) or ONNX",
          add_arguments)
 def run(args):
@@ -22,9 +41,7 @@ def run(args):
         raise ValueError("--opset: applies to --onnx only")
     estimator, _ = load_model(args.model)
     if args.export_dir is not None:
-        from ..io.saved_model import export_saved_model
-
-        print(export_saved_model(estimator, args.export_dir))
+        print(_export_checked(estimator, args.export_dir))
     if args.onnx is not None:
         try:
             from ..io.onnx import export_onnx
