@@ -128,6 +128,7 @@ def trace_signature(fn, inputs, method_name=PREDICT_METHOD, *, raw_inputs=None, 
         )
     if graph.output_kind != "dict":
         raise ValueError("export: a signature function must return a dict of output Tensors.")
+    _check_inputs_used(graph, "export")
     outputs = _output_specs(graph)
     for name, lookup in (lookups or {}).items():
         source = next(spec for spec in outputs if spec["name"] == lookup["source"])
@@ -143,6 +144,24 @@ def _const(values, like, dtype=None):
     would make a float64 constant float32, and a GPU model's graph needs its constants on the GPU)."""
     array = numpy.asarray(values, dtype=dtype)
     return Tensor._from_array(backend.to_device(array, backend.device_of(like.data)), False)
+
+
+def _check_inputs_used(graph, who):
+    """ValueError unless every graph input reaches a node or an output.
+
+    An input that reaches nothing was read outside tensor ops (``.data``, numpy, feature columns'
+    ``input_layer``): its value was frozen into the graph as a constant, and the export would answer
+    every request with the traced example's result.
+    """
+    used = {ref for node in graph.nodes for ref in node["inputs"]} | set(graph.output_refs)
+    unused = [spec["name"] for spec in graph.inputs if spec["name"] not in used]
+    if unused:
+        raise ValueError(
+            f"{who}: the inputs {unused} do not reach any output of the traced graph: the model read them outside "
+            "tensor ops (numpy, `.data`, feature columns' input_layer), so their values were frozen into the graph. "
+            "Compute on the Tensors with flowlearn ops (feature columns: export a canned estimator with "
+            "feature_columns, whose raw-feature lookups the loader runs)."
+        )
 
 
 def _strip(specs):
@@ -563,5 +582,6 @@ def receiver_signatures(receiver, predict_fn):
     if graph.fixed_batch:
         raise ValueError(f"export_saved_model: the model_fn only replays at the traced batch size "
                          f"({graph.fixed_batch}); a served model must take any batch size.")
+    _check_inputs_used(graph, "export_saved_model")
     signature = Signature(_strip(graph.inputs), _output_specs(graph), graph, PREDICT_METHOD)
     return {"serving_default": signature, "predict": signature}

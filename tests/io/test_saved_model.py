@@ -262,6 +262,25 @@ def test_model_fn_with_a_single_prediction_and_a_single_receiver_tensor(tmp_path
         est.export_saved_model(tmp_path / "export", computed_features)
 
 
+def test_model_fn_reading_its_features_outside_tensor_ops_is_refused(tmp_path):
+    """Feature columns' input_layer reads raw arrays: traced, the input would be a frozen constant."""
+    column = fl.feature_column.numeric_column("x", shape=(2,))
+
+    def model_fn(features, labels, mode):
+        y = fl.layers.dense(fl.feature_column.input_layer(features, [column]), 1)
+        if mode == ModeKeys.PREDICT:
+            return EstimatorSpec(mode, predictions={"y": y})
+        loss = losses.mean_squared_error(labels, y)
+        return EstimatorSpec(mode, loss=loss, train_op=fl.train.GradientDescentOptimizer(0.1).minimize(
+            loss, global_step=fl.train.get_global_step()))
+
+    x = numpy.ones((8, 2), dtype=numpy.float32)
+    est = Estimator(model_fn, model_dir=str(tmp_path / "model"))
+    est.train(numpy_input_fn({"x": x}, x[:, :1], batch_size=4, num_epochs=1, shuffle=False))
+    with pytest.raises(ValueError, match=r"inputs \['x'\] do not reach any output"):
+        est.export_saved_model(tmp_path / "export", build_raw_serving_input_receiver_fn({"x": ("float32", (2,))}))
+
+
 def test_loading_imports_no_estimator_and_no_user_code(trained_estimator, iris, tmp_path):
     est, x = trained_estimator
     receiver_fn = build_raw_serving_input_receiver_fn({"x": ("float32", (2,))})
