@@ -169,6 +169,43 @@ def test_predict_row_and_columnar_formats_match_direct_predict(serve, iris_base,
         _close([p[name] for p in body["predictions"]], expected[name])
 
 
+def test_large_request_is_decoded_off_the_event_loop_and_answered(serve, iris_base, iris, loaded):
+    server = serve(iris_base, "iris")
+    x = numpy.tile(iris["x"], (20, 1))  # 3,000 rows: a body over the 64 KiB parsed inline
+    body = json.dumps({"inputs": x.tolist()})
+    assert len(body) > 64 * 1024
+    status, answer = server.request("POST", "/v1/models/iris:predict", body)
+    assert status == 200
+    _close(answer["outputs"]["scores"], loaded["second"].predict(x)["scores"])
+
+
+class _Broken:
+    """A model whose forward pass has a bug (not an input error)."""
+
+    def __init__(self):
+        from types import SimpleNamespace
+
+        spec = {"name": "x", "dtype": "float32", "shape": [None, 2]}
+        self.signatures = {"serving_default": SimpleNamespace(inputs=[spec], outputs=[spec],
+                                                              method_name="tensorflow/serving/predict")}
+
+    def predict(self, inputs, signature="serving_default"):
+        if inputs["x"][0, 0] < 0:
+            raise KeyError("a bug")
+        return {"y": inputs["x"]}
+
+
+def test_a_bug_is_a_logged_500_and_the_server_goes_on(serve, tmp_path, caplog):
+    (tmp_path / "1").mkdir()
+    server = serve(tmp_path, "m", loader=lambda path: _Broken())
+    with caplog.at_level("ERROR", logger="flowlearn.serving"):
+        status, body = server.request("POST", "/v1/models/m:predict", {"instances": [[-1, 0]]})
+    assert status == 500 and "KeyError" in body["error"]
+    assert any("internal error" in record.getMessage() for record in caplog.records)
+    status, body = server.request("POST", "/v1/models/m:predict", {"instances": [[1, 2]]})
+    assert status == 200 and body == {"predictions": [[1.0, 2.0]]}
+
+
 def test_single_output_is_unwrapped(serve, exports, loaded, iris, tmp_path):
     base = tmp_path / "reg"
     base.mkdir()
@@ -213,6 +250,9 @@ def test_classify_and_regress(serve, iris_base, exports, loaded, iris, tmp_path)
     assert status == 200 and body2["result"][0] == body["result"][0]
     status, body = server.request("POST", "/v1/models/iris:regress", {"examples": [{"inputs": x[0].tolist()}]})
     assert status == 400 and "regress" in body["error"]
+    status, body = server.request("POST", "/v1/models/iris:classify", {"signature_name": "predict",
+                                                                       "examples": [{"inputs": x[0].tolist()}]})
+    assert status == 400 and "'predict' is 'tensorflow/serving/predict'" in body["error"]
 
     base = tmp_path / "reg"
     base.mkdir()
