@@ -330,9 +330,9 @@ def export_saved_model(obj, export_dir_base, *, serving_input_receiver_fn=None, 
         if not os.path.exists(target):
             try:
                 return _write(signatures, target, as_text=as_text, debug_outputs=debug_outputs)
-            except ValueError:
+            except (ValueError, OSError):
                 if not os.path.exists(target):
-                    raise
+                    raise  # a real failure, not another export taking this name first
         version += 1  # taken (another export this second): the next second's name
 
 

@@ -323,6 +323,27 @@ def test_export_folders_are_numeric_new_and_complete(tmp_path):
         model.export(tmp_path / "x", format="tflite")
 
 
+def test_concurrent_exports_get_distinct_complete_versions(tmp_path):
+    model = fl.Sequential([fl.layers.Input((3,)), fl.layers.Dense(2)])
+    paths, errors = [], []
+
+    def work():
+        try:
+            paths.append(export_saved_model(model, tmp_path))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(paths)) == 4
+    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in paths)
+    for path in paths:
+        load_saved_model(path)
+
+
 def test_as_text_and_debug_outputs(tmp_path):
     model = fl.Sequential([fl.layers.Input((3,)), fl.layers.Dense(4, activation="relu"), fl.layers.Dense(2)])
     path = export_saved_model(model, tmp_path, as_text=True, debug_outputs=True)
