@@ -59,7 +59,8 @@ def current_state_holder():
 
 class _HolderCache:
     """What optimizers keep per state holder besides its slots: scratch arrays (by array module and
-    dtype, grown to the largest parameter) and the slot names of each (variable, optimizer name, slots)."""
+    dtype, grown to the largest parameter) and the slots' names in the holder, ``keys[optimizer name,
+    slot names][variable name]``."""
 
     __slots__ = ("buffers", "keys")
 
@@ -334,7 +335,8 @@ class Optimizer(Serializable):
             # in TRAIN only; the Estimator runs EVAL and PREDICT under no_grad, where there is nothing to
             # differentiate: no update, no step. (Outside a scope, backward's own error still says why.)
             return TrainOp(loss, self, None, applied=False)
-        self.zero_grad(params)
+        for param in params:  # checked by _var_list already: zero_grad would check them again
+            param.grad = None
         loss.backward()
         return self._apply(holder, params, global_step, loss)
 
@@ -432,6 +434,9 @@ class Optimizer(Serializable):
         count = store.get(count_key)
         self.iterations = 0 if count is None else int(count)
         names = self._slot_names()
+        keys_of = cache.keys.get((prefix, names))
+        if keys_of is None:
+            keys_of = cache.keys[prefix, names] = {}
         held = {}  # id(param) -> its slots, shared with the store
         named = []
         seen = set()
@@ -446,9 +451,9 @@ class Optimizer(Serializable):
                     "unique (pass distinct name= to the tensors)."
                 )
             seen.add(name)
-            keys = cache.keys.get((name, prefix, names))
+            keys = keys_of.get(name)
             if keys is None:
-                keys = cache.keys[name, prefix, names] = tuple(f"{name}/{prefix}/{slot}" for slot in names)
+                keys = keys_of[name] = tuple(f"{name}/{prefix}/{slot}" for slot in names)
             slots = {}  # the store is the state: what it lacks starts afresh
             for slot, key in zip(names, keys):
                 array = store.get(key)
