@@ -669,7 +669,12 @@ class LoadedModel:
             graph_inputs = [encoded]
         else:
             graph_inputs = [arrays[spec["name"]] for spec in sig.graph.inputs]
-        results = sig.graph.run(*graph_inputs)
+        try:
+            results = sig.graph.run(*graph_inputs)
+        except MemoryError:
+            rows = len(graph_inputs[0]) if graph_inputs and numpy.ndim(graph_inputs[0]) else None
+            raise ValueError(f"signature {signature!r}: the request ({rows} rows) needs more memory than this "
+                             "machine has; send fewer rows at a time.") from None
         out = {}
         for spec in sig.outputs:
             name = spec["name"]
@@ -681,6 +686,23 @@ class LoadedModel:
 
     def __repr__(self):
         return f"LoadedModel({self.path!r}, signatures={sorted(self.signatures)})"
+
+
+def _trial_run(graph, name, path):
+    """Replay ``graph`` once on a batch of one row of zeros (a valid input of every exported graph).
+
+    The declarations were checked statically; this catches what only running shows - attrs a primitive
+    rejects, a node whose output disagrees with its declaration, an allocation beyond memory - at load
+    time, as a refusal, rather than at a client's first request. Only flowlearn's primitives run.
+    """
+    shapes = [[1] + spec["shape"][1:] if spec.get("batch") else spec["shape"] for spec in graph.inputs]
+    if any(d is None for shape in shapes for d in shape):
+        return  # a free size other than the batch: no single example to try
+    try:
+        with numpy.errstate(all="ignore"):
+            graph.run(*[numpy.zeros(shape, dtype=spec["dtype"]) for shape, spec in zip(shapes, graph.inputs)])
+    except Exception as error:  # noqa: BLE001 - whatever a damaged graph makes a primitive raise
+        _refuse(path, f"graph {name!r} does not run on one row of zeros ({type(error).__name__}: {str(error)[:300]}).")
 
 
 def _check_header(document, model_path):
@@ -752,6 +774,7 @@ def load_saved_model(path):
             spec = graphs[graph_name]
             graph = Graph.from_dict(spec, {k: arrays[k] for k in spec["arrays"]})
             graph._arrays_on(numpy)  # filled now, so that concurrent predictions only read the cache
+            _trial_run(graph, graph_name, model_path)
             built[graph_name] = graph
         graph = built[graph_name]
         inputs = _tensor_specs(f"signature {name!r} inputs", entry.get("inputs"), model_path, allow_string=True)
