@@ -421,6 +421,46 @@ def test_b64_png_images(serve, mnist_cnn):
         assert status == 400 and message in body["error"], body
 
 
+def test_feature_columns_with_string_features_over_classify_and_predict(serve, tmp_path):
+    import pandas
+
+    import flowlearn as fl
+    from flowlearn.estimators import DNNClassifier
+
+    fc = fl.feature_column
+    rng = numpy.random.default_rng(0)
+    frame = pandas.DataFrame({"age": rng.uniform(18, 70, 80), "education": rng.choice(["HS", "BSc", "PhD"], 80),
+                              "city": rng.choice(list("abc"), 80)})
+    labels = numpy.where((frame.age > 40) ^ (frame.education == "PhD"), "yes", "no")
+    columns = [fc.numeric_column("age"),
+               fc.indicator_column(fc.categorical_column_with_vocabulary_list("education", ["HS", "BSc", "PhD"])),
+               fc.embedding_column(fc.categorical_column_with_hash_bucket("city", 5), 2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = DNNClassifier(hidden_units=(4,), epochs=3, random_state=0, feature_columns=columns).fit(frame, labels)
+    path = model.export_saved_model(tmp_path)
+    loaded = load_saved_model(path)
+    server = serve(tmp_path, "census")
+    rows = {"age": [25.0, 61.0], "education": ["PhD", "HS"], "city": ["b", "zz"]}
+    expected = loaded.predict(rows, signature="classification")
+    # tf.Example-style examples; a string may come as {"b64": ...}; 'context' gives every example the same city.
+    examples = [{"age": 25.0, "education": {"b64": base64.b64encode(b"PhD").decode()}}, {"age": 61.0,
+                                                                                       "education": "HS"}]
+    status, body = server.request("POST", "/v1/models/census:classify", {"examples": examples, "context": {
+        "city": "b"}})
+    assert status == 200
+    first = [[label for label, _ in row] for row in body["result"]][0]
+    assert first == [str(c) for c in expected["classes"][0]] and set(first) == {"yes", "no"}
+    _close([score for _, score in body["result"][0]], expected["scores"][0])
+    status, body = server.request("POST", "/v1/models/census:predict", {"signature_name": "predict", "inputs": rows})
+    assert status == 200
+    _close(body["outputs"]["probabilities"], loaded.predict(rows, signature="predict")["probabilities"])
+    assert body["outputs"]["classes"] == loaded.predict(rows, signature="predict")["classes"].tolist()
+    status, body = server.request("POST", "/v1/models/census:predict", {"instances": [{"age": 30.0, "education": 3,
+                                                                                       "city": "a"}]})
+    assert status == 400 and "expected strings" in body["error"]
+
+
 class _Signature:
     def __init__(self, inputs, outputs=(), method_name="tensorflow/serving/predict"):
         self.inputs, self.outputs, self.method_name = inputs, list(outputs), method_name
