@@ -198,7 +198,8 @@ def _numbers(value, spec, where):
         if isinstance(value, list) and value:
             index, shape = _first_ragged(value)
             if index is not None:
-                raise RequestError(f"{where}: entries have different shapes (entry {index}: {shape}); input "
+                found = "is itself ragged or nested too deeply" if shape == "ragged" else f"has shape {shape}"
+                raise RequestError(f"{where}: entries have different shapes (entry {index} {found}); input "
                                    f"{spec['name']!r} expects {_show(spec['shape'])}.")
         raise RequestError(f"{where}: expected {dtype} numbers; received values that are not all numbers "
                            f"(null, an object or an integer too large): {_brief(value)}.")
