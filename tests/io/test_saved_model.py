@@ -197,6 +197,33 @@ def test_feature_column_classifier_on_a_dataframe_with_strings(tmp_path):
     numpy.testing.assert_allclose(loaded.predict(row, signature="predict")["probabilities"], expected, rtol=RTOL)
 
 
+@pytest.mark.parametrize("estimator", [LinearRegressor, DNNRegressor])
+def test_every_kind_of_feature_column(estimator, tmp_path):
+    """Integer vocabularies with OOV buckets, multi-valued strings with missing values, sqrtn embeddings,
+    crosses of a raw key and a column, bucketized multi-dimensional numbers: encoded by the loader from
+    JSON, densified by the graph, equal to predict."""
+    fc = fl.feature_column
+    rng = numpy.random.default_rng(1)
+    n = 80
+    features = {"x": rng.normal(size=(n, 2)), "kind": rng.choice([3, 5, 7], n),
+                "tags": rng.choice(["p", "q", "r", ""], (n, 3)).astype(object), "city": rng.choice(list("abcdef"), n)}
+    kind = fc.categorical_column_with_vocabulary_list("kind", [3, 5, 7])
+    columns = [fc.numeric_column("x", shape=(2,)),
+               fc.indicator_column(fc.categorical_column_with_vocabulary_list("kind", [3, 5], num_oov_buckets=2)),
+               fc.embedding_column(fc.categorical_column_with_vocabulary_list("tags", ["p", "q", "r"]), 2,
+                                   combiner="sqrtn"),
+               fc.indicator_column(fc.crossed_column(["city", kind], 11)),
+               fc.bucketized_column(fc.numeric_column("x", shape=(2,)), [-1.0, 0.0, 1.0])]
+    est = estimator(epochs=3, random_state=0, feature_columns=columns)
+    est.fit(features, features["x"].sum(axis=1) + (features["kind"] == 5))
+    loaded = load_saved_model(est.export_saved_model(tmp_path))
+    assert _spec(loaded.signatures["regression"], "inputs") == {
+        "city": ("string", [None]), "kind": ("int64", [None]), "tags": ("string", [None, 3]),
+        "x": ("float64", [None, 2])}
+    rows = {key: value[:ROWS] for key, value in features.items()}
+    numpy.testing.assert_allclose(loaded(rows)["outputs"], est.predict(rows), rtol=RTOL)
+
+
 def _model_fn(features, labels, mode):
     hidden = fl.layers.dense(features["x"], 8, activation="relu")
     y = fl.layers.dense(hidden, 1)
