@@ -759,6 +759,13 @@ def load_saved_model(path):
     folder = os.path.abspath(os.fspath(path))
     if not os.path.isdir(folder):
         _refuse(folder, "is not a SavedModel folder (it does not exist or is not a folder).")
+    try:
+        return _load(folder)
+    except RecursionError:  # JSON nested deeper than any export writes (attrs, configs)
+        _refuse(folder, "its JSON is nested too deeply to be an export.")
+
+
+def _load(folder):
     model_path = os.path.join(folder, MODEL_FILE)
     document = _read_json(model_path, MAX_JSON_BYTES, MODEL_FILE)
     variables, graphs, signatures_json = _check_header(document, model_path)

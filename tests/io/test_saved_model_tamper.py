@@ -239,6 +239,22 @@ def test_deeply_nested_json(export):
     _refused(export, r"not valid JSON|not a flowlearn SavedModel")
 
 
+def test_deeply_nested_attrs(export):
+    def change(document):
+        nested = []
+        for _ in range(2000):
+            nested = [nested]
+        _first_node(document)["attrs"] = {"shape": nested}
+    import sys
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(10000)  # so that json.dump can write it; the loader runs at the normal limit
+    try:
+        _edit(export, change)
+    finally:
+        sys.setrecursionlimit(limit)
+    _refused(export, r"nested too deeply|not valid JSON")
+
+
 def test_nan_in_json(export):
     with open(os.path.join(export, "saved_model.json")) as f:
         text = f.read()
