@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import shutil
+import sys
 import zipfile
 
 import numpy
@@ -245,7 +246,6 @@ def test_deeply_nested_attrs(export):
         for _ in range(2000):
             nested = [nested]
         _first_node(document)["attrs"] = {"shape": nested}
-    import sys
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(10000)  # so that json.dump can write it; the loader runs at the normal limit
     try:
