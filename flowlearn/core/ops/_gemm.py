@@ -17,13 +17,12 @@ Why flowlearn's split and not BLAS's threads from ``SPLIT`` on: on an idle host 
 a 128x784 @ 784x256 product (an MNIST MLP's first layer) in ~300 us, flowlearn's split in ~390 and
 one thread in ~530, but OpenBLAS's workers spin and meet several times inside every product, and next
 to one busy process they lose the core for a time slice at each meeting: that product's weight gradient
-took 12 ms instead of 0.53, and a training epoch 2.7-10x as long as on one thread. A split meets once
-per product, and its worker sleeps between products, so the scheduler runs it as soon as it wakes; when
-the host is busy it costs a few per cent over one thread rather than a multiple. Under ``SPLIT`` the
-wake-up (~100 us here) eats what a second thread would save, so one thread does those.
+took 12 ms instead of 0.53, and a training epoch 4-16x as long as on one thread. A split meets once per
+product, and its worker sleeps between products. Under ``SPLIT`` the wake-up (~100 us here) eats what a
+second thread would save, so one thread does those.
 
 Whether a split pays depends on the host: next to a busy process the second slice often waits for
-the busy process's time slice, and the MNIST MLP's splits took 3-4x as long as one thread on average
+the busy process's time slice too, and the MNIST MLP's splits took 3-4x as long as one thread on average
 (0.55-0.7x on an idle host). So each split of a product under ``LARGE`` measures itself
 (:class:`SplitGain`): while recent splits took longer than their slices' work would on one thread,
 such products run whole on one BLAS thread, with one split in every ``SplitGain.PROBE_EVERY`` to
@@ -69,9 +68,10 @@ def regime(size, split=False, stretch=False):
     Returns
     -------
     str
-        "split" (flowlearn's threads, each slice on single-threaded BLAS), "one thread" (BLAS, held at
-        one thread inside a fit/evaluate/predict call) or "blas" (BLAS's own threads: a mid-sized
-        product outside such a call).
+        "split" (flowlearn's threads, each slice on single-threaded BLAS; under ``LARGE``, one held
+        BLAS thread while splits do not pay, see :class:`SplitGain`), "one thread" (BLAS, held at one
+        thread inside a fit/evaluate/predict call) or "blas" (BLAS's own threads: a mid-sized product
+        outside such a call).
     """
     if size < SMALL:
         return "one thread"
@@ -81,17 +81,17 @@ def regime(size, split=False, stretch=False):
 
 
 class SplitGain:
-    """How splitting mid-sized products has paid lately: a running mean of a split's time over the
-    time its slices' work would take on one thread (the caller's own slice times the slice count, so
-    a host busy enough to slow the caller slows the estimate alike). Under 1: split. At 1 or more:
-    run such products whole on one thread, except every ``PROBE_EVERY``-th, which splits and is
-    measured.
+    """How splitting products from ``SPLIT`` to ``LARGE`` has paid lately: a running mean of a split's
+    time over the time its slices' work would take on one thread (the caller's own slice times the
+    slice count, so a host busy enough to slow the caller slows the estimate alike). Under 1: split.
+    At 1 or more: run such products whole on one thread, except every ``PROBE_EVERY``-th, which splits
+    and is measured.
 
     Measured in an MNIST MLP's training on the 2-core development machine: on an idle host a split
     takes ~0.55-0.7 of one thread's time, every time; next to one busy process the median was 1.3
     but 40% of splits took more than twice as long as one thread and the mean was 3-4 (the second
     slice waits for the busy process's time slice). Tuned on those sequences: splitting always costs
-    3-4.3x one thread per mid-sized product next to a busy process; this costs 1.07-1.18x there and
+    3-4.3x one thread per such product next to a busy process; this costs 1.07-1.18x there and
     0.77 on the quietest runs. A mean, not a median, because waiting is what costs time; a sample counts
     at most ``CLAMP``, so that one split that lost its core does not stop splitting for long.
     """
@@ -105,7 +105,7 @@ class SplitGain:
         self._skipped = 0
 
     def wanted(self):
-        """Whether the next mid-sized product should split."""
+        """Whether the next product from ``SPLIT`` to ``LARGE`` should split."""
         if self.ratio < 1.0:
             return True
         self._skipped += 1
