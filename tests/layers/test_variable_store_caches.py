@@ -213,3 +213,22 @@ def test_variable_scope_is_a_decorator_and_an_object_entered_twice_works():
         layers.dense(X, 2)
     assert [layer.name for layer in store.layers] == ["dense"]
     assert current_store() is None  # every entry left
+
+
+def test_an_optimizer_stepped_in_a_scope_then_outside_continues_the_same_moments():
+    """The store's slots are not copied into the optimizer, yet a step outside the scope right after one
+    inside continues from them, as one optimizer stepping twice outside any scope does."""
+    mixed, reference = fl.VariableStore(seed=0), fl.VariableStore(seed=0)
+    opt, single = optimizers.Adam(0.1), optimizers.Adam(0.1)
+    with fl.variable_scope(mixed):
+        opt.minimize(((layers.dense(X, 2) - Y) ** 2).mean())
+    with fl.variable_scope(reference):
+        loss = ((layers.dense(X, 2) - Y) ** 2).mean()
+    single.minimize(loss, reference.trainable_variables)
+    for store, optimizer in ((mixed, opt), (reference, single)):
+        with fl.variable_scope(store):
+            loss = ((layers.dense(X, 2) - Y) ** 2).mean()
+        optimizer.minimize(loss, store.trainable_variables)  # outside the scope: the object's own state
+    assert opt.iterations == single.iterations == 2
+    for name, array in reference.get_weights().items():
+        numpy.testing.assert_array_equal(mixed.get_weights()[name], array, err_msg=name)
