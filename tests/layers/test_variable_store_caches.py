@@ -232,3 +232,20 @@ def test_an_optimizer_stepped_in_a_scope_then_outside_continues_the_same_moments
     assert opt.iterations == single.iterations == 2
     for name, array in reference.get_weights().items():
         numpy.testing.assert_array_equal(mixed.get_weights()[name], array, err_msg=name)
+
+
+def test_a_subclass_overriding_step_is_called_inside_a_scope():
+    calls = []
+
+    class Counting(optimizers.SGD):
+        def step(self, params):
+            calls.append(len(list(params)))
+            super().step(params)
+
+    store = fl.VariableStore(seed=0)
+    _first_run(store)
+    kernel = store.layers[0].kernel.numpy().copy()
+    with fl.variable_scope(store):
+        Counting(0.1).minimize(((layers.dense(X, 1) - Y) ** 2).mean())
+    assert calls == [2]
+    assert not numpy.array_equal(store.layers[0].kernel.numpy(), kernel)

@@ -151,6 +151,8 @@ class Optimizer(Serializable):
     # Slots of the last step's parameters kept outside this object (in a state holder), by id(param);
     # replaced, never mutated, so one empty dict serves every instance.
     _held_slots = _NO_SLOTS = {}
+    # (held slots, scratch buffers) of the state holder that minimize is stepping in, else None.
+    _holder_step = None
 
     # Names for get(): the class names and the short ones, in any case, with or without underscores.
     registry = Registry("optimizer", fold=lambda name: name.lower().replace("_", ""))
@@ -219,7 +221,11 @@ class Optimizer(Serializable):
         >>> w
         tensor([0.95, 2.05], dtype=float32, requires_grad=True)
         """
-        self._run_step(self._param_list(params), None, self._buffers)
+        holder_step = self._holder_step  # set by _step_in while minimize runs inside a scope
+        if holder_step is None:
+            self._run_step(self._param_list(params), None, self._buffers)
+        else:
+            self._run_step(self._param_list(params), *holder_step)
 
     def _run_step(self, params, held, buffers):
         """:meth:`step` on a checked list; ``held`` maps ``id(param)`` to slots kept elsewhere (a state
@@ -461,7 +467,12 @@ class Optimizer(Serializable):
                     slots[slot] = array
             held[id(param)] = slots
             named.append((slots, keys))
-        self._run_step(params, held, cache.buffers)
+        # Through step(), so that a subclass overriding it is still called inside a scope.
+        self._holder_step = (held, cache.buffers)
+        try:
+            self.step(params)
+        finally:
+            self._holder_step = None
         for slots, keys in named:
             for slot, key in zip(names, keys):
                 store[key] = slots[slot]
