@@ -206,7 +206,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each measurement")
     parser.add_argument("--max-batch-size", type=int, default=64)
-    parser.add_argument("--batch-timeout-ms", type=float, default=1.0)
+    parser.add_argument("--batch-timeout-ms", type=float, default=0.0)
     parser.add_argument("--models", default="iris,mnist")
     args = parser.parse_args()
     goals = {"iris": 2000, "mnist": 400}

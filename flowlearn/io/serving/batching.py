@@ -53,7 +53,7 @@ class Batcher:
         ``requests``, ``batches`` (forward passes run) and ``rows`` so far; ``largest_batch`` in rows.
     """
 
-    def __init__(self, max_batch_size=64, batch_timeout_ms=1.0, num_threads=None):
+    def __init__(self, max_batch_size=64, batch_timeout_ms=0.0, num_threads=None):
         if not isinstance(max_batch_size, int) or max_batch_size < 1:
             raise ValueError(f"max_batch_size must be a positive integer; received {max_batch_size!r}.")
         if not isinstance(batch_timeout_ms, (int, float)) or not batch_timeout_ms >= 0:
