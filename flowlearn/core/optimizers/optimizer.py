@@ -9,7 +9,8 @@ handful of ufuncs writing into the parameter, its slots or one scratch buffer.
 is one, made current by ``variable_scope``) registered with :func:`push_state_holder` supplies the
 default ``var_list`` and stores the slots by variable name, so that a fresh optimizer created on every
 run of a model function continues the same moments and step count. The core knows holders only by
-that protocol: it never imports the layers.
+that protocol: it never imports the layers. Scratch arrays and slot names are kept per holder (and
+dropped with it), so such a fresh optimizer allocates nothing and sets up no per-parameter state.
 """
 import numbers
 import threading
