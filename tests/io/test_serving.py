@@ -206,6 +206,38 @@ def test_a_bug_is_a_logged_500_and_the_server_goes_on(serve, tmp_path, caplog):
     assert status == 200 and body == {"predictions": [[1.0, 2.0]]}
 
 
+class _FixedBatch:
+    """A graph traced at a fixed batch of 2 (its input's leading size is 2, not None): never batched with others."""
+
+    def __init__(self):
+        from types import SimpleNamespace
+
+        spec = {"name": "x", "dtype": "float32", "shape": [2, 3]}
+        self.signatures = {"serving_default": SimpleNamespace(inputs=[spec], outputs=[spec],
+                                                              method_name="tensorflow/serving/predict")}
+
+    def predict(self, inputs, signature="serving_default"):
+        assert inputs["x"].shape == (2, 3)
+        return {"y": inputs["x"] * 2}
+
+
+def test_a_fixed_batch_signature_runs_each_request_alone(serve, tmp_path):
+    (tmp_path / "1").mkdir()
+    server = serve(tmp_path, "m", loader=lambda path: _FixedBatch())
+    threads = [threading.Thread(target=server.request, args=("POST", "/v1/models/m:predict",
+                                                             {"instances": [[1, 2, 3], [4, 5, 6]]})) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    status, body = server.request("POST", "/v1/models/m:predict", {"instances": [[1, 2, 3], [4, 5, 6]]})
+    assert status == 200 and body == {"predictions": [[2, 4, 6], [8, 10, 12]]}
+    status, body = server.request("POST", "/v1/models/m:predict", {"instances": [[1, 2, 3]] * 3})
+    assert status == 400 and "exactly 2 examples" in body["error"] and "received 3" in body["error"]
+    stats = server.app.state.batcher.stats
+    assert stats["batches"] == stats["requests"] == 9 and stats["largest_batch"] == 0
+
+
 def test_single_output_is_unwrapped(serve, exports, loaded, iris, tmp_path):
     base = tmp_path / "reg"
     base.mkdir()
@@ -659,6 +691,32 @@ def test_a_failing_request_does_not_poison_its_batch():
     assert model.calls[0] == 4  # one batched pass first, then each request alone
     assert [r["y"].item() for r in (results[0], results[1], results[3])] == [2.0, 4.0, 8.0]
     assert isinstance(results[2], ValueError) and "NaN" in str(results[2])
+
+
+def test_a_bug_in_a_batch_fails_its_requests_and_the_lane_recovers():
+    class Flaky:
+        def __init__(self):
+            self.broken = True
+
+        def predict(self, inputs, signature="serving_default"):
+            if self.broken:
+                return None  # not a dict of outputs: the batcher itself fails on it
+            return {"y": inputs["x"] + 1}
+
+    model = Flaky()
+
+    async def main():
+        batcher = Batcher(max_batch_size=8, batch_timeout_ms=20, num_threads=1)
+        calls = [batcher.predict(model, "s", {"x": numpy.array([[float(v)]])}, 1) for v in range(3)]
+        failed = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+        model.broken = False
+        recovered = await asyncio.wait_for(batcher.predict(model, "s", {"x": numpy.array([[5.0]])}, 1), 10)
+        batcher.close()
+        return failed, recovered
+
+    failed, recovered = asyncio.run(main())
+    assert all(isinstance(result, Exception) for result in failed)
+    assert recovered["y"].item() == 6.0
 
 
 # -- the bounded load test -----------------------------------------------------------------------------------------

@@ -171,7 +171,7 @@ def create_app(model_base_path, model_name, *, max_batch_size=64, batch_timeout_
             if all(spec["shape"] and spec["shape"][0] is None for spec in signature.inputs):
                 return await batcher.predict(model, signature_name, request.inputs, request.rows)
             # A graph fixed to its traced batch size cannot take other requests' rows.
-            return await batcher.call(_predict, model, request.inputs, signature_name)
+            return await batcher.predict_alone(model, signature_name, request.inputs)
         except codec.RequestError:
             raise
         except ValueError as error:  # the model refusing its inputs: the client's request, not a bug
@@ -241,10 +241,6 @@ def create_app(model_base_path, model_name, *, max_batch_size=64, batch_timeout_
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error}, lifespan=lifespan)
     app.state.versions, app.state.batcher = versions, batcher
     return app
-
-
-def _predict(model, inputs, signature_name):
-    return model.predict(inputs, signature=signature_name)
 
 
 async def _poll_forever(versions, interval):

@@ -73,6 +73,12 @@ class Batcher:
         """Run ``function(*args)`` in a worker thread (for work that is not batched)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
+    async def predict_alone(self, model, signature, inputs):
+        """``model.predict(inputs, signature=signature)`` in a worker thread, in a pass of its own."""
+        self.stats["requests"] += 1
+        self.stats["batches"] += 1
+        return await self.call(_predict, model, inputs, signature)
+
     async def predict(self, model, signature, inputs, rows):
         """``model.predict(inputs, signature=signature)``, batched with concurrent calls of the same kind."""
         self.stats["requests"] += 1
@@ -91,6 +97,20 @@ class Batcher:
         return await future
 
     async def _drain(self, key, lane, model, signature):
+        try:
+            await self._drain_items(lane, model, signature)
+        except BaseException as error:
+            # A bug here (or a shutdown) must not leave requests waiting forever on a lane nobody drains.
+            while lane.items:
+                _settle(lane.items.popleft().future, error=error if isinstance(error, Exception) else
+                        RuntimeError("the server is shutting down"))
+            raise
+        finally:
+            # No await between the last empty check and this: a request arriving later starts a new lane.
+            if self._lanes.get(key) is lane:
+                del self._lanes[key]
+
+    async def _drain_items(self, lane, model, signature):
         while lane.items:
             if lane.rows < self.max_batch_size and self.timeout > 0:
                 delay = lane.items[0].arrival + self.timeout - time.monotonic()
@@ -106,19 +126,23 @@ class Batcher:
                 batch.append(item)
                 rows += item.rows
             lane.rows -= rows
-            await self._run(model, signature, batch, rows)
-        # No await between the empty check and this: a request arriving later starts a new lane.
-        del self._lanes[key]
+            try:
+                await self._run(model, signature, batch, rows)
+            except BaseException as error:
+                for item in batch:
+                    _settle(item.future, error=error if isinstance(error, Exception) else
+                            RuntimeError("the server is shutting down"))
+                raise
 
     async def _run(self, model, signature, batch, rows):
         self.stats["batches"] += 1
         self.stats["rows"] += rows
         self.stats["largest_batch"] = max(self.stats["largest_batch"], rows)
-        if len(batch) == 1:
-            inputs = batch[0].inputs
-        else:
-            inputs = {name: numpy.concatenate([item.inputs[name] for item in batch]) for name in batch[0].inputs}
         try:
+            if len(batch) == 1:
+                inputs = batch[0].inputs
+            else:
+                inputs = {name: numpy.concatenate([item.inputs[name] for item in batch]) for name in batch[0].inputs}
             outputs = await self.call(_predict, model, inputs, signature)
         except Exception as error:
             if len(batch) == 1:
@@ -142,7 +166,10 @@ class Batcher:
 
 
 def _predict(model, inputs, signature):
-    return model.predict(inputs, signature=signature)
+    outputs = model.predict(inputs, signature=signature)
+    if not isinstance(outputs, dict):
+        raise TypeError(f"model.predict returned {type(outputs).__name__}; expected a dict of output arrays.")
+    return outputs
 
 
 def _settle(future, result=None, error=None):

@@ -227,6 +227,9 @@ def _check_shape(array, spec, where, row):
     received = array.shape
     if len(received) == len(expected) and all(e is None or e == r for e, r in zip(expected, received)):
         return
+    if len(received) == len(expected) and expected[0] is not None and expected[0] != received[0]:
+        raise RequestError(f"{where}: this signature takes exactly {expected[0]} examples per request (its graph is "
+                           f"fixed to that batch size, shape {_show(expected)}); received {received[0]}.")
     if row and len(received) >= 1:
         raise RequestError(f"{where}: each instance must have shape {_show(expected[1:])}; received instances of "
                            f"shape {_show(received[1:])}.")
