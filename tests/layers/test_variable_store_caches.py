@@ -249,3 +249,28 @@ def test_a_subclass_overriding_step_is_called_inside_a_scope():
         Counting(0.1).minimize(((layers.dense(X, 1) - Y) ** 2).mean())
     assert calls == [2]
     assert not numpy.array_equal(store.layers[0].kernel.numpy(), kernel)
+
+
+def test_outside_inside_outside_a_scope_continues_from_the_store():
+    """One optimizer object stepping outside, inside, then outside a scope: inside, the state is the store's
+    (empty at first: fresh moments, step count 0); the step after continues from the store's arrays. So it
+    updates as one optimizer stepping once and then a fresh one stepping twice."""
+    mixed, reference = fl.VariableStore(seed=0), fl.VariableStore(seed=0)
+    opt = optimizers.Adam(0.1)
+    references = [optimizers.Adam(0.1), optimizers.Adam(0.1), None]
+    references[2] = references[1]
+    for inside, single in zip((False, True, False), references):
+        with fl.variable_scope(mixed):
+            loss = ((layers.dense(X, 2) - Y) ** 2).mean()
+            if inside:
+                opt.minimize(loss)
+        if not inside:
+            opt.minimize(loss, mixed.trainable_variables)
+        with fl.variable_scope(reference):
+            loss = ((layers.dense(X, 2) - Y) ** 2).mean()
+        single.minimize(loss, reference.trainable_variables)
+    assert opt.iterations == 2
+    for name, array in reference.get_weights().items():
+        numpy.testing.assert_array_equal(mixed.get_weights()[name], array, err_msg=name)
+    kernel = mixed.layers[0].kernel
+    assert opt._slots_for(kernel, kernel.data)["m"] is mixed.slots["dense/kernel/Adam/m"]  # written in place

@@ -516,9 +516,11 @@ class Optimizer(Serializable):
         entry = self._state.get(id(param))
         if entry is None or entry[0]() is not param:
             entry = self._new_entry(param)
-            # Stepped inside a scope last: a step outside continues from (and writes into) the same arrays.
-            entry[1].update(self._held_slots.get(id(param), ()))
         slots = entry[1]
+        held = self._held_slots.get(id(param))
+        if held is not None:  # stepped inside a scope last: continue from (and write into) the store's arrays
+            slots.clear()
+            slots.update(held)
         self._complete_slots(param, data, slots)
         return slots
 
