@@ -108,15 +108,15 @@ class VariableStore:
                       for layer, _ in self._layers.values()]),
                tuple([w.requires_grad for w, _ in self._variables.values()]))
         cache = self._trainable_cache
-        if cache is not None and cache[0] == key:
+        if cache is not None and cache[0] == key and cache[1] is not None:
             return list(cache[1])
         layers = self.layers
         loose = [w for w, _ in self._variables.values() if w.requires_grad]
         variables = [w for layer in layers for w in layer.trainable_weights] + loose
-        if all(len(list(layer._walk())) == 1 for layer in layers):
-            self._trainable_cache = (key, variables)
-            return list(variables)
-        self._trainable_cache = None
+        if cache is not None and cache[0] == key:  # known to hold a layer of layers
+            return variables
+        flat = all(len(list(layer._walk())) == 1 for layer in layers)
+        self._trainable_cache = (key, list(variables) if flat else None)
         return variables
 
     @property

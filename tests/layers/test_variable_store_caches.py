@@ -274,3 +274,15 @@ def test_outside_inside_outside_a_scope_continues_from_the_store():
         numpy.testing.assert_array_equal(mixed.get_weights()[name], array, err_msg=name)
     kernel = mixed.layers[0].kernel
     assert opt._slots_for(kernel, kernel.data)["m"] is mixed.slots["dense/kernel/Adam/m"]  # written in place
+
+
+def test_a_store_holding_a_layer_of_layers_is_walked_every_time():
+    store = fl.VariableStore(seed=0)
+    _first_run(store)
+    outer = store.layers[0]
+    outer.extra = fl.layers.Dense(2, name="inner")
+    assert _names(store) == ["dense/kernel", "dense/bias"]  # the inner layer is not built yet
+    outer.extra(numpy.ones((1, 3), "float32"))  # builds it: outer's own weights and attributes unchanged
+    assert _names(store) == ["dense/kernel", "dense/bias", "inner/kernel", "inner/bias"]
+    outer.extra.trainable = False
+    assert _names(store) == ["dense/kernel", "dense/bias"]
