@@ -42,9 +42,8 @@ def get_global_step(store=None):
     nothing.
     """
     if store is None:
-        store = current_store()
-        if store is None:
-            return None
+        store = current_store()  # a VariableStore, or None: nothing to check (this runs every step)
+        return None if store is None else store.global_step
     return _store("get_global_step", store).global_step
 
 
