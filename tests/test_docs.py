@@ -13,7 +13,9 @@ PAGES.append(ROOT / "README.md")
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
-def test_page_examples_run(page):
+def test_page_examples_run(page, tmp_path, monkeypatch):
+    # Examples write where a user would (exports/iris, models/...): in a scratch folder, not the checkout.
+    monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
     assert blocks, f"{page.name} has no python examples"
     namespace = {"__name__": "__docs__"}
