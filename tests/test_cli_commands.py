@@ -460,6 +460,17 @@ def test_serve_passes_only_the_options_given(tmp_path, monkeypatch):
                                              "batch_timeout_ms": 2.5})]
 
 
+def test_serve_batch_timeout_may_be_zero_but_not_negative(tmp_path, monkeypatch, capsys):
+    serving = pytest.importorskip("flowlearn.io.serving")
+    calls = []
+    monkeypatch.setattr(serving, "serve", lambda *a, **k: calls.append(k), raising=False)
+    args = ["serve", "--model_base_path", str(tmp_path), "--model_name", "m", "--port", str(_free_port())]
+    assert cli.main(args + ["--batch-timeout-ms", "0"]) == 0
+    assert calls[-1]["batch_timeout_ms"] == 0.0
+    assert cli.main(args + ["--batch-timeout-ms", "-1"]) == 2
+    assert "expected a non-negative number, got '-1'" in capsys.readouterr().err
+
+
 def _free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -46,12 +46,23 @@ def int_list(text):
 
 def positive_float(text):
     """argparse type: a finite number > 0."""
+    return _finite_float(text, allow_zero=False)
+
+
+def non_negative_float(text):
+    """argparse type: a finite number >= 0."""
+    return _finite_float(text, allow_zero=True)
+
+
+def _finite_float(text, allow_zero):
     try:
         value = float(text)
     except ValueError:
         value = None
-    if value is None or not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    low_ok = value is not None and (value >= 0 if allow_zero else value > 0)
+    if not low_ok or not value < float("inf"):
+        expected = "a non-negative number" if allow_zero else "a positive number"
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
 
 

@@ -7,7 +7,7 @@ import os
 import socket
 
 from ..cli import command, positive_int
-from ._common import fail_missing_extra, port_number, positive_float
+from ._common import fail_missing_extra, non_negative_float, port_number, positive_float
 
 
 def add_arguments(parser):
@@ -23,8 +23,9 @@ def add_arguments(parser):
                              "interface)")
     parser.add_argument("--max-batch-size", type=positive_int,
                         help="most instances of concurrent requests run in one forward pass")
-    parser.add_argument("--batch-timeout-ms", type=positive_float,
-                        help="longest a request waits for others to share its forward pass, in milliseconds")
+    parser.add_argument("--batch-timeout-ms", type=non_negative_float,
+                        help="longest a request waits for others to share its forward pass, in milliseconds "
+                             "(default 0: requests arriving while a pass runs still share the next one)")
     parser.add_argument("--max-body-bytes", type=positive_int,
                         help="largest request body accepted; bigger ones get 413")
     parser.add_argument("--poll-interval-s", "--file_system_poll_wait_seconds", dest="poll_interval_s",
