@@ -183,16 +183,18 @@ def main():
                         times.setdefault((state, name, column), []).append(seconds)
                         print(f"round {round_ + 1} {state:5} {name:10} {column:16} {seconds:8.3f} s", file=sys.stderr)
     print(machine_line())
-    print(f"{args.rounds} interleaved rounds; medians in seconds (min-max over rounds); ratio = default / 1 thread")
-    header = f"{'host':6} {'workload':11} {'default':>22} {'1 thread':>22} {'ratio':>6}"
+    print(f"{args.rounds} interleaved rounds; medians in seconds (min-max over rounds); ratio = default / 1 thread; "
+          "paired = median over rounds of each round's ratio (the two ran back to back: steadier on a host whose load "
+          "changes between rounds)")
+    header = f"{'host':6} {'workload':13} {'default':>22} {'1 thread':>22} {'ratio':>6} {'paired':>6}"
     if args.compare:
         header += f" {'compare default':>22} {'compare 1 thread':>22} {'ratio':>6} {'new/compare':>11}"
     print(header)
     for state in states:
         for name in names:
             cells = {column: times.get((state, name, column)) for column, _ in _columns(args.compare)}
-            line = f"{state:6} {name:11} {_cell(cells['default'])} {_cell(cells['1 thread'])} "
-            line += f"{_ratio(cells['default'], cells['1 thread'])}"
+            line = f"{state:6} {name:13} {_cell(cells['default'])} {_cell(cells['1 thread'])} "
+            line += f"{_ratio(cells['default'], cells['1 thread'])} {_paired(cells['default'], cells['1 thread'])}"
             if args.compare and cells.get("compare default"):
                 line += (f" {_cell(cells['compare default'])} {_cell(cells['compare 1 thread'])} "
                          f"{_ratio(cells['compare default'], cells['compare 1 thread'])} "
@@ -205,6 +207,12 @@ def _cell(values):
     if not values:
         return f"{'-':>22}"
     return f"{statistics.median(values):8.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def _paired(a, b):
+    if not a or not b:
+        return f"{'-':>6}"
+    return f"{statistics.median(x / y for x, y in zip(a, b)):6.2f}"
 
 
 def _ratio(a, b):
