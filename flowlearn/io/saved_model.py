@@ -59,6 +59,7 @@ MAX_RANK = 32
 _DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32",
            "float64")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*\Z")  # no "..", no leading "/"
+_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,512}\Z")
 _ASSET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)*\Z")  # a plain file name, no folders
 
 
@@ -369,6 +370,14 @@ def _check_name(where, name, path, pattern=_NAME):
     return name
 
 
+def _check_key(where, name, path):
+    # Input and output names are only ever JSON keys (never file names), so any printable text will do:
+    # a DataFrame column such as 'petal length (cm)' names a raw-feature input.
+    if not isinstance(name, str) or not _KEY.match(name):
+        _refuse(path, f"{where} has the name {name!r:.100}; expected 1 to 512 printable characters.")
+    return name
+
+
 def _tensor_specs(where, specs, path, allow_string):
     if not isinstance(specs, list):
         _refuse(path, f"{where} must be a list of {{name, dtype, shape}}; got {type(specs).__name__}.")
@@ -377,7 +386,7 @@ def _tensor_specs(where, specs, path, allow_string):
     for spec in specs:
         if not isinstance(spec, dict) or set(spec) - {"name", "dtype", "shape", "batch"}:
             _refuse(path, f"{where}: expected {{name, dtype, shape}} entries; got {spec!r:.200}.")
-        name = _check_name(where, spec.get("name"), path)
+        name = _check_key(where, spec.get("name"), path)
         if name in names:
             _refuse(path, f"{where}: the name {name!r} appears twice.")
         names.add(name)

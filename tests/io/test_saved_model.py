@@ -197,6 +197,19 @@ def test_feature_column_classifier_on_a_dataframe_with_strings(tmp_path):
     numpy.testing.assert_allclose(loaded.predict(row, signature="predict")["probabilities"], expected, rtol=RTOL)
 
 
+def test_raw_feature_inputs_keep_their_column_names(tmp_path):
+    # DataFrame columns such as 'petal length (cm)' become input names: JSON keys, never file names.
+    fc = fl.feature_column
+    frame = pandas.DataFrame({"petal length (cm)": numpy.linspace(1.0, 7.0, 60), "kind [a/b]": ["a", "b"] * 30})
+    y = (frame["petal length (cm)"] > 4).astype(int)
+    columns = [fc.numeric_column("petal length (cm)"),
+               fc.indicator_column(fc.categorical_column_with_vocabulary_list("kind [a/b]", ["a", "b"]))]
+    clf = DNNClassifier(hidden_units=(4,), epochs=3, random_state=0, feature_columns=columns).fit(frame, y)
+    loaded = load_saved_model(clf.export_saved_model(tmp_path))
+    assert set(_spec(loaded.signatures["predict"], "inputs")) == {"petal length (cm)", "kind [a/b]"}
+    _check_classifier(loaded, clf, frame.iloc[:ROWS], 2, "int64")
+
+
 @pytest.mark.parametrize("estimator", [LinearRegressor, DNNRegressor])
 def test_every_kind_of_feature_column(estimator, tmp_path):
     """Integer vocabularies with OOV buckets, multi-valued strings with missing values, sqrtn embeddings,
