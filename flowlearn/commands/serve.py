@@ -3,6 +3,7 @@
 TF Serving's own spellings of the options (``--model_base_path``, ``--model_name``, ``--rest_api_port``,
 ``--file_system_poll_wait_seconds``) are accepted beside the dashed ones, so its command lines carry over.
 """
+import importlib
 import os
 import socket
 
@@ -56,7 +57,9 @@ def run(args):
     options = {name: getattr(args, name) for name in ("max_batch_size", "batch_timeout_ms", "max_body_bytes",
                                                        "poll_interval_s") if getattr(args, name) is not None}
     try:
-        from ..io import serving
+        # import_module reads sys.modules, as a plain `from ..io import serving` (which may find the attribute
+        # a first import left on flowlearn.io) does not.
+        serving = importlib.import_module("flowlearn.io.serving")
     except ImportError as error:
         return fail_missing_extra("serve", "serve", error)
     _check_port_free(args.host, args.port)
