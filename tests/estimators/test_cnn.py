@@ -4,10 +4,8 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
-from threadpoolctl import threadpool_limits
 
 from flowlearn.estimators import CNNClassifier
-from flowlearn.io.datasets import load_mnist
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +63,5 @@ def test_image_shape_errors(digit_images):
         model.predict(images.reshape(-1, 4, 16, 1))
 
 
-@pytest.mark.slow
-def test_mnist_subset_reaches_97_5_percent():
-    (x_train, y_train), (x_test, y_test) = load_mnist()
-    with threadpool_limits(limits=None):  # real work: every BLAS thread helps
-        model = CNNClassifier(epochs=6, random_state=0).fit(x_train / 255.0, y_train)
-        assert model.score(x_test / 255.0, y_test) >= 0.975
+# The MNIST accuracy of CNNClassifier's defaults (>= 0.975 after six epochs) is asserted by the
+# docs/estimators.md example that trains exactly that model (tests/estimators/test_docs.py).
