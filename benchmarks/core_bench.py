@@ -1,6 +1,6 @@
 """Op-core benchmark: flowlearn vs PyTorch CPU (and a plain numpy loop) on the same data and threads.
 
-Workloads (issue #2):
+Workloads:
 - one training epoch of a 784-256-128-10 ReLU MLP on 8,000 MNIST rows, batch 128, Adam;
 - training steps of the CNN conv5x5x32(same)-pool2-conv5x5x64(same)-pool2-dense1024-dropout0.5-dense10,
   batch 100, NHWC 28x28x1.

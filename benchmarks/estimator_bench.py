@@ -1,6 +1,6 @@
 """The model_fn Estimator against Sequential, side by side: training throughput and one-row predict.
 
-Workloads (issue 9's speed goals):
+Workloads (the Estimator speed goals):
 - training the same MLP (64-128-64-10, relu, softmax cross-entropy from logits, Adam 1e-3, batch 32)
   on the 8x8 digits: ``Sequential.fit`` against an Estimator whose model_fn builds the network with
   ``fl.layers.dense`` and trains it with ``fl.train.AdamOptimizer(...).minimize`` (goal: the Estimator

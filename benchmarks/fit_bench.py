@@ -1,14 +1,14 @@
 """``fit`` throughput (samples/s): flowlearn's Sequential vs the same models trained in PyTorch CPU
 (and in Keras when it imports), side by side on the same data, batch sizes, initial weights and threads.
 
-Workloads (issue #3):
+Workloads:
 - MLP 784-256-128-10 (ReLU, softmax), Adam 1e-3, batch 128: one ``fit`` epoch over 8,000 MNIST rows;
 - CNN conv5x5x32(same)-pool2-conv5x5x64(same)-pool2-dense1024-dropout0.5-dense10, Adam 1e-3, batch 100:
   one ``fit`` epoch over the first 1,000 rows (10 steps).
 Every side shuffles each epoch and computes the sparse cross-entropy loss only (no metrics). The PyTorch
 side is the usual loop (``nn.Sequential``, ``randperm`` batches, zero_grad / backward / step) with
 ``torch.set_num_threads(2)``; weights start from the same Glorot-uniform arrays everywhere (PyTorch's own
-default init is smaller, see PERF-NOTES). Each side runs in its own process; medians of repeats.
+default init is smaller). Each side runs in its own process; medians of repeats.
 
 Run: ``python benchmarks/fit_bench.py`` (a few minutes on 2 cores; best on a quiet machine).
 """

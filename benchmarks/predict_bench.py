@@ -1,6 +1,6 @@
 """Prediction benchmark: flowlearn's estimators against scikit-learn's MLPClassifier, side by side.
 
-Workloads (the hardening issue's prediction goals):
+Workloads (the prediction goals):
 - one-row ``predict_proba`` and ``predict`` of a 64-128-64-10 network fitted on the 8x8 digits,
   DNNClassifier against MLPClassifier (goal: within 2x);
 - ``predict`` of one 28x28 image by the default CNNClassifier (conv32-pool-conv64-pool-dense1024),

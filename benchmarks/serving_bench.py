@@ -1,6 +1,6 @@
 """REST serving benchmark: requests/s and latency of ``flowlearn.io.serving`` under 32 concurrent clients.
 
-The issue's goals (2 cores, load generator on the same machine): the iris DNN >= 2,000 requests/s with p50 <= 5 ms
+The goals (2 cores, load generator on the same machine): the iris DNN >= 2,000 requests/s with p50 <= 5 ms
 from 32 concurrent clients; the MNIST CNN >= 400 requests/s.
 
 The server runs in its own process (uvicorn, one event loop, as ``flowlearn serve`` runs it) on a loopback port;

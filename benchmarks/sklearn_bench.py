@@ -1,6 +1,6 @@
 """scikit-learn interface benchmark: DNNClassifier vs scikit-learn's MLPClassifier vs a PyTorch loop.
 
-Workloads (issue #4):
+Workloads:
 - fit of a 784-256-128-10 ReLU network on the 8,000 training rows of the bundled MNIST subset, Adam
   (learning rate 1e-3), batch 128, EPOCHS epochs, no L2, no early stopping, Glorot-uniform weights on
   every side; seconds per epoch and accuracy on the 2,000 test rows;

@@ -724,7 +724,9 @@ class _TrainStep:
 def _training_callbacks(estimator, start, after_save):
     config = estimator.config
     callbacks = [_CheckpointSaver(estimator, config.save_checkpoints_steps, config.save_checkpoints_secs, after_save)]
-    callbacks.append(_StepLogger(estimator, config.save_summary_steps, config.log_step_count_steps, start))
+    histogram_steps = config.save_histogram_steps if config.save_summary_steps is not None else None
+    callbacks.append(_StepLogger(estimator, config.save_summary_steps, config.log_step_count_steps, start,
+                                 histogram_steps))
     return callbacks
 
 
@@ -760,25 +762,35 @@ class _CheckpointSaver(Callback):
 
 
 class _StepLogger(Callback):
-    """Loss, learning rate and global steps/second to TensorBoard (model_dir) and to logging."""
+    """Loss, learning rate, global steps/second (and weight histograms) to TensorBoard (model_dir) and to logging."""
 
-    def __init__(self, estimator, summary_steps, log_steps, start):
+    def __init__(self, estimator, summary_steps, log_steps, start, histogram_steps=None):
         super().__init__()
         self.estimator = estimator
         self.summary_steps = summary_steps
+        self.histogram_steps = histogram_steps
         self.log_steps = log_steps
         self.writer = None
         self.mark = (start, time.monotonic())
         self.log_mark = self.mark
 
+    def _open(self):
+        if self.writer is None:  # opened when first needed: a short run imports no writer
+            self.writer = _summary_writer(self.estimator.model_dir)
+            if self.writer is None:
+                self.summary_steps = self.histogram_steps = None
+        return self.writer is not None
+
     def on_train_batch_end(self, batch, logs=None):
         step = logs["global_step"]
+        if self.histogram_steps is not None and step % self.histogram_steps == 0 and self._open():
+            for variable in self.estimator._store.trainable_variables:
+                values = backend.to_numpy(variable.data)
+                if numpy.isfinite(values).all():  # a diverging run still gets its scalars; TensorBoard refuses inf
+                    self.writer.add_histogram(variable.name, values, step)
         if self.summary_steps is not None and step % self.summary_steps == 0:
-            if self.writer is None:  # opened when first needed: a short run imports no writer
-                self.writer = _summary_writer(self.estimator.model_dir)
-                if self.writer is None:
-                    self.summary_steps = None
-                    return
+            if not self._open():
+                return
             now = time.monotonic()
             rate = (step - self.mark[0]) / max(now - self.mark[1], 1e-9)
             self.mark = (step, now)

@@ -34,13 +34,17 @@ class RunConfig:
         Write the loss, learning rate and global steps/second to TensorBoard every this many steps.
     log_step_count_steps : int
         Log the loss and steps/second (``logging``, logger ``flowlearn.estimators``) every this many steps.
+    save_histogram_steps : int, optional
+        Write a histogram of every trainable variable to TensorBoard every this many steps (flowlearn's
+        addition; off by default, as Keras' ``histogram_freq=0``, since a histogram of a large kernel costs
+        milliseconds). Needs ``save_summary_steps`` to be set.
 
     >>> RunConfig(save_checkpoints_steps=100).save_checkpoints_secs is None
     True
     """
 
     def __init__(self, model_dir=None, tf_random_seed=None, save_checkpoints_steps=None, save_checkpoints_secs=600,
-                 keep_checkpoint_max=5, save_summary_steps=100, log_step_count_steps=100):
+                 keep_checkpoint_max=5, save_summary_steps=100, log_step_count_steps=100, save_histogram_steps=None):
         if model_dir is not None and not isinstance(model_dir, (str, bytes)) and not hasattr(model_dir, "__fspath__"):
             raise TypeError(f"RunConfig: expected `model_dir` to be a path or None; got {type(model_dir).__name__}.")
         if tf_random_seed is not None and (isinstance(tf_random_seed, bool) or not isinstance(
@@ -64,12 +68,13 @@ class RunConfig:
         self.keep_checkpoint_max = _optional_positive_int("keep_checkpoint_max", keep_checkpoint_max)
         self.save_summary_steps = _optional_positive_int("save_summary_steps", save_summary_steps)
         self.log_step_count_steps = _optional_positive_int("log_step_count_steps", log_step_count_steps)
+        self.save_histogram_steps = _optional_positive_int("save_histogram_steps", save_histogram_steps)
 
     def replace(self, **changes):
         """A copy with some settings changed (as TensorFlow's ``RunConfig.replace``)."""
         settings = {name: getattr(self, name) for name in (
             "model_dir", "tf_random_seed", "save_checkpoints_steps", "save_checkpoints_secs", "keep_checkpoint_max",
-            "save_summary_steps", "log_step_count_steps")}
+            "save_summary_steps", "log_step_count_steps", "save_histogram_steps")}
         unknown = sorted(set(changes) - set(settings))
         if unknown:
             raise ValueError(f"RunConfig.replace: unknown settings {unknown}; expected some of {sorted(settings)}.")
@@ -82,4 +87,5 @@ class RunConfig:
         return (f"RunConfig(model_dir={self.model_dir!r}, tf_random_seed={self.tf_random_seed}, "
                 f"save_checkpoints_steps={self.save_checkpoints_steps}, "
                 f"save_checkpoints_secs={self.save_checkpoints_secs}, keep_checkpoint_max={self.keep_checkpoint_max}, "
-                f"save_summary_steps={self.save_summary_steps}, log_step_count_steps={self.log_step_count_steps})")
+                f"save_summary_steps={self.save_summary_steps}, log_step_count_steps={self.log_step_count_steps}, "
+                f"save_histogram_steps={self.save_histogram_steps})")

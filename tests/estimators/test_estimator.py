@@ -484,3 +484,22 @@ def test_training_and_evaluation_write_tensorboard_scalars(tmp_path, data):
     evaluation = scalars(tmp_path / "eval")
     assert evaluation["loss"] == [(6, pytest.approx(result["loss"], rel=1e-6))]
     assert evaluation["rmse"] == [(6, pytest.approx(result["rmse"], rel=1e-6))]
+
+
+@pytest.mark.slow  # importing tensorboardX (which imports torch where installed) takes seconds
+def test_weight_histograms_every_save_histogram_steps(tmp_path, data):
+    pytest.importorskip("tensorboardX")
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    x, y = data
+    est = make(tmp_path, save_summary_steps=2, save_histogram_steps=3)
+    est.train(batches_fn(x, y, epochs=None), steps=6)
+    accumulator = event_accumulator.EventAccumulator(str(tmp_path), size_guidance={"histograms": 0})
+    accumulator.Reload()
+    names = ["dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias"]  # mlp_fn's trainable variables
+    assert names and set(accumulator.Tags()["histograms"]) == set(names)
+    for name in names:
+        events = accumulator.Histograms(name)
+        assert [e.step for e in events] == [3, 6]
+        last = est.get_variable_value(name)  # the step-6 checkpoint holds what the step-6 histogram saw
+        assert events[-1].histogram_value.num == last.size
+        assert events[-1].histogram_value.sum == pytest.approx(float(last.sum()), rel=1e-5, abs=1e-6)
