@@ -7,6 +7,7 @@ declare a numeric dtype (no objects, hence no pickle) and a size equal to the by
 and the entry is read to its end so that zipfile verifies its CRC-32. Every problem is a ValueError
 that names the file, the entry and what is wrong.
 """
+import json
 import math
 import zipfile
 
@@ -76,3 +77,24 @@ def read_array(archive, name, path, who):
         data = entry.read(present + 1)
     array = numpy.frombuffer(data, dtype=dtype, count=math.prod(shape))
     return array.reshape(shape, order="F" if fortran_order else "C").copy()
+
+
+def read_header(archive, member, path, who, kind, format_name, max_version):
+    """The JSON object ``member`` of a flowlearn archive, checked to be of ``format_name``, at most ``max_version``.
+
+    Model files, checkpoints and estimator files share this first check, so each says in the same words what
+    a file is not (``kind``: "model file", "checkpoint", ...) and which version a newer flowlearn wrote.
+    """
+    try:
+        header = json.loads(archive.read(member))
+    except KeyError:
+        raise ValueError(f"{who}: {path!r} is not a flowlearn {kind}: it has no {member}.") from None
+    if not isinstance(header, dict) or header.get("format") != format_name:
+        raise ValueError(f"{who}: {path!r} is not a flowlearn {kind} (format {format_name!r} expected).")
+    version = header.get("format_version")
+    if not isinstance(version, int) or version > max_version:
+        raise ValueError(
+            f"{who}: {path!r} has format version {version!r}; this flowlearn reads versions up to {max_version}. "
+            "Upgrade flowlearn to load it."
+        )
+    return header

@@ -25,7 +25,7 @@ import zipfile
 import numpy
 
 from ..core import optimizers
-from ..core._archive import check_numeric, read_array, write_archive
+from ..core._archive import check_numeric, read_array, read_header, write_archive
 from ..core._atomic import atomic_write, remove_stale_temporaries
 from ..io import feature_column
 
@@ -200,18 +200,7 @@ def _allowed_classes():
 
 
 def _read(archive, path):
-    try:
-        header = json.loads(archive.read(HEADER_NAME))
-    except KeyError:
-        raise ValueError(f"load: {path!r} is not a flowlearn estimator file: it has no {HEADER_NAME}.") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ValueError(f"load: {path!r} is not a flowlearn estimator file (format {FORMAT!r} expected).")
-    version = header.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ValueError(
-            f"load: {path!r} has format version {version!r}; this flowlearn reads versions up to {FORMAT_VERSION}. "
-            "Upgrade flowlearn to load it."
-        )
+    header = read_header(archive, HEADER_NAME, path, "load", "estimator file", FORMAT, FORMAT_VERSION)
     allowed = _allowed_classes()
     name = header.get("class_name")
     if name not in allowed:

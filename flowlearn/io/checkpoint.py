@@ -35,7 +35,7 @@ import zipfile
 import numpy
 
 from ..core import backend
-from ..core._archive import check_numeric, read_array, write_archive
+from ..core._archive import check_numeric, read_array, read_header, write_archive
 from ..core._atomic import atomic_write, remove_stale_temporaries, sync_folder
 from ..core.tensor import Tensor
 
@@ -354,18 +354,7 @@ def _resolve(path, who):
 
 
 def _read_header(archive, path, who):
-    try:
-        header = json.loads(archive.read(HEADER_NAME))
-    except KeyError:
-        raise ValueError(f"{who}: {path!r} is not a flowlearn checkpoint: it has no {HEADER_NAME}.") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ValueError(f"{who}: {path!r} is not a flowlearn checkpoint (format {FORMAT!r} expected).")
-    version = header.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ValueError(
-            f"{who}: {path!r} has format version {version!r}; this flowlearn reads versions up to {FORMAT_VERSION}. "
-            "Upgrade flowlearn to load it."
-        )
+    header = read_header(archive, HEADER_NAME, path, who, "checkpoint", FORMAT, FORMAT_VERSION)
     variables = header.get("variables")
     if not isinstance(variables, list) or not all(
             isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("shape"), list)

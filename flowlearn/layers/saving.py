@@ -29,7 +29,7 @@ import zipfile
 from ..core import backend
 from ..core import losses as losses_module
 from ..core import optimizers as optimizers_module
-from ..core._archive import read_array, write_archive
+from ..core._archive import read_array, read_header, write_archive
 from ..core._atomic import atomic_write, remove_stale_temporaries
 from .serialization import deserialize, serialize
 
@@ -100,18 +100,7 @@ def _read_array(archive, name, path):
 
 
 def _read_config(archive, path):
-    try:
-        config = json.loads(archive.read("config.json"))
-    except KeyError:
-        raise ValueError(f"load_model: {path!r} is not a flowlearn model: it has no config.json.") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ValueError(f"load_model: {path!r} is not a flowlearn model file (format {FORMAT!r} expected).")
-    version = config.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ValueError(
-            f"load_model: {path!r} has format version {version!r}; this flowlearn reads versions up to "
-            f"{FORMAT_VERSION}. Upgrade flowlearn to load it."
-        )
+    config = read_header(archive, "config.json", path, "load_model", "model file", FORMAT, FORMAT_VERSION)
     return config
 
 
