@@ -113,7 +113,9 @@ class SummaryWriter:
         os.makedirs(self.logdir, exist_ok=True)
         # The file name carries seconds only: two writers started in one second would share it (and the
         # second truncate the first) without the process id and a per-process count, as TensorFlow adds.
-        unique = f".{os.getpid()}.{next(_WRITER_IDS)}{filename_suffix}"
+        # The count is zero-padded: TensorBoard reads a folder's files in name order, and writer 10 must not
+        # sort before writer 9 (events read out of step order look like a restart and get purged).
+        unique = f".{os.getpid()}.{next(_WRITER_IDS):06d}{filename_suffix}"
         self._events = EventsWriter(os.path.join(self.logdir, "events"), unique)
         self._last_flush = time.monotonic()
         self._finalizer = weakref.finalize(self, _close_events, self._events)

@@ -348,3 +348,11 @@ def test_writer_and_callback_are_exported_where_users_look():
     assert fl.callbacks.TensorBoard is tb.TensorBoard
     assert fl.io.SummaryWriter is SummaryWriter
     assert "TensorBoard" in fl.callbacks.__all__
+
+
+def test_event_files_sort_in_creation_order_past_nine_writers(tmp_path):
+    # TensorBoard reads a folder's event files in name order; the tenth writer must sort after the ninth.
+    writers = [SummaryWriter(tmp_path) for _ in range(12)]
+    for writer in writers:
+        writer.close()
+    assert sorted(w.path for w in writers) == [w.path for w in writers]
