@@ -147,10 +147,7 @@ class CsvInputFn:
 
     # -- the consumer's side -----------------------------------------------------------------------------
     def _iterate(self, rng):
-        return self._prefetched(rng) if self._options.prefetch else self._unprefetched(rng)
-
-    def _unprefetched(self, rng):
-        items = self._items(rng)
+        items = self._prefetched(rng) if self._options.prefetch else self._items(rng)
         try:
             for kind, item in items:
                 if kind == _WARNING:
@@ -161,6 +158,7 @@ class CsvInputFn:
             items.close()
 
     def _prefetched(self, rng):
+        """:meth:`_items`, read ahead in a thread: the same ``(kind, item)`` pairs, the reader's error re-raised."""
         ready = queue.Queue(maxsize=self._options.prefetch)
         stop = threading.Event()
         producer = threading.Thread(target=self._produce, args=(rng, ready, stop), name=f"{_THREAD_PREFIX}-prefetch",
@@ -178,10 +176,7 @@ class CsvInputFn:
                     return
                 if kind == _ERROR:
                     raise item  # the reader's own exception, message and traceback intact
-                if kind == _WARNING:
-                    warnings.warn(item, UserWarning, stacklevel=2)
-                else:
-                    yield item
+                yield kind, item
         finally:
             # Reached when the consumer stops early too (generator closed or collected): the producer notices
             # `stop` within one put timeout, closes its readers and ends; nothing is left running.
