@@ -369,7 +369,8 @@ class Optimizer(Serializable):
         loss = _check_loss(owner, loss)
         if holder is not None and not is_grad_enabled():
             return [(None, param) for param in params]
-        self.zero_grad(params)
+        for param in params:  # checked by _var_list already: zero_grad would check them again
+            param.grad = None
         loss.backward()
         return [(None if param.grad is None else Tensor(param.grad), param) for param in params]
 
