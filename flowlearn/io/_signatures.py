@@ -127,7 +127,8 @@ def trace_signature(fn, inputs, method_name=PREDICT_METHOD, *, raw_inputs=None, 
             "model must take any batch size. Compute batch-dependent sizes with -1 (reshape(-1, ...))."
         )
     if graph.output_kind != "dict":
-        raise ValueError("export: a signature function must return a dict of output Tensors.")
+        got = {"single": "a single Tensor", "tuple": "a tuple of Tensors"}.get(graph.output_kind, graph.output_kind)
+        raise ValueError(f"export: a signature function must return a dict of output Tensors; got {got}.")
     _check_inputs_used(graph, "export")
     outputs = _output_specs(graph)
     for name, lookup in (lookups or {}).items():

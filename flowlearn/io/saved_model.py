@@ -454,7 +454,7 @@ def _check_graph(name, spec, variables, path):
         if ref not in defined:
             _refuse(path, f"{where} outputs {ref!r}, which nothing defines.")
     if spec.get("output_kind") != "dict":
-        _refuse(path, f"{where}: output_kind must be 'dict'.")
+        _refuse(path, f"{where}: output_kind must be 'dict'; got {spec.get('output_kind')!r}.")
     if spec.get("fixed_batch") is not None:
         _refuse(path, f"{where} only replays at one batch size; a SavedModel graph must take any.")
     parameters = spec.get("parameters", [])
