@@ -19,6 +19,7 @@ from flowlearn.core import backend
 from flowlearn.estimators import (
     AutoEncoder, CNNClassifier, DNNClassifier, DNNRegressor, LinearClassifier, LinearRegressor,
 )
+from tests.estimators._helpers import fit, small
 
 
 
@@ -27,21 +28,6 @@ from flowlearn.estimators import (
 def digits():
     X, y = load_digits(return_X_y=True)
     return (X / 16.0)[:600], y[:600]
-
-
-def small(cls, **params):
-    """A quick configuration of ``cls`` for tests on the 8x8 digits."""
-    sizes = {
-        DNNClassifier: dict(hidden_units=(32,), dropout=0.2),
-        DNNRegressor: dict(hidden_units=(32,), dropout=0.2),
-        AutoEncoder: dict(hidden_units=(32, 8)),
-        CNNClassifier: dict(conv_filters=(4,), dense_units=(16,)),
-    }.get(cls, {})
-    return cls(**{"epochs": 3, "n_iter_no_change": None, "batch_size": 64, **sizes, **params})
-
-
-def fit(estimator, X, y):
-    return estimator.fit(X) if isinstance(estimator, AutoEncoder) else estimator.fit(X, y)
 
 
 def outputs(estimator, X):

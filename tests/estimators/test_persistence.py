@@ -18,6 +18,7 @@ from flowlearn.core import optimizers
 from flowlearn.estimators import (
     AutoEncoder, CNNClassifier, DNNClassifier, DNNRegressor, LinearClassifier, LinearRegressor, load,
 )
+from tests.estimators._helpers import fit, small as _small
 
 ALL = [LinearRegressor, LinearClassifier, DNNClassifier, DNNRegressor, AutoEncoder, CNNClassifier]
 
@@ -29,17 +30,7 @@ def digits():
 
 
 def small(cls, **params):
-    sizes = {
-        DNNClassifier: dict(hidden_units=(16,), dropout=0.2),
-        DNNRegressor: dict(hidden_units=(16,), dropout=0.2),
-        AutoEncoder: dict(hidden_units=(16, 4)),
-        CNNClassifier: dict(conv_filters=(4,), dense_units=(8,)),
-    }.get(cls, {})
-    return cls(**{"epochs": 2, "n_iter_no_change": None, "batch_size": 64, "random_state": 0, **sizes, **params})
-
-
-def fit(estimator, X, y):
-    return estimator.fit(X) if isinstance(estimator, AutoEncoder) else estimator.fit(X, y)
+    return _small(cls, width=16, **{"epochs": 2, "random_state": 0, **params})
 
 
 def all_outputs(estimator, X):
