@@ -13,7 +13,6 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils.estimator_checks import check_methods_sample_order_invariance, check_methods_subset_invariance
 
-import flowlearn as fl
 from flowlearn.core import parallel
 from flowlearn.estimators import (
     AutoEncoder, CNNClassifier, DNNClassifier, DNNRegressor, LinearClassifier, LinearRegressor,
@@ -108,14 +107,6 @@ def test_a_row_predicts_alone_as_within_a_batch_to_float_rounding(cls, digits):
     order = numpy.random.default_rng(0).permutation(len(X))
     for name, values in outputs(model, X[order]).items():
         numpy.testing.assert_allclose(values, together[name][order], **ROUNDING, err_msg=name)
-
-
-@pytest.fixture
-def float64():
-    previous = fl.floatx()
-    fl.set_floatx("float64")
-    yield
-    fl.set_floatx(previous)
 
 
 @pytest.mark.parametrize("cls", ALL, ids=ids)
