@@ -20,6 +20,7 @@ trained on).
 import inspect
 import math
 import logging
+import numbers
 import os
 import re
 import tempfile
@@ -114,6 +115,15 @@ def _input_fn_names(input_fn):
     except (TypeError, ValueError):
         return ()
     return tuple(name for name in ("mode", "params", "config") if name in names)
+
+
+def _check_steps(where, name, value):
+    """``value`` is None or a whole number >= 1 (a string or a float such as 2.5 is refused by name)."""
+    if value is None:
+        return
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            or int(value) != value or value < 1):
+        raise ValueError(f"{where}: expected `{name}` to be a positive integer; got {name}={value!r}.")
 
 
 def _resolve_checkpoint(source, what):
@@ -441,9 +451,8 @@ class Estimator:
                 f"Estimator.train: give at most one of `steps` and `max_steps`; got steps={steps!r}, "
                 f"max_steps={max_steps!r}."
             )
-        for name, value in (("steps", steps), ("max_steps", max_steps)):
-            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
-                raise ValueError(f"Estimator.train: expected `{name}` to be a positive integer; got {name}={value!r}.")
+        _check_steps("Estimator.train", "steps", steps)
+        _check_steps("Estimator.train", "max_steps", max_steps)
         hooks = list(hooks or [])
         for hook in hooks:
             if not isinstance(hook, Callback):
@@ -485,8 +494,7 @@ class Estimator:
             ``loss`` (the mean over the batches, weighted by batch size), every eval metric of the
             model_fn streamed over all batches, and ``global_step``.
         """
-        if steps is not None and (isinstance(steps, bool) or int(steps) != steps or steps < 1):
-            raise ValueError(f"Estimator.evaluate: expected `steps` to be a positive integer; got steps={steps!r}.")
+        _check_steps("Estimator.evaluate", "steps", steps)
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"Estimator.evaluate: expected `name` to be a non-empty string without '/'; got {name!r}.")
         batches = self._batches(input_fn, ModeKeys.EVAL, "Estimator.evaluate")
