@@ -388,8 +388,15 @@ class Optimizer(Serializable):
         params = self._param_list([var for _, var in pairs])
         if holder is not None and not is_grad_enabled():
             return TrainOp(None, self, None, applied=False)
-        for grad, param in pairs:
-            param.grad = grad.data if isinstance(grad, Tensor) else grad
+        grads = [grad.data if isinstance(grad, Tensor) else grad for grad, _ in pairs]
+        for index, grad in enumerate(grads):
+            if grad is not None and not (hasattr(grad, "dtype") and hasattr(grad, "shape")):
+                raise TypeError(
+                    f"{owner}: expected a Tensor, an array or None as the gradient of pair {index}; "
+                    f"got {type(grad).__name__}."
+                )
+        for grad, param in zip(grads, params):
+            param.grad = grad
         return self._apply(holder, params, global_step, None)
 
     def _var_list(self, owner, holder, var_list):
