@@ -74,9 +74,9 @@ def build_parser():
     parser = _Parser(prog="flowlearn", description="flowlearn: deep learning with scikit-learn estimators and "
                                                    "Keras-style layers on a numpy/cupy autodiff core.")
     parser.add_argument("--version", action="version", version=f"flowlearn {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", required=True)
     for entry in COMMANDS.values():
-        sub = commands.add_parser(entry.name, help=entry.help, description=entry.help)
+        sub = subparsers.add_parser(entry.name, help=entry.help, description=entry.help)
         entry.add_arguments(sub)
         sub.set_defaults(_run=entry.run, _parser=sub)
     return parser
