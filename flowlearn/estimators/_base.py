@@ -21,7 +21,6 @@ below describe the heads (targets, loss, held-out score, outputs). The rest is w
 """
 import math
 import numbers
-import re
 import warnings
 
 import numpy
@@ -426,13 +425,13 @@ class _BaseNetwork(BaseEstimator):
                                 validate=validate, model=model, verbose=int(self.verbose))
         except NonFiniteLossError as error:
             # The loop's advice (terminate_on_nan=False) is for Sequential.fit; say what an estimator can change.
-            where = re.search(r"became (\S+) at epoch (\d+), batch (\d+)", str(error))
-            what = (f"the training loss became {where[1]} at epoch {where[2]}, batch {where[3]}" if where
-                    else "the training loss became NaN or infinite")
+            what = (f"the training loss became {error.loss} at epoch {error.epoch}, batch {error.batch}"
+                    if error.epoch is not None else "the training loss became NaN or infinite")
             raise NonFiniteLossError(
                 f"{type(self).__name__}: {what}; training stopped and the estimator keeps the weights from before "
                 f"that batch. Lower `learning_rate` (the optimizer steps at {self._optimizer.learning_rate!r}), "
-                "scale the features (e.g. with StandardScaler), or check X and y for NaN, inf or extreme values."
+                "scale the features (e.g. with StandardScaler), or check X and y for NaN, inf or extreme values.",
+                loss=error.loss, epoch=error.epoch, batch=error.batch,
             ) from None
 
     def _record(self, history):

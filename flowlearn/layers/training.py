@@ -33,7 +33,15 @@ __all__ = [
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the weights from before that batch were kept."""
+    """The training loss became NaN or infinite; the weights from before that batch were kept.
+
+    Raised by the training loop, it also tells where: ``loss`` (the value), ``epoch`` and ``batch``
+    (counted from 1); these are None where an error is raised elsewhere.
+    """
+
+    def __init__(self, message, loss=None, epoch=None, batch=None):
+        super().__init__(message)
+        self.loss, self.epoch, self.batch = loss, epoch, batch
 
 
 # -- metrics ------------------------------------------------------------------------------------
@@ -322,7 +330,8 @@ def run_training(train_step, batches, *, epochs=1, initial_epoch=0, steps_per_ep
                         f"The training loss became {logs['loss']} at epoch {epoch + 1}, batch {batch_index + 1}; "
                         "training stopped and the model keeps the weights from before that batch. Try a lower "
                         "learning rate, check the data for NaN/inf or extreme values, or pass "
-                        "terminate_on_nan=False to keep training regardless."
+                        "terminate_on_nan=False to keep training regardless.",
+                        loss=logs["loss"], epoch=epoch + 1, batch=batch_index + 1,
                     )
                 callback_list.on_train_batch_end(batch_index, dict(logs))
                 if model.stop_training:
