@@ -34,6 +34,10 @@ class FeatureColumnsMixin:
     def _feature_layer(self):
         return self._model.layers[0]
 
+    def _new_feature_layer(self):
+        """A DenseFeatures layer for the columns, with the value widths recorded by the last fit's encoder."""
+        return DenseFeatures(self.feature_columns, value_widths=self._features.value_widths, name="features")
+
     def _validate_training_data(self, X, y, reset):
         if self.feature_columns is not None:
             if reset or not hasattr(self, "_model"):
@@ -54,8 +58,7 @@ class FeatureColumnsMixin:
         layers = super()._build_layers(n_features, n_outputs)
         if self.feature_columns is None:
             return layers
-        features = DenseFeatures(self.feature_columns, value_widths=self._features.value_widths, name="features")
-        return [features] + layers
+        return [self._new_feature_layer()] + layers
 
     def _input_moments(self, X, weights):
         """(mean, std) of what reaches the network's first weighted layer: X, or the dense features.
@@ -65,7 +68,7 @@ class FeatureColumnsMixin:
         """
         if self.feature_columns is None:
             return column_moments(X, weights)
-        features = DenseFeatures(self.feature_columns, value_widths=self._features.value_widths, name="features")
+        features = self._new_feature_layer()
         features._rng = numpy.random.default_rng(0)  # its draws are thrown away: leave the global stream alone
         features.build((None, X.shape[1]))
         return features.dense_statistics(X, weights)
