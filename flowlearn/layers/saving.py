@@ -100,8 +100,7 @@ def _read_array(archive, name, path):
 
 
 def _read_config(archive, path):
-    config = read_header(archive, "config.json", path, "load_model", "model file", FORMAT, FORMAT_VERSION)
-    return config
+    return read_header(archive, "config.json", path, "load_model", "model file", FORMAT, FORMAT_VERSION)
 
 
 def _compile(model, config, archive, path):
