@@ -78,6 +78,8 @@ def test_steps_add_to_the_global_step_and_max_steps_is_absolute(tmp_path, data):
         est.train(batches_fn(x, y), steps=1, max_steps=30)
     with pytest.raises(ValueError, match="`steps` to be a positive integer"):
         est.train(batches_fn(x, y), steps=0)
+    with pytest.raises(ValueError, match="`max_steps` to be a positive integer; got max_steps='many'"):
+        est.train(batches_fn(x, y), max_steps="many")
 
 
 def test_training_ends_when_the_input_runs_out(tmp_path, data):
@@ -377,13 +379,20 @@ class RecordingExporter(Exporter):
         return export_path
 
 
-def test_train_and_evaluate_evaluates_checkpoints_and_calls_the_exporters(tmp_path, data):
+def _train_and_evaluate_recording(tmp_path, data, save_checkpoints_steps, max_steps, as_list=False, **eval_spec):
+    """train_and_evaluate with a RecordingExporter (alone or in a list): (estimator, exporter, result, exports)."""
     x, y = data
-    est = make(tmp_path, save_checkpoints_steps=4)
+    est = make(tmp_path, save_checkpoints_steps=save_checkpoints_steps)
     exporter = RecordingExporter()
     result, exports = train_and_evaluate(
-        est, TrainSpec(batches_fn(x, y, epochs=None), max_steps=12),
-        EvalSpec(batches_fn(x, y), steps=None, exporters=[exporter], start_delay_secs=0, throttle_secs=0))
+        est, TrainSpec(batches_fn(x, y, epochs=None), max_steps=max_steps),
+        EvalSpec(batches_fn(x, y), exporters=[exporter] if as_list else exporter, start_delay_secs=0, **eval_spec))
+    return est, exporter, result, exports
+
+
+def test_train_and_evaluate_evaluates_checkpoints_and_calls_the_exporters(tmp_path, data):
+    _, exporter, result, exports = _train_and_evaluate_recording(tmp_path, data, 4, 12, as_list=True, steps=None,
+                                                                   throttle_secs=0)
     assert result["global_step"] == 12
     path = os.path.join(str(tmp_path), "export", "recording")
     assert exporter.calls == [(path, 4, 4, False), (path, 8, 8, False), (path, 12, 12, True)]
@@ -392,11 +401,7 @@ def test_train_and_evaluate_evaluates_checkpoints_and_calls_the_exporters(tmp_pa
 
 def test_train_and_evaluate_throttles_but_always_evaluates_the_final_checkpoint(tmp_path, data):
     x, y = data
-    est = make(tmp_path, save_checkpoints_steps=2)
-    exporter = RecordingExporter()
-    result, _ = train_and_evaluate(
-        est, TrainSpec(batches_fn(x, y, epochs=None), max_steps=8),
-        EvalSpec(batches_fn(x, y), exporters=exporter, start_delay_secs=0, throttle_secs=3600))
+    est, exporter, result, _ = _train_and_evaluate_recording(tmp_path, data, 2, 8, throttle_secs=3600)
     assert [call[1:] for call in exporter.calls] == [(2, 2, False), (8, 8, True)]
     assert result["global_step"] == 8
     with pytest.raises(TypeError, match="Exporter"):
