@@ -462,6 +462,7 @@ class Sequential(Layer):
             batch_size = _args.positive_int("fit", "batch_size", 32 if batch_size is None else batch_size)
             self._require_targets("fit", x, y)
             x, y, weights = self._prepare("fit", x, y, sample_weight, class_weight, allow_nan)
+            held_out = None
             if validation_data is None and validation_split:
                 split = int(len(x) * (1.0 - validation_split))
                 if split == 0 or split == len(x):
@@ -474,7 +475,7 @@ class Sequential(Layer):
             adapter = ArrayAdapter((x, y, weights), batch_size, shuffle=bool(shuffle), rng=seeding.shuffle_rng(),
                                    steps=steps_per_epoch)
             batches, n_batches = adapter.epoch, adapter.num_batches
-            if validation_data is None and validation_split:
+            if held_out is not None:
                 validation = self._validation_batches(held_out, validation_steps, batch_size, prepared=True)
             else:
                 validation = self._validation_batches(validation_data, validation_steps, batch_size, allow_nan,
