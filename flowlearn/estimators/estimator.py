@@ -38,6 +38,7 @@ from ..layers import seeding
 from ..layers.callbacks import Callback
 from ..layers.training import NonFiniteLossError, batch_length, evaluate_batches, run_training
 from ..layers.variable_scope import VariableStore, variable_scope
+from ..train import get_or_create_global_step
 from .run_config import RunConfig
 from .spec import EstimatorSpec, ModeKeys, SpecError
 
@@ -327,8 +328,7 @@ class Estimator:
         return spec
 
     def _global_step_variable(self):
-        step = self._store.global_step
-        return step if step is not None else self._store.create_global_step()
+        return get_or_create_global_step(self._store)
 
     def _global_step(self):
         return int(self._global_step_variable().item())
