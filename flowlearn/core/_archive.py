@@ -13,7 +13,7 @@ import zipfile
 
 import numpy
 
-__all__ = ["NUMERIC_KINDS", "check_numeric", "write_archive", "read_array"]
+__all__ = ["NUMERIC_KINDS", "check_numeric", "write_archive", "read_array", "read_header", "read_archive"]
 
 # bool, signed and unsigned integers, floats: what weights, optimizer slots and steps are made of.
 NUMERIC_KINDS = "biuf"
@@ -98,3 +98,32 @@ def read_header(archive, member, path, who, kind, format_name, max_version):
             "Upgrade flowlearn to load it."
         )
     return header
+
+
+# Damage surfaces wherever it is read (a CRC check, a header of the wrong shape, weights that do not fit):
+# each of these becomes the one ValueError that names the file.
+_DAMAGE = (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, TypeError, AttributeError, IndexError, EOFError,
+           OverflowError, MemoryError, NotImplementedError, OSError, RuntimeError)
+
+
+def read_archive(path, who, kind, read):
+    """``read(archive)`` on the flowlearn archive at ``path``; every failure of a damaged file is one ValueError.
+
+    ``who`` starts each message (``"load_model"``), ``kind`` says what the file should have been
+    (``"model file"``). ValueErrors that already start with ``who`` pass through unchanged.
+    """
+    try:
+        try:
+            archive = zipfile.ZipFile(path)
+        except zipfile.BadZipFile as error:
+            raise ValueError(f"{who}: {path!r} is not a flowlearn {kind} (not a zip archive: {error}).") from None
+        with archive:  # opening can fail on damage too (an absurd version field: NotImplementedError)
+            return read(archive)
+    except ValueError as error:
+        if str(error).startswith(f"{who}: "):
+            raise
+        problem = error
+    except _DAMAGE as error:
+        problem = error
+    detail = f"{type(problem).__name__}: {problem}" if str(problem) else type(problem).__name__
+    raise ValueError(f"{who}: {path!r} is damaged or not a valid flowlearn {kind} ({detail}).") from problem

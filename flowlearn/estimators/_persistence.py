@@ -20,12 +20,11 @@ import json
 import math
 import numbers
 import os
-import zipfile
 
 import numpy
 
 from ..core import optimizers
-from ..core._archive import check_numeric, read_array, read_header, write_archive
+from ..core._archive import check_numeric, read_archive, read_array, read_header, write_archive
 from ..core._atomic import atomic_write, remove_stale_temporaries
 from ..io import feature_column
 
@@ -235,20 +234,4 @@ def load(path):
     path = os.fspath(path)
     with open(path, "rb"):
         pass  # a missing or unreadable file is the operating system's error (FileNotFoundError, ...)
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as error:
-        raise ValueError(f"load: {path!r} is not a flowlearn estimator file (not a zip archive: {error}).") from None
-    try:
-        with archive:
-            return _read(archive, path)
-    except ValueError as error:
-        if str(error).startswith("load: "):
-            raise
-        problem = error
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, TypeError, AttributeError, IndexError, EOFError,
-            OverflowError, MemoryError, NotImplementedError, OSError, RuntimeError) as error:
-        # Damage fails wherever it is read (a CRC check, a state of the wrong shape): one kind of error.
-        problem = error
-    detail = f"{type(problem).__name__}: {problem}" if str(problem) else type(problem).__name__
-    raise ValueError(f"load: {path!r} is damaged or not a valid flowlearn estimator file ({detail}).") from problem
+    return read_archive(path, "load", "estimator file", lambda archive: _read(archive, path))

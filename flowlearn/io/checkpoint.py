@@ -35,7 +35,7 @@ import zipfile
 import numpy
 
 from ..core import backend
-from ..core._archive import check_numeric, read_array, read_header, write_archive
+from ..core._archive import check_numeric, read_archive, read_array, read_header, write_archive
 from ..core._atomic import atomic_write, remove_stale_temporaries, sync_folder
 from ..core.tensor import Tensor
 
@@ -365,27 +365,6 @@ def _read_header(archive, path, who):
     return header
 
 
-def _guarded(path, who, read):
-    """``read(archive)`` on the zip at ``path``, every failure of a damaged file turned into one ValueError."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as error:
-        raise ValueError(f"{who}: {path!r} is not a flowlearn checkpoint (not a zip archive: {error}).") from None
-    try:
-        with archive:
-            return read(archive)
-    except ValueError as error:
-        if str(error).startswith(f"{who}: "):
-            raise
-        problem = error
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, TypeError, AttributeError, IndexError, EOFError, OverflowError,
-            MemoryError, NotImplementedError, OSError, RuntimeError) as error:
-        # Damage surfaces wherever it is read (a CRC check, a header of the wrong shape): one kind of error.
-        problem = error
-    detail = f"{type(problem).__name__}: {problem}" if str(problem) else type(problem).__name__
-    raise ValueError(f"{who}: {path!r} is damaged or not a valid flowlearn checkpoint ({detail}).") from problem
-
-
 def load_checkpoint(path):
     """The variables and metadata of a checkpoint.
 
@@ -423,7 +402,7 @@ def load_checkpoint(path):
             variables[item["name"]] = array
         return variables, header.get("metadata", {})
 
-    return _guarded(path, who, read)
+    return read_archive(path, who, "checkpoint", read)
 
 
 def list_variables(path):
@@ -438,7 +417,7 @@ def list_variables(path):
         header = _read_header(archive, path, who)
         return sorted((item["name"], tuple(item["shape"])) for item in header["variables"])
 
-    return _guarded(path, who, read)
+    return read_archive(path, who, "checkpoint", read)
 
 
 # -- restoring into a model ---------------------------------------------------------------------------

@@ -24,12 +24,11 @@ whose process no longer exists, and leaves those of live writers alone.
 import json
 import os
 import warnings
-import zipfile
 
 from ..core import backend
 from ..core import losses as losses_module
 from ..core import optimizers as optimizers_module
-from ..core._archive import read_array, read_header, write_archive
+from ..core._archive import read_archive, read_array, read_header, write_archive
 from ..core._atomic import atomic_write, remove_stale_temporaries
 from .serialization import deserialize, serialize
 
@@ -114,19 +113,14 @@ def _compile(model, config, archive, path):
     optimizer.load_state_dict({"config": state, "slots": slots}, model.trainable_weights)
 
 
-def _load(path, compile, custom_objects):
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as error:
-        raise ValueError(f"load_model: {path!r} is not a flowlearn model file (not a zip archive: {error}).") from None
-    with archive:
-        config = _read_config(archive, path)
-        model = deserialize(config["model"], custom_objects)
-        arrays = [_read_array(archive, item["file"], path) for item in config["weights"]]
-        if arrays or model.weights:
-            model.set_weights(arrays)
-        if compile and config.get("compile") is not None:
-            _compile(model, config, archive, path)
+def _load(archive, path, compile, custom_objects):
+    config = _read_config(archive, path)
+    model = deserialize(config["model"], custom_objects)
+    arrays = [_read_array(archive, item["file"], path) for item in config["weights"]]
+    if arrays or model.weights:
+        model.set_weights(arrays)
+    if compile and config.get("compile") is not None:
+        _compile(model, config, archive, path)
     return model
 
 
@@ -146,16 +140,4 @@ def load_model(path, compile=True, custom_objects=None):  # noqa: A002 (Keras's 
     path = os.fspath(path)
     with open(path, "rb"):
         pass  # a missing or unreadable file is the operating system's error (FileNotFoundError, ...)
-    try:
-        return _load(path, compile, custom_objects)
-    except ValueError as error:
-        if str(error).startswith("load_model: "):
-            raise
-        problem = error
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, TypeError, AttributeError, IndexError,
-            EOFError, OverflowError, MemoryError, NotImplementedError, OSError, RuntimeError) as error:
-        # A damaged file fails wherever the damage is read: a CRC check, a config of the wrong shape,
-        # weights that do not fit the layers. Each becomes the same kind of error, naming the file.
-        problem = error
-    detail = f"{type(problem).__name__}: {problem}" if str(problem) else type(problem).__name__
-    raise ValueError(f"load_model: {path!r} is damaged or not a valid flowlearn model file ({detail}).") from problem
+    return read_archive(path, "load_model", "model file", lambda archive: _load(archive, path, compile, custom_objects))
