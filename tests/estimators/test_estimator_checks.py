@@ -17,7 +17,6 @@ from sklearn.utils.estimator_checks import (
     check_sample_weight_equivalence_on_dense_data, parametrize_with_checks,
 )
 
-import flowlearn as fl
 from flowlearn.estimators import (
     AutoEncoder, CNNClassifier, DNNClassifier, DNNRegressor, LinearClassifier, LinearRegressor,
 )
@@ -71,14 +70,6 @@ def test_linear_regressor_weights_equal_repeats_closely(float64):
     repeated = LinearRegressor(random_state=0).fit(X.repeat(weights, axis=0), y.repeat(weights))
     numpy.testing.assert_allclose(weighted.predict(X), repeated.predict(X), atol=2e-4)
     numpy.testing.assert_allclose(weighted.coef_, repeated.coef_, rtol=1e-6, atol=1e-9)
-
-
-@pytest.fixture
-def float64():
-    previous = fl.floatx()
-    fl.set_floatx("float64")
-    yield
-    fl.set_floatx(previous)
 
 
 @pytest.mark.parametrize(
