@@ -5,6 +5,10 @@ it into TF Serving's error shape, ``{"error": "..."}``, with its status code: 40
 (:class:`~.codec.RequestError`, and the ``ValueError`` a model raises for inputs it refuses), 404 for an unknown
 model or version, 413 for a body over ``max_body_bytes``, 500 (logged with its traceback) for anything else, which
 is a bug. No request can stop the server.
+
+Unless ``ui=False``, the model playground's pages (:mod:`.playground`) are routed too: ``GET /``, ``GET /ui/NAME``
+(and ``/ui/NAME/versions/V``), their ``view.json`` and ``/static/playground.js`` and ``style.css``, each with a strict
+Content-Security-Policy.
 """
 import asyncio
 import contextlib
@@ -14,12 +18,12 @@ import logging
 try:
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
-    from starlette.responses import Response
+    from starlette.responses import HTMLResponse, Response
     from starlette.routing import Route
 except ImportError as error:  # pragma: no cover - exercised only without the extra
     raise ImportError("flowlearn.io.serving needs starlette and uvicorn: pip install 'flowlearn[serve]'") from error
 
-from . import codec
+from . import codec, playground
 from .batching import Batcher
 from .models import ModelVersions, NotFoundError
 
@@ -111,7 +115,7 @@ def _model_name(request):
 
 
 def create_app(model_base_path, model_name, *, max_batch_size=64, batch_timeout_ms=0.0, max_body_bytes=16 << 20,
-               poll_interval_s=1.0, num_batch_threads=None, loader=None):
+               poll_interval_s=1.0, num_batch_threads=None, loader=None, ui=True):
     """A TF-Serving-compatible REST app (ASGI) serving the versions of one model; run it with uvicorn.
 
     The versions found under ``model_base_path`` are loaded before this returns; a background task looks again
@@ -137,6 +141,9 @@ def create_app(model_base_path, model_name, *, max_batch_size=64, batch_timeout_
         Worker threads for forward passes (default: the number of cores, at most 4).
     loader : callable, optional
         ``loader(path) -> model``; default ``flowlearn.io.load_saved_model``.
+    ui : bool, default True
+        Serve the model playground: ``GET /`` lists the model's versions, ``GET /ui/NAME`` draws its input and shows
+        its predictions (see docs/export-and-serving.md). False: those URLs are 404.
 
     Returns
     -------
@@ -215,6 +222,11 @@ def create_app(model_base_path, model_name, *, max_batch_size=64, batch_timeout_
             "metadata": {"signature_def": signature_def},
         }
 
+    async def view(request):
+        name = request.path_params["name"]
+        number, model = versions.get(name, _version(request))
+        return playground.describe(model, name, number, versions.served_versions)
+
     prefixes = ("/v1/models/{name}", "/v1/models/{name}/versions/{version}")
     routes = []
     for prefix in prefixes:
@@ -223,6 +235,8 @@ def create_app(model_base_path, model_name, *, max_batch_size=64, batch_timeout_
     for prefix in prefixes:
         routes.append(Route(f"{prefix}/metadata", _route(metadata), methods=["GET"]))
         routes.append(Route(prefix, _route(status), methods=["GET"]))
+    if ui:
+        routes.extend(_ui_routes(versions, _route(view)))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -241,6 +255,63 @@ def create_app(model_base_path, model_name, *, max_batch_size=64, batch_timeout_
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error}, lifespan=lifespan)
     app.state.versions, app.state.batcher = versions, batcher
     return app
+
+
+# -- the playground ---------------------------------------------------------------------------------------------
+_UI_HEADERS = {
+    "Content-Security-Policy": playground.CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-cache",
+}
+
+
+def _ui_routes(versions, view):
+    """The playground's routes: pages and static files with the UI headers; ``view`` answers ``view.json``."""
+
+    def page(handler):
+        async def endpoint(request):
+            try:
+                status, text = 200, handler(request)
+            except NotFoundError as error:
+                status, text = 404, playground.error_page(404, str(error))
+            except codec.RequestError as error:
+                status, text = 400, playground.error_page(400, str(error))
+            return HTMLResponse(text, status_code=status, headers=_UI_HEADERS)
+
+        endpoint.__name__ = handler.__name__
+        return endpoint
+
+    def index(request):
+        return playground.index_page(versions.name, versions.served_versions)
+
+    def model_page(request):
+        name, number = request.path_params["name"], _version(request)
+        versions.get(name, number)  # 404 for another model or a version not served
+        return playground.playground_page(name, number)
+
+    async def static(request):
+        try:
+            content, media_type = playground.static_file(request.path_params["file"])
+        except KeyError:
+            return Response(f"no such file: {request.url.path}", status_code=404, media_type="text/plain",
+                            headers=_UI_HEADERS)
+        return Response(content, media_type=media_type, headers=_UI_HEADERS)
+
+    async def view_json(request):
+        response = await view(request)
+        response.headers.update(_UI_HEADERS)
+        return response
+
+    return [
+        Route("/", page(index), methods=["GET"]),
+        Route("/static/{file}", static, methods=["GET"]),
+        Route("/ui/{name}", page(model_page), methods=["GET"]),
+        Route("/ui/{name}/versions/{version}", page(model_page), methods=["GET"]),
+        Route("/ui/{name}/view.json", view_json, methods=["GET"]),
+        Route("/ui/{name}/versions/{version}/view.json", view_json, methods=["GET"]),
+    ]
 
 
 async def _poll_forever(versions, interval):
