@@ -6,7 +6,11 @@ from .saved_model import (LoadedModel, ServingInputReceiver, build_raw_serving_i
                           load_saved_model)
 from .onnx import export_onnx  # imports onnx only when a model is exported
 from .tensorboard import SummaryWriter  # imports tensorboardX only when a writer is created
+from .tfrecord import (FixedLenFeature, TFRecordWriter, VarLenFeature, read_tfrecord, tfrecord_input_fn,
+                       write_tfrecord)  # imports protobuf and crc32c only when a record is read or written
 
 __all__ = ["checkpoint", "datasets", "csv_input_fn", "numpy_input_fn", "pandas_input_fn", "SummaryWriter",
            "export_onnx", "export_saved_model", "load_saved_model", "LoadedModel", "ServingInputReceiver",
            "build_raw_serving_input_receiver_fn"]
+__all__ += ["FixedLenFeature", "VarLenFeature", "TFRecordWriter", "read_tfrecord", "write_tfrecord",
+            "tfrecord_input_fn"]
