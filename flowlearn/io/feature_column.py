@@ -15,8 +15,8 @@ turn a dict of arrays (or a DataFrame) into the dense matrix a model consumes::
     dense = fc.DenseFeatures(columns)(features)   # features: {"age": [...], "education": [...], ...}
 
 Two stages, as in TensorFlow. *Transforming* a column reads its raw features and gives a block of
-numbers per row: normalized values, bucket indices, or category ids (``-1`` for a missing value or a
-vocabulary miss that no bucket takes; it contributes nothing). *Densifying* turns a block into the
+numbers per row: normalized values, bucket indices, or category ids (``-1`` for a missing value: it
+contributes nothing). *Densifying* turns a block into the
 network's input: numbers as they are, ids one-hot (multi-hot: counts) or through an embedding table
 (the only weights). :meth:`DenseFeatures.encode` stores the transformed blocks side by side in one
 float matrix (ids as whole numbers), so an estimator transforms its strings once per fit, not once
@@ -465,14 +465,18 @@ class VocabularyColumn(CategoricalColumn):
             raise ValueError(f"{owner}: vocabulary entries must be unique; repeated: {duplicates}.")
         if not isinstance(num_oov_buckets, numbers.Integral) or num_oov_buckets < 0:
             raise ValueError(f"{owner}: expected `num_oov_buckets` to be an int >= 0; got {num_oov_buckets!r}.")
+        # A value outside the vocabulary with nowhere to go is an error, not TensorFlow's silent id -1 that the
+        # indicator and embedding columns then drop: a typo in a category should not train as "no category".
+        # None is accepted for the same meaning (it named the error before -1 did).
         if default_value is not None and (not isinstance(default_value, numbers.Integral)
                                           or not -1 <= default_value < len(vocabulary)):
-            raise ValueError(f"{owner}: expected `default_value` to be -1 (ignore), an id in [0, {len(vocabulary)}) or "
-                             f"None (a miss is an error); got {default_value!r}.")
+            raise ValueError(f"{owner}: expected `default_value` to be an id in [0, {len(vocabulary)}) or -1 (a miss "
+                             f"is an error); got {default_value!r}.")
+        default_value = -1 if default_value is None else int(default_value)
         if num_oov_buckets and default_value != -1:
             raise ValueError(f"{owner}: give either default_value or num_oov_buckets, not both (a miss goes to one).")
         self.key, self.vocabulary_list, self.kind = key, vocabulary, kind
-        self.default_value = None if default_value is None else int(default_value)
+        self.default_value = default_value
         self.num_oov_buckets = int(num_oov_buckets)
         self._index = {v: i for i, v in enumerate(vocabulary)}
 
@@ -508,18 +512,20 @@ class VocabularyColumn(CategoricalColumn):
         _check_width(self.key, value, widths)
         codes, uniques = _categorical_values(self.key, value)
         keys = [self._lookup_key(item) for item in uniques]
-        table = numpy.array([self._index.get(k, -2) for k in keys], dtype=numpy.int64)
+        # "" is a missing value (its code is already -1), not a miss; -2 marks the misses.
+        table = numpy.array([self._index.get(k, -1 if k == "" else -2) for k in keys], dtype=numpy.int64)
         misses = numpy.flatnonzero(table == -2)
         if len(misses):
             if self.num_oov_buckets:
                 texts = [_as_text(self.key, keys[i]) for i in misses]
                 table[misses] = len(self.vocabulary_list) + _bucket_of_texts(texts, self.num_oov_buckets)
-            elif self.default_value is None:
+            elif self.default_value == -1:
                 unknown = sorted({str(keys[i]) for i in misses})
                 raise ValueError(
                     f"feature {self.key!r}: {len(unknown)} value(s) not in the vocabulary of "
-                    f"{len(self.vocabulary_list)} entries, such as {unknown[:5]}, and default_value=None makes a "
-                    "miss an error; pass num_oov_buckets > 0 to give them buckets, or default_value=-1 to ignore them."
+                    f"{len(self.vocabulary_list)} entries, such as {unknown[:5]}, and the column has no OOV bucket; "
+                    "pass num_oov_buckets > 0 to give unknown values buckets, or default_value=<id> to map them to "
+                    "one vocabulary entry."
                 )
             else:
                 table[misses] = self.default_value
@@ -825,14 +831,17 @@ def bucketized_column(source_column, boundaries):
 def categorical_column_with_vocabulary_list(key, vocabulary_list, default_value=-1, num_oov_buckets=0):
     """Category ids from a list: the i-th entry is id i.
 
-    A value not in the list gets ``default_value`` (-1: ignored, contributes nothing, as in
-    TensorFlow; None: raises ValueError naming the feature and the unknown values) or, with
-    ``num_oov_buckets > 0``, one of the ids ``len(vocabulary_list) + hash % num_oov_buckets``.
+    A value not in the list gets, with ``num_oov_buckets > 0``, one of the ids
+    ``len(vocabulary_list) + hash % num_oov_buckets``, or with ``default_value`` in
+    ``[0, len(vocabulary_list))`` that id. With neither (the default, ``default_value=-1``) it raises
+    ValueError naming the feature and the unknown values: TensorFlow gave it the id -1, which the
+    indicator and embedding columns dropped without a word. A missing value (None, NaN, "") is not a
+    miss: it contributes nothing.
 
     >>> import numpy as np
-    >>> column = indicator_column(categorical_column_with_vocabulary_list("c", ["a", "b"]))
+    >>> column = indicator_column(categorical_column_with_vocabulary_list("c", ["a", "b"], num_oov_buckets=1))
     >>> input_layer({"c": np.array(["b", "a", "z"])}, [column]).data.tolist()
-    [[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]]
+    [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
     """
     return VocabularyColumn(key, vocabulary_list, default_value, num_oov_buckets)
 

@@ -17,7 +17,7 @@ EDUCATION = ["HS-grad", "Some-college", "Bachelors", "Masters", "Doctorate"]
 def census(n, seed):
     """A small census-like set: income above 50K depends on age, hours, education and occupation."""
     rng = np.random.default_rng(seed)
-    education = rng.choice(EDUCATION + ["Preschool"], n)  # "Preschool" is outside the vocabulary
+    education = rng.choice(EDUCATION + ["Preschool"], n)  # "Preschool" is outside the vocabulary: the OOV bucket
     occupation = rng.choice([f"occupation-{i}" for i in range(40)], n)
     age = rng.normal(40, 12, n).clip(17, 90)
     hours = rng.normal(40, 10, n).round()
@@ -34,7 +34,7 @@ def columns():
     return [
         age,
         fc.numeric_column("hours", normalizer_fn=("standardize", 40.0, 10.0)),
-        fc.indicator_column(fc.categorical_column_with_vocabulary_list("education", EDUCATION)),
+        fc.indicator_column(fc.categorical_column_with_vocabulary_list("education", EDUCATION, num_oov_buckets=1)),
         fc.embedding_column(fc.categorical_column_with_hash_bucket("occupation", 64), dimension=4),
     ]
 

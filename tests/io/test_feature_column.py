@@ -99,19 +99,21 @@ def test_bucketized_one_hot_edges_and_multi_dimensional():
 # -- vocabularies ------------------------------------------------------------------------------------
 def test_vocabulary_indicator_miss_default_and_oov():
     words = np.array(["b", "a", "zzz", "c", None], dtype=object)
+    known = words[[0, 1, 3, 4]]
     column = fc.categorical_column_with_vocabulary_list("w", ["a", "b", "c"])
-    np.testing.assert_array_equal(dense({"w": words}, [fc.indicator_column(column)]),
-                                  [[0, 1, 0], [1, 0, 0], [0, 0, 0], [0, 0, 1], [0, 0, 0]])
+    np.testing.assert_array_equal(dense({"w": known}, [fc.indicator_column(column)]),
+                                  [[0, 1, 0], [1, 0, 0], [0, 0, 1], [0, 0, 0]])  # missing is not a miss
+    # A miss with no OOV bucket and no default id is the "clear error", not TensorFlow's silent id -1;
+    # None (its name before) means the same.
+    for column in (column, fc.categorical_column_with_vocabulary_list("w", ["a", "b", "c"], default_value=None)):
+        with pytest.raises(ValueError, match=r"feature 'w': 1 value\(s\) not in the vocabulary of 3 entries, such as "
+                                             r"\['zzz'\], and the column has no OOV bucket; pass num_oov_buckets > 0"):
+            dense({"w": words}, [fc.indicator_column(column)])
     column = fc.categorical_column_with_vocabulary_list("w", ["a", "b", "c"], default_value=0)
     assert column._ids({"w": words}, {}).ravel().tolist() == [1, 0, 0, 2, -1]
     column = fc.categorical_column_with_vocabulary_list("w", ["a", "b", "c"], num_oov_buckets=4)
     ids = column._ids({"w": words}, {}).ravel().tolist()
     assert ids == [1, 0, 3 + fnv1a64("zzz") % 4, 2, -1] and column.num_buckets == 7
-    column = fc.categorical_column_with_vocabulary_list("w", ["a", "b", "c"], default_value=None)
-    with pytest.raises(ValueError, match=r"feature 'w': 1 value\(s\) not in the vocabulary of 3 entries, such as "
-                                         r"\['zzz'\].*num_oov_buckets"):
-        column._ids({"w": words}, {})
-    assert column._ids({"w": words[[0, 1, 4]]}, {}).ravel().tolist() == [1, 0, -1]  # missing is not a miss
 
 
 def test_integer_vocabulary_and_multivalent_counts():
@@ -131,8 +133,8 @@ def test_integer_vocabulary_and_multivalent_counts():
 def test_vocabulary_file(tmp_path):
     path = tmp_path / "vocab.txt"
     path.write_text("red\ngreen\nblue\n", encoding="utf-8")
-    column = fc.categorical_column_with_vocabulary_file("color", path, vocabulary_size=2)
-    assert column._ids({"color": np.array(["green", "blue", "red"])}, {}).ravel().tolist() == [1, -1, 0]
+    column = fc.categorical_column_with_vocabulary_file("color", path, vocabulary_size=2, num_oov_buckets=1)
+    assert column._ids({"color": np.array(["green", "blue", "red"])}, {}).ravel().tolist() == [1, 2, 0]
     config = json.loads(json.dumps(fc.serialize(column)))
     path.unlink()  # the vocabulary travels in the config: no file needed to rebuild the column
     rebuilt = fc.deserialize(config)
@@ -174,7 +176,7 @@ def _embedding_expectation(table, ids, combiner):
 def test_embedding_combiners_and_gradient(combiner):
     column = fc.embedding_column(fc.categorical_column_with_vocabulary_list("t", ["a", "b", "c", "d"]), 3,
                                  combiner=combiner)
-    tags = np.array([["a", "b"], ["c", "c"], ["zz", None], ["d", ""]], dtype=object)
+    tags = np.array([["a", "b"], ["c", "c"], ["", None], ["d", ""]], dtype=object)
     layer = fc.DenseFeatures([column], dtype="float64")
     out = layer({"t": tags})
     table = layer.weights[0].data

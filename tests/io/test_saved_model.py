@@ -179,7 +179,7 @@ def test_feature_column_classifier_on_a_dataframe_with_strings(tmp_path):
                               "city": rng.choice(list("abcde"), n)})
     y = numpy.where((frame.age > 40) ^ (frame.education == "PhD"), "yes", "no")
     age = fc.numeric_column("age", normalizer_fn=("standardize", 40.0, 15.0))
-    education = fc.categorical_column_with_vocabulary_list("education", ["HS", "BSc", "MSc", "PhD"])
+    education = fc.categorical_column_with_vocabulary_list("education", ["HS", "BSc", "MSc", "PhD"], num_oov_buckets=1)
     columns = [age, fc.bucketized_column(age, [30, 50]), fc.indicator_column(education),
                fc.embedding_column(fc.categorical_column_with_hash_bucket("city", 7), 3)]
     clf = DNNClassifier(hidden_units=(8,), epochs=5, random_state=0, feature_columns=columns).fit(frame, y)
@@ -191,7 +191,7 @@ def test_feature_column_classifier_on_a_dataframe_with_strings(tmp_path):
     assert assets == ["feature_columns.json", "labels.json", "vocabulary.json"]
     with open(os.path.join(loaded.path, "assets", "vocabulary.json")) as f:
         assert json.load(f) == {"vocabulary": ["HS", "BSc", "MSc", "PhD"]}
-    # A dict of lists, as a REST client sends it; an unseen word and city still get an answer.
+    # A dict of lists, as a REST client sends it; an unseen word (the OOV bucket) and city still get an answer.
     row = {"age": [30.0], "education": ["Unknown"], "city": ["zz"]}
     expected = clf.predict_proba(pandas.DataFrame(row))
     numpy.testing.assert_allclose(loaded.predict(row, signature="predict")["probabilities"], expected, rtol=RTOL)
