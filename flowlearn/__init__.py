@@ -13,9 +13,12 @@ _sys.modules[__name__ + ".ops"] = ops
 # Likewise `fl.feature_column` / `import flowlearn.feature_column`, as TensorFlow spelled it (it lives in io).
 from .io import feature_column
 _sys.modules[__name__ + ".feature_column"] = feature_column
+# And `fl.image.random_flip_left_right` & co., as tf.image spelled them (flowlearn.io.augmentation).
+from .io import augmentation as image
+_sys.modules[__name__ + ".image"] = image
 from .layers import Sequential, VariableStore, load_model, variable_scope
 from .layers.variable_scope import AUTO_REUSE, get_variable_scope
-from . import metrics, train
+from . import distributed, metrics, train
 
 __version__ = "0.1.0"
 

@@ -741,6 +741,8 @@ def _training_callbacks(estimator, start, after_save):
 class _CheckpointSaver(Callback):
     """Saves a checkpoint every ``steps`` global steps or ``secs`` seconds, and when training ends."""
 
+    chief_only = True  # writes files or prints: rank 0 only under a data-parallel strategy
+
     def __init__(self, estimator, steps, secs, after_save=None):
         super().__init__()
         self.estimator = estimator
@@ -771,6 +773,8 @@ class _CheckpointSaver(Callback):
 
 class _StepLogger(Callback):
     """Loss, learning rate, global steps/second (and weight histograms) to TensorBoard (model_dir) and to logging."""
+
+    chief_only = True  # writes files or prints: rank 0 only under a data-parallel strategy
 
     def __init__(self, estimator, summary_steps, log_steps, start, histogram_steps=None):
         super().__init__()

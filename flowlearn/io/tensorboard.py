@@ -320,6 +320,8 @@ class TensorBoard(Callback):
     then ``tensorboard --logdir logs``.
     """
 
+    chief_only = True  # writes files or prints: rank 0 only under a data-parallel strategy
+
     def __init__(self, log_dir="logs", histogram_freq=0, write_graph=False, update_freq="epoch",
                  write_steps_per_second=True, flush_secs=120):
         super().__init__()

@@ -11,6 +11,7 @@ from ..core import backend, no_grad, training_mode
 from ..core import losses as losses_module
 from ..core import metrics as metrics_module
 from ..core import optimizers as optimizers_module
+from ..core.distribution import check_strategy
 from ..core.ops import mean as _mean
 from ..core.ops.activation import get_activation
 from ..core.parallel import hands_blas_back
@@ -380,7 +381,7 @@ class Sequential(Layer):
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
-            terminate_on_nan=True, allow_nan=False, steps_per_epoch=None, validation_steps=None):
+            terminate_on_nan=True, allow_nan=False, steps_per_epoch=None, validation_steps=None, strategy=None):
         """Train for ``epochs`` epochs over ``x`` and ``y``; returns the :class:`~flowlearn.callbacks.History`.
 
         Parameters
@@ -430,6 +431,12 @@ class Sequential(Layer):
             At most this many batches of ``validation_data`` per validation; a restartable source (an
             input_fn, arrays) starts from its beginning at each validation, so every epoch sees the same
             batches.
+        strategy : flowlearn.distributed.MPIStrategy, optional
+            Data-parallel training over MPI ranks (run the script under ``mpirun``): every rank passes the
+            same data and ``batch_size`` is the global batch, of which each rank trains on its slice; the
+            ranks start from rank 0's weights and shuffling, average their gradients before every update
+            and log the global loss and metrics; only rank 0 shows progress and runs file-writing
+            callbacks. See docs/scale-out.md.
 
         Returns
         -------
@@ -439,6 +446,9 @@ class Sequential(Layer):
         self._require_compiled("fit")
         if verbose not in (0, 1, 2):
             raise ValueError(f"Received an invalid value for `verbose`: expected 0, 1 or 2; got {verbose!r}.")
+        if strategy is not None:
+            check_strategy("fit", strategy)
+            strategy.broadcast_generators([seeding.shuffle_rng()])  # every rank cuts the same global batches
         if not isinstance(validation_split, numbers.Real) or not 0.0 <= validation_split < 1.0:
             raise ValueError(
                 f"Received an invalid value for `validation_split`: expected a number in [0, 1); got {validation_split!r}."
@@ -492,6 +502,7 @@ class Sequential(Layer):
         return run_training(
             step, batches, epochs=epochs, initial_epoch=initial_epoch, steps=n_batches, callbacks=callbacks,
             validate=validate, model=self, verbose=verbose, terminate_on_nan=terminate_on_nan,
+            strategy=strategy, variables=self.weights,
         )
 
     def _require_targets(self, what, x, y):

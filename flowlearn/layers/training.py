@@ -21,6 +21,7 @@ import math
 
 from ..core import metrics as metrics_module
 from ..core import no_grad, training_mode
+from ..core.distribution import current_strategy, strategy_scope
 from ..core.parallel import hands_blas_back
 from .callbacks import CallbackList, History, ProgressBar
 # Batching lives in the data adapter; these names stay importable from here.
@@ -145,18 +146,26 @@ class GradientStep:
     state : callable, optional
         Returns the Tensors the forward pass itself updates (batch-norm moving statistics). With
         ``skip_nonfinite`` they are copied before each step and put back after a non-finite loss.
+    batch_weight : callable, optional
+        ``batch_weight(batch) -> float``: what ``forward``'s loss is normalised by, i.e. the loss is
+        ``sum(per-sample losses) / batch_weight(batch)``. Default: the batch's rows (a mean loss). A
+        data-parallel strategy weights each rank's gradient by its shard's share of it, so that the
+        average over the ranks is the gradient of the whole batch's loss.
 
     The logs hold the loss's running mean since :meth:`reset_state` (the loop calls it at the start of
-    each epoch) and the metrics' running results.
+    each epoch) and the metrics' running results. Under a data-parallel strategy (see
+    :func:`run_training`) the batch is this rank's shard and the logs are those of the global batch.
     """
 
-    def __init__(self, forward, optimizer, parameters, metrics=(), skip_nonfinite=True, state=None):
+    def __init__(self, forward, optimizer, parameters, metrics=(), skip_nonfinite=True, state=None,
+                 batch_weight=None):
         self.forward = forward
         self.optimizer = optimizer
         self.parameters = parameters
         self.tracker = MetricTracker(metrics)
         self.skip_nonfinite = skip_nonfinite
         self.state = state
+        self.batch_weight = batch_weight
 
     def reset_state(self):
         self.tracker.reset_state()
@@ -168,11 +177,18 @@ class GradientStep:
             loss, y_true, y_pred = self.forward(batch)
         value = float(loss.item())
         n = batch_length(batch)
+        strategy = current_strategy()
+        if strategy is not None:
+            # The global batch's loss, the same on every rank: all ranks then skip or apply this step alike
+            # (a rank skipping alone would leave the others waiting in the gradient allreduce).
+            value, n = strategy.global_mean(value), strategy.global_rows
         if self.skip_nonfinite and not math.isfinite(value):
             for tensor, array in zip(state, saved):
                 tensor.assign(array)
             self.tracker.update(value, n)
             return self.tracker.result()
+        if strategy is not None and self.tracker.metrics:
+            y_true, y_pred = strategy.gather_rows(y_true), strategy.gather_rows(y_pred)
         parameters = self.parameters()
         loss.backward()
         self.optimizer.step(parameters)
@@ -261,7 +277,8 @@ def _steps_known(batches, steps_per_epoch):
 
 @hands_blas_back
 def run_training(train_step, batches, *, epochs=1, initial_epoch=0, steps_per_epoch=None, callbacks=None,
-                 validate=None, model=None, verbose=0, terminate_on_nan=True, steps=None):
+                 validate=None, model=None, verbose=0, terminate_on_nan=True, steps=None, strategy=None,
+                 variables=None):
     """Train for epochs ``initial_epoch .. epochs - 1`` and return the :class:`History`.
 
     Parameters
@@ -292,6 +309,16 @@ def run_training(train_step, batches, *, epochs=1, initial_epoch=0, steps_per_ep
     verbose : {0, 1, 2}
     terminate_on_nan : bool
         Raise :class:`NonFiniteLossError` when a batch's loss is NaN or infinite (see the module docstring).
+    strategy : flowlearn.distributed.MPIStrategy, optional
+        Data-parallel training: ``variables`` are first overwritten with rank 0's; each step then gets
+        this rank's shard of every batch and runs with the strategy in force, so that the optimizer
+        averages the gradients over the ranks before updating and a :class:`GradientStep` logs the
+        global batch's loss and metrics; callbacks with ``chief_only`` (and the progress bar) run on
+        rank 0 only; all ranks wait for each other before returning. Every rank must get the same
+        batches (same data, same shuffling).
+    variables : list of Tensor or callable, optional
+        With ``strategy``: the Tensors every rank must start from (rank 0's values), or a function
+        returning them.
 
     Returns
     -------
@@ -305,6 +332,13 @@ def run_training(train_step, batches, *, epochs=1, initial_epoch=0, steps_per_ep
             f"Received an invalid value for `steps_per_epoch`: expected a positive integer; got {steps_per_epoch!r}."
         )
     model = model if model is not None else _StopFlag()
+    if strategy is not None:
+        if not strategy.is_chief:
+            verbose = 0
+            callbacks = [callback for callback in callbacks or [] if not getattr(callback, "chief_only", False)]
+        if variables is not None:
+            strategy.broadcast_variables(variables() if callable(variables) else variables)
+        step_on = _sharded(strategy, getattr(train_step, "batch_weight", None) or batch_length)
     history = History()
     all_callbacks = list(callbacks or []) + [history]
     if verbose and not any(isinstance(callback, ProgressBar) for callback in all_callbacks):
@@ -324,7 +358,7 @@ def run_training(train_step, batches, *, epochs=1, initial_epoch=0, steps_per_ep
             batch_index, logs = -1, {}
             for batch_index, batch in enumerate(epoch_batches(epoch)):
                 callback_list.on_train_batch_begin(batch_index)
-                logs = step(batch)
+                logs = step(batch) if strategy is None else step_on(step, batch)
                 if terminate_on_nan and not math.isfinite(logs["loss"]):
                     raise NonFiniteLossError(
                         f"The training loss became {logs['loss']} at epoch {epoch + 1}, batch {batch_index + 1}; "
@@ -348,4 +382,17 @@ def run_training(train_step, batches, *, epochs=1, initial_epoch=0, steps_per_ep
         callback_list.abort()
         raise
     callback_list.on_train_end(epoch_logs)
+    if strategy is not None:
+        strategy.barrier()  # rank 0's checkpoints, written in on_train_end, exist when any rank returns
     return history
+
+
+def _sharded(strategy, weight):
+    """``run(step, batch)``: ``step`` on this rank's shard of ``batch``, with ``strategy`` in force."""
+
+    def run(step, batch):
+        local = strategy.shard(batch, batch_length(batch), weight)
+        with strategy_scope(strategy):
+            return step(local)
+
+    return run

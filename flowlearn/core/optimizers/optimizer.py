@@ -20,6 +20,7 @@ import numpy
 
 from .. import backend
 from ..config import is_grad_enabled
+from ..distribution import current_strategy
 from ..parallel import parallel_slices
 from ..serialization import Registry, Serializable
 from ..tensor import Tensor
@@ -222,11 +223,17 @@ class Optimizer(Serializable):
         >>> w
         tensor([0.95, 2.05], dtype=float32, requires_grad=True)
         """
+        params = self._param_list(params)
+        strategy = current_strategy()
+        if strategy is not None:
+            # Data-parallel training: every process's gradients are replaced by their average over all
+            # processes here, the one place every update (fit, minimize, apply_gradients) goes through.
+            strategy.reduce_gradients(params)
         holder_step = self._holder_step  # set by _step_in while minimize runs inside a scope
         if holder_step is None:
-            self._run_step(self._param_list(params), None, self._buffers)
+            self._run_step(params, None, self._buffers)
         else:
-            self._run_step(self._param_list(params), *holder_step)
+            self._run_step(params, *holder_step)
 
     def _run_step(self, params, held, buffers):
         """:meth:`step` on a checked list; ``held`` maps ``id(param)`` to slots kept elsewhere (a state

@@ -17,10 +17,17 @@ class Callback:
     estimator's model, offering ``stop_training``, ``get_weights``/``set_weights``, ``save`` and
     ``optimizer`` (whose ``learning_rate`` is a float attribute).
 
+    In data-parallel training (``strategy=``) every rank runs the callbacks, except those whose class
+    sets ``chief_only = True`` (the ones that write files or print: progress bars, checkpoints, CSV
+    logs, TensorBoard events), which run on rank 0 only.
+
     >>> class Counter(Callback):
     ...     def on_train_batch_end(self, batch, logs=None):
     ...         self.seen = batch + 1
     """
+
+    # True: under a data-parallel strategy only rank 0 runs this callback (it writes files or prints).
+    chief_only = False
 
     def __init__(self):
         self.model = None

@@ -18,6 +18,8 @@ class CSVLogger(Callback):
     >>> model.fit(x, y, epochs=3, callbacks=[CSVLogger("training.csv")])  # doctest: +SKIP
     """
 
+    chief_only = True  # writes files or prints: rank 0 only under a data-parallel strategy
+
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
         self.filename = os.fspath(filename)

@@ -25,6 +25,8 @@ class ModelCheckpoint(MonitorMixin, Callback):
     >>> model.fit(x, y, epochs=5, validation_split=0.2, callbacks=[checkpoint])  # doctest: +SKIP
     """
 
+    chief_only = True  # writes files or prints: rank 0 only under a data-parallel strategy
+
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, mode="auto"):
         super().__init__()
         self.filepath = os.fspath(filepath)

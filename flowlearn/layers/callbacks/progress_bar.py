@@ -19,6 +19,8 @@ class ProgressBar(Callback):
         Where to write (tqdm's default, stderr, when None).
     """
 
+    chief_only = True  # writes files or prints: rank 0 only under a data-parallel strategy
+
     def __init__(self, verbose=1, file=None):
         super().__init__()
         if verbose not in (0, 1, 2):
