@@ -51,7 +51,7 @@ def _exp_limit(dtype):
 def _sigmoid(xp, x):
     # 1 / (1 + exp(-x)) keeps full relative precision for tiny outputs. Capping -x at the exp limit
     # avoids overflow and keeps outputs normal: subnormal numbers would slow every later op on CPUs.
-    z = xp.negative(x)
+    z = xp.negative(x, out=xp.empty_like(x))  # out=: for a 0-d x numpy would return a scalar, not an array
     xp.minimum(z, _exp_limit(x.dtype), out=z)
     xp.exp(z, out=z)
     z += 1
@@ -95,7 +95,7 @@ class ELU(Primitive):
     @staticmethod
     def forward(xp, x, alpha=1.0, scale=1.0):
         # max(x, 0) + alpha * expm1(min(x, 0)) needs no select and never exponentiates x > 0.
-        y = xp.minimum(x, 0)
+        y = xp.minimum(x, 0, out=xp.empty_like(x))  # an array even for 0-d x (see _sigmoid)
         xp.expm1(y, out=y)
         y *= alpha
         y += xp.maximum(x, 0)
@@ -150,12 +150,12 @@ class Tanh(Primitive):
 
     @staticmethod
     def forward(xp, x):
-        y = xp.tanh(x)
+        y = xp.tanh(x, out=xp.empty_like(x))  # an array even for 0-d x (see _sigmoid)
         return y, y
 
     @staticmethod
     def backward(xp, grad, y, needs):
-        slope = y * y
+        slope = xp.multiply(y, y, out=xp.empty_like(y))
         xp.subtract(1, slope, out=slope)
         slope *= grad
         return (slope,)
@@ -167,7 +167,7 @@ class Softplus(Primitive):
     @staticmethod
     def forward(xp, x):
         # log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)): the exponent is never positive.
-        y = xp.abs(x)
+        y = xp.abs(x, out=xp.empty_like(x))  # an array even for 0-d x (see _sigmoid)
         xp.negative(y, out=y)
         xp.exp(y, out=y)
         xp.log1p(y, out=y)

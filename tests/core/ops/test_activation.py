@@ -77,6 +77,23 @@ def test_matches_pytorch_in_float32(name, device, rng):
     numpy.testing.assert_allclose(fl.backend.to_numpy(ours.grad), theirs.grad.numpy(), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", [name for name in ACTIVATIONS if "softmax" not in name])
+@pytest.mark.parametrize("value", [-1.3, 0.7])
+def test_elementwise_activations_take_a_scalar_tensor(name, value, device):
+    # A 0-d input (a single weight times a scalar, as in a hand-written logistic regression): numpy's ufuncs
+    # return a numpy scalar, not an array, for 0-d arrays, which a later `out=` argument then refused.
+    fn, torch_fn, _ = ACTIVATIONS[name]
+    ours = fl.tensor(value, requires_grad=True, device=device)
+    y = fn(ours)
+    y.backward()
+    theirs = torch.tensor(value, dtype=torch.float32, requires_grad=True)
+    expected = torch_fn(torch.nn.functional, theirs)
+    expected.backward()
+    assert y.shape == () and ours.grad.shape == ()
+    numpy.testing.assert_allclose(y.numpy(), expected.detach().numpy(), rtol=1e-5)
+    numpy.testing.assert_allclose(fl.backend.to_numpy(ours.grad), theirs.grad.numpy(), rtol=1e-5)
+
+
 @pytest.mark.parametrize("name", ACTIVATIONS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_stable_at_large_magnitudes(name, dtype, device):
