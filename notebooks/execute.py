@@ -26,6 +26,8 @@ def execute(path):
 def main(names):
     os.environ.pop("FLOWLEARN_FAST", None)
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # The kernel starts in notebooks/, where `import flowlearn` would find an installed copy rather than this checkout.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))
     paths = [HERE / name for name in names] if names else sorted(HERE.glob("*.ipynb"))
     for path in paths:
         print(f"executing {path.name}", flush=True)

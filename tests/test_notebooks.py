@@ -4,6 +4,7 @@ The notebooks read ``FLOWLEARN_FAST`` and shrink their epochs and data when it i
 test-time budget; the committed outputs come from full runs (``python notebooks/execute.py``).
 """
 
+import os
 import pathlib
 
 import pytest
@@ -22,6 +23,10 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     # directory of its own so that files a notebook writes (exports, checkpoints) land in tmp_path.
     monkeypatch.setenv("FLOWLEARN_FAST", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # The kernel runs in tmp_path, where `import flowlearn` would find an installed copy (pip install . is not
+    # editable) rather than this checkout: put the checkout first.
+    checkout_first = [str(NOTEBOOK_DIR.parent), os.environ.get("PYTHONPATH")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, checkout_first)))
     notebook = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         notebook,
