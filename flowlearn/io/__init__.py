@@ -1,6 +1,9 @@
 """Input and output: bundled datasets (and, as they land, input pipelines, checkpoints and export)."""
-from . import checkpoint, datasets
+from . import augmentation, checkpoint, datasets
 from .csv import csv_input_fn
+from .augmentation import (central_crop, random_brightness, random_contrast, random_crop, random_flip_left_right,
+                           random_flip_up_down, random_hue, random_rotation, random_saturation)
+from .images import image_input_fn, load_images  # imports Pillow only when an image is decoded
 from .inputs import numpy_input_fn, pandas_input_fn
 from .saved_model import (LoadedModel, ServingInputReceiver, build_raw_serving_input_receiver_fn, export_saved_model,
                           load_saved_model)
@@ -11,6 +14,8 @@ from .tfrecord import (FixedLenFeature, TFRecordWriter, VarLenFeature, read_tfre
 
 __all__ = ["checkpoint", "datasets", "csv_input_fn", "numpy_input_fn", "pandas_input_fn", "SummaryWriter",
            "export_onnx", "export_saved_model", "load_saved_model", "LoadedModel", "ServingInputReceiver",
-           "build_raw_serving_input_receiver_fn"]
+           "build_raw_serving_input_receiver_fn", "augmentation", "image_input_fn", "load_images", "central_crop",
+           "random_brightness", "random_contrast", "random_crop", "random_flip_left_right", "random_flip_up_down",
+           "random_hue", "random_rotation", "random_saturation"]
 __all__ += ["FixedLenFeature", "VarLenFeature", "TFRecordWriter", "read_tfrecord", "write_tfrecord",
             "tfrecord_input_fn"]

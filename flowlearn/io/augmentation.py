@@ -1,0 +1,311 @@
+"""Random image augmentation, as ``tf.image.random_*``: flips, brightness, contrast, hue, saturation, crops and
+small rotations of a batch of images.
+
+Every op takes a batch ``(n, height, width, channels)`` or a single image ``(height, width, channels)`` of values
+in [0, 1], as a numpy (or cupy) array or a flowlearn :class:`~flowlearn.core.tensor.Tensor`, and returns the
+same kind (a Tensor comes back as a new Tensor that records no gradient: augmentation is input preparation).
+Each image of a batch gets its own random draw. ``seed`` is an int, a ``numpy.random.Generator`` (drawn from, so
+a pipeline passes one generator through its ops) or None (drawn from the stream
+:func:`flowlearn.layers.set_random_seed` seeds). The colour ops clip their results to [0, 1].
+
+The random numbers are drawn on the host with numpy and the image arithmetic runs in the array module of the
+images (numpy or cupy), so a batch on the GPU stays there.
+
+>>> import numpy
+>>> from flowlearn.io import augmentation
+>>> batch = numpy.random.default_rng(0).random((4, 8, 8, 3), dtype=numpy.float32)
+>>> augmentation.random_flip_left_right(batch, seed=0).shape
+(4, 8, 8, 3)
+"""
+import numbers
+
+import numpy
+
+from ..core import backend
+from ..core.tensor import Tensor
+from ..layers import seeding
+
+__all__ = [
+    "central_crop", "hsv_to_rgb", "random_brightness", "random_contrast", "random_crop", "random_flip_left_right",
+    "random_flip_up_down", "random_hue", "random_rotation", "random_saturation", "rgb_to_hsv",
+]
+
+
+# -- the shared preparation: images in, a generator, images out in the kind they came ------------------------------
+class _Images:
+    """A batch as an NHWC array of the images' module, and how to hand a result back in the caller's form."""
+
+    def __init__(self, owner, images):
+        self.tensor = isinstance(images, Tensor)
+        data = images.data if self.tensor else images
+        if not hasattr(data, "ndim"):
+            data = numpy.asarray(data)
+        if data.ndim not in (3, 4):
+            raise ValueError(f"{owner}: expected `images` as a batch (n, height, width, channels) or one image "
+                             f"(height, width, channels); got an array of shape {tuple(data.shape)}.")
+        if data.dtype.kind != "f":
+            raise ValueError(f"{owner}: expected `images` as floats in [0, 1] (divide uint8 pixels by 255); got "
+                             f"dtype {data.dtype}.")
+        self.single = data.ndim == 3
+        self.xp = backend.array_module(data)
+        self.batch = data[None] if self.single else data
+
+    @property
+    def n(self):
+        return self.batch.shape[0]
+
+    def draws(self, values):
+        """Host random numbers as an array of the images' module and float dtype."""
+        return self.xp.asarray(numpy.asarray(values, dtype=self.batch.dtype))
+
+    def result(self, batch):
+        batch = batch[0] if self.single else batch
+        return Tensor(batch) if self.tensor else batch
+
+
+def _generator(owner, seed):
+    if isinstance(seed, numpy.random.Generator):
+        return seed
+    if seed is None:
+        return numpy.random.default_rng(int(seeding.shuffle_rng().integers(2 ** 63)))
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"{owner}: received an invalid value for `seed`, expected a non-negative integer, a "
+                         f"numpy.random.Generator or None. Received: seed={seed!r}")
+    return numpy.random.default_rng(int(seed))
+
+
+def _number(owner, name, value, low=0.0, high=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not numpy.isfinite(value) or value < low \
+            or (high is not None and value > high):
+        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{owner}: received an invalid value for `{name}`, expected a number {bound}. "
+                         f"Received: {name}={value!r}")
+    return float(value)
+
+
+def _range(owner, lower, upper):
+    lower = _number(owner, "lower", lower)
+    upper = _number(owner, "upper", upper)
+    if lower > upper:
+        raise ValueError(f"{owner}: expected lower <= upper; received lower={lower!r}, upper={upper!r}.")
+    return lower, upper
+
+
+def _per_image(values):
+    """Per-image values shaped to broadcast over (n, height, width, channels)."""
+    return values.reshape(-1, 1, 1, 1)
+
+
+def _clip(xp, batch):
+    return xp.clip(batch, 0.0, 1.0, out=batch)
+
+
+# -- flips -------------------------------------------------------------------------------------------------------
+def _random_flip(owner, images, seed, axis):
+    images = _Images(owner, images)
+    rng = _generator(owner, seed)
+    flip = images.xp.asarray(rng.random(images.n) < 0.5)
+    flipped = images.xp.flip(images.batch, axis=axis)
+    return images.result(images.xp.where(flip.reshape(-1, 1, 1, 1), flipped, images.batch))
+
+
+def random_flip_left_right(images, seed=None):
+    """Mirror each image left to right with probability 1/2 (``tf.image.random_flip_left_right``).
+
+    >>> import numpy
+    >>> image = numpy.arange(6, dtype=numpy.float32).reshape(1, 2, 3, 1) / 6
+    >>> sorted({tuple(random_flip_left_right(image, seed=s)[0, 0, :, 0].round(2)) for s in range(8)})
+    [(0.0, 0.17, 0.33), (0.33, 0.17, 0.0)]
+    """
+    return _random_flip("random_flip_left_right", images, seed, axis=2)
+
+
+def random_flip_up_down(images, seed=None):
+    """Mirror each image top to bottom with probability 1/2 (``tf.image.random_flip_up_down``)."""
+    return _random_flip("random_flip_up_down", images, seed, axis=1)
+
+
+# -- brightness and contrast -------------------------------------------------------------------------------------
+def random_brightness(images, max_delta, seed=None):
+    """Add one value drawn uniformly from ``[-max_delta, max_delta]`` to every pixel of each image, then clip to
+    [0, 1] (``tf.image.random_brightness``, clipped).
+
+    >>> import numpy
+    >>> out = random_brightness(numpy.full((3, 2, 2, 3), 0.5, numpy.float32), 0.1, seed=0)
+    >>> bool((abs(out - 0.5) <= 0.1).all())
+    True
+    """
+    owner = "random_brightness"
+    max_delta = _number(owner, "max_delta", max_delta)
+    images = _Images(owner, images)
+    delta = images.draws(_generator(owner, seed).uniform(-max_delta, max_delta, images.n))
+    return images.result(_clip(images.xp, images.batch + _per_image(delta)))
+
+
+def random_contrast(images, lower, upper, seed=None):
+    """Scale each image's distance from its per-channel mean by a factor drawn uniformly from ``[lower, upper]``,
+    then clip to [0, 1] (``tf.image.random_contrast``, clipped)."""
+    owner = "random_contrast"
+    lower, upper = _range(owner, lower, upper)
+    images = _Images(owner, images)
+    factor = _per_image(images.draws(_generator(owner, seed).uniform(lower, upper, images.n)))
+    mean = images.batch.mean(axis=(1, 2), keepdims=True)
+    return images.result(_clip(images.xp, (images.batch - mean) * factor + mean))
+
+
+# -- colour: hue and saturation through HSV ----------------------------------------------------------------------
+def rgb_to_hsv(images):
+    """RGB values in [0, 1] (last axis of size 3) to hue, saturation and value, each in [0, 1]
+    (``tf.image.rgb_to_hsv``): a hue of 0 is red, 1/3 green, 2/3 blue; greys have hue and saturation 0.
+
+    >>> import numpy
+    >>> rgb_to_hsv(numpy.array([[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]], numpy.float32)).round(3).tolist()
+    [[0.0, 1.0, 1.0], [0.5, 1.0, 0.5]]
+    """
+    xp = backend.array_module(images)
+    r, g, b = images[..., 0], images[..., 1], images[..., 2]
+    value = images.max(axis=-1)
+    spread = value - images.min(axis=-1)
+    grey = spread == 0
+    safe = xp.where(grey, 1, spread)
+    saturation = xp.where(value > 0, spread / xp.where(value > 0, value, 1), 0)
+    # The hue's sextant follows the largest channel; ties go to red, then green, as in colorsys.
+    hue = xp.where(value == r, (g - b) / safe, xp.where(value == g, (b - r) / safe + 2, (r - g) / safe + 4))
+    hue = xp.where(grey, 0, (hue / 6) % 1.0)
+    return xp.stack([hue, saturation, value], axis=-1).astype(images.dtype, copy=False)
+
+
+def hsv_to_rgb(images):
+    """The inverse of :func:`rgb_to_hsv` (``tf.image.hsv_to_rgb``)."""
+    xp = backend.array_module(images)
+    h, s, v = images[..., 0], images[..., 1], images[..., 2]
+    sextant = h * 6
+    index = xp.floor(sextant)
+    f = sextant - index
+    index = index.astype(numpy.int64) % 6
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    # Each sextant takes (r, g, b) from a fixed arrangement of v, t, p and q.
+    table = ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))
+    channels = [xp.choose(index, [row[channel] for row in table]) for channel in range(3)]
+    return xp.stack(channels, axis=-1).astype(images.dtype, copy=False)
+
+
+def _rgb(owner, images):
+    if images.batch.shape[-1] != 3:
+        raise ValueError(f"{owner}: expected RGB images (3 channels); got {images.batch.shape[-1]} channel(s).")
+
+
+def random_hue(images, max_delta, seed=None):
+    """Rotate each image's hue by a value drawn uniformly from ``[-max_delta, max_delta]`` (a full turn is 1, so
+    ``max_delta`` is at most 0.5), keeping saturation and value (``tf.image.random_hue``). RGB images only."""
+    owner = "random_hue"
+    max_delta = _number(owner, "max_delta", max_delta, high=0.5)
+    images = _Images(owner, images)
+    _rgb(owner, images)
+    delta = images.draws(_generator(owner, seed).uniform(-max_delta, max_delta, images.n))
+    hsv = rgb_to_hsv(images.batch)
+    hsv[..., 0] = (hsv[..., 0] + delta.reshape(-1, 1, 1)) % 1.0
+    return images.result(_clip(images.xp, hsv_to_rgb(hsv)))
+
+
+def random_saturation(images, lower, upper, seed=None):
+    """Multiply each image's saturation by a factor drawn uniformly from ``[lower, upper]`` (clipped to [0, 1]),
+    keeping hue and value (``tf.image.random_saturation``). RGB images only."""
+    owner = "random_saturation"
+    lower, upper = _range(owner, lower, upper)
+    images = _Images(owner, images)
+    _rgb(owner, images)
+    factor = images.draws(_generator(owner, seed).uniform(lower, upper, images.n))
+    hsv = rgb_to_hsv(images.batch)
+    hsv[..., 1] = images.xp.clip(hsv[..., 1] * factor.reshape(-1, 1, 1), 0.0, 1.0)
+    return images.result(_clip(images.xp, hsv_to_rgb(hsv)))
+
+
+# -- geometry: crops and rotations -------------------------------------------------------------------------------
+def _crop_size(owner, size, height, width):
+    size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+    if len(size) == 3:
+        size = size[:2]  # tf.image.random_crop's (height, width, channels)
+    if len(size) != 2 or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in size):
+        raise ValueError(f"{owner}: received an invalid value for `size`, expected (height, width) as positive "
+                         f"integers. Received: size={size!r}")
+    if size[0] > height or size[1] > width:
+        raise ValueError(f"{owner}: the crop {tuple(size)} is larger than the images ({height}, {width}).")
+    return int(size[0]), int(size[1])
+
+
+def _crop_at(images, top, left, height, width):
+    """The ``height`` x ``width`` window of each image whose corner is at its (``top``, ``left``)."""
+    xp = images.xp
+    rows = xp.asarray(top).reshape(-1, 1) + xp.arange(height)
+    columns = xp.asarray(left).reshape(-1, 1) + xp.arange(width)
+    which = xp.arange(images.n).reshape(-1, 1, 1)
+    return images.batch[which, rows[:, :, None], columns[:, None, :]]
+
+
+def random_crop(images, size, seed=None):
+    """A window of ``size = (height, width)`` at a uniformly drawn position of each image
+    (``tf.image.random_crop``, one position per image).
+
+    >>> import numpy
+    >>> random_crop(numpy.zeros((5, 32, 32, 3), numpy.float32), (24, 24), seed=0).shape
+    (5, 24, 24, 3)
+    """
+    owner = "random_crop"
+    images = _Images(owner, images)
+    _, height, width, _ = images.batch.shape
+    crop_h, crop_w = _crop_size(owner, size, height, width)
+    rng = _generator(owner, seed)
+    top = rng.integers(0, height - crop_h + 1, images.n)
+    left = rng.integers(0, width - crop_w + 1, images.n)
+    return images.result(_crop_at(images, top, left, crop_h, crop_w))
+
+
+def central_crop(images, size):
+    """The central ``size = (height, width)`` window of each image: what evaluation uses where training crops
+    at random (not random; no seed)."""
+    owner = "central_crop"
+    images = _Images(owner, images)
+    _, height, width, _ = images.batch.shape
+    crop_h, crop_w = _crop_size(owner, size, height, width)
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    return images.result(images.batch[:, top:top + crop_h, left:left + crop_w])
+
+
+def random_rotation(images, max_degrees, seed=None, fill_mode="nearest", fill_value=0.0):
+    """Rotate each image about its centre by an angle drawn uniformly from ``[-max_degrees, max_degrees]``
+    degrees, sampling bilinearly (Keras' ``RandomRotation``, meant for small angles such as 10-20 degrees).
+
+    Pixels that come from outside the image take the nearest edge pixel (``fill_mode="nearest"``) or
+    ``fill_value`` (``fill_mode="constant"``). A positive angle turns the picture counter-clockwise.
+    """
+    owner = "random_rotation"
+    max_degrees = _number(owner, "max_degrees", max_degrees, high=180.0)
+    if fill_mode not in ("nearest", "constant"):
+        raise ValueError(f"{owner}: received an invalid value for `fill_mode`, expected 'nearest' or 'constant'. "
+                         f"Received: fill_mode={fill_mode!r}")
+    images = _Images(owner, images)
+    xp = images.xp
+    n, height, width, _ = images.batch.shape
+    angles = numpy.deg2rad(_generator(owner, seed).uniform(-max_degrees, max_degrees, n))
+    cos, sin = (images.draws(f(angles)).reshape(-1, 1, 1) for f in (numpy.cos, numpy.sin))
+    # Each output pixel reads the input where the inverse rotation takes it (coordinates about the centre, y down).
+    y = xp.arange(height, dtype=images.batch.dtype).reshape(1, -1, 1) - (height - 1) / 2
+    x = xp.arange(width, dtype=images.batch.dtype).reshape(1, 1, -1) - (width - 1) / 2
+    source_x = cos * x - sin * y + (width - 1) / 2
+    source_y = sin * x + cos * y + (height - 1) / 2
+    inside = (source_x > -1) & (source_x < width) & (source_y > -1) & (source_y < height)
+    source_x = xp.clip(source_x, 0, width - 1)
+    source_y = xp.clip(source_y, 0, height - 1)
+    x0 = xp.minimum(xp.floor(source_x).astype(numpy.int64), width - 2 if width > 1 else 0)
+    y0 = xp.minimum(xp.floor(source_y).astype(numpy.int64), height - 2 if height > 1 else 0)
+    x1, y1 = xp.minimum(x0 + 1, width - 1), xp.minimum(y0 + 1, height - 1)
+    fx, fy = (source_x - x0)[..., None], (source_y - y0)[..., None]
+    which = xp.arange(n).reshape(-1, 1, 1)
+    batch = images.batch
+    top = batch[which, y0, x0] * (1 - fx) + batch[which, y0, x1] * fx
+    bottom = batch[which, y1, x0] * (1 - fx) + batch[which, y1, x1] * fx
+    out = (top * (1 - fy) + bottom * fy).astype(batch.dtype, copy=False)
+    if fill_mode == "constant":
+        out = xp.where(inside[..., None], out, xp.asarray(fill_value, dtype=out.dtype))
+    return images.result(out)
