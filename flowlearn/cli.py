@@ -121,7 +121,21 @@ def _demo_arguments(parser):
                         help=f"digits per training step (default: {demo.BATCH_SIZE})")
     parser.add_argument("--export-dir", metavar="BASE",
                         help="export the trained CNN as a SavedModel version under BASE (default: a temporary folder, "
-                             "removed at the end); the demo reloads it and predicts test digits with it")
+                             "removed at the end; with --serve the cache folder "
+                             "$XDG_CACHE_HOME/flowlearn/demo-mnist); the demo reloads it and predicts test digits "
+                             "with it")
+    parser.add_argument("--serve", action="store_true",
+                        help="then serve the export with the playground of 'flowlearn serve' (draw a digit, see the "
+                             "prediction) and print its URL; an export already under BASE is served without "
+                             "training again")
+    parser.add_argument("--port", type=_port, default=8501, help="with --serve: the port (default: 8501)")
+    parser.add_argument("--host", default="127.0.0.1", help="with --serve: the address (default: 127.0.0.1)")
+
+
+def _port(text):
+    from .commands._common import port_number
+
+    return port_number(text)
 
 
 @command("demo", "train the worked examples' CNN on the bundled MNIST digits, print its test accuracy, export "
@@ -130,6 +144,22 @@ def _demo_arguments(parser):
 def _demo(args):
     from .examples import demo
 
+    if args.serve:
+        import importlib
+
+        from .commands._common import fail_missing_extra
+        from .commands.serve import _check_port_free
+
+        try:
+            importlib.import_module("flowlearn.io.serving")
+        except ImportError as error:
+            return fail_missing_extra("demo", "serve", error)
+        _check_port_free(args.host, args.port)
+        demo.serve_playground(export_dir=args.export_dir, host=args.host, port=args.port, epochs=args.epochs,
+                              quick=args.quick, seed=args.seed, batch_size=args.batch_size)
+        return None
+    if args.port != 8501 or args.host != "127.0.0.1":
+        raise ValueError("--port and --host: apply to --serve only")
     demo.run(epochs=args.epochs, quick=args.quick, seed=args.seed, batch_size=args.batch_size,
              export_dir=args.export_dir)
 

@@ -11,9 +11,13 @@ def add_arguments(parser):
                              "(serve it with 'flowlearn serve --model_base_path BASE')")
     parser.add_argument("--onnx", metavar="PATH", help="write an ONNX file (needs: pip install 'flowlearn[onnx]')")
     parser.add_argument("--opset", type=positive_int, help="ONNX opset (default: the exporter's)")
+    parser.add_argument("--debug-outputs", action="store_true",
+                        help="with --export-dir: add a 'debug' signature (every intermediate value) and, for a CNN, "
+                             "a 'feature_maps' signature (the first convolution's activations, which the playground "
+                             "of 'flowlearn serve' draws)")
 
 
-def _export_checked(estimator, base):
+def _export_checked(estimator, base, debug_outputs=False):
     """Export into a new version under ``base``, load it back, and return its path.
 
     A server polling ``base`` takes the newest version; one that its loader would refuse must not sit
@@ -23,7 +27,7 @@ def _export_checked(estimator, base):
 
     from ..io.saved_model import export_saved_model, load_saved_model
 
-    version = export_saved_model(estimator, base)
+    version = export_saved_model(estimator, base, debug_outputs=debug_outputs)
     try:
         load_saved_model(version)
     except ValueError as error:
@@ -39,9 +43,11 @@ def run(args):
         raise ValueError("expected --export-dir BASE, --onnx PATH or both; got neither")
     if args.opset is not None and args.onnx is None:
         raise ValueError("--opset: applies to --onnx only")
+    if args.debug_outputs and args.export_dir is None:
+        raise ValueError("--debug-outputs: applies to --export-dir only")
     estimator, _ = load_model(args.model)
     if args.export_dir is not None:
-        print(_export_checked(estimator, args.export_dir))
+        print(_export_checked(estimator, args.export_dir, args.debug_outputs))
     if args.onnx is not None:
         try:
             from ..io.onnx import export_onnx

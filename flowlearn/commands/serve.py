@@ -31,6 +31,17 @@ def add_arguments(parser):
                         help="largest request body accepted; bigger ones get 413")
     parser.add_argument("--poll-interval-s", "--file_system_poll_wait_seconds", dest="poll_interval_s",
                         type=positive_float, help="seconds between looks for new versions")
+    parser.add_argument("--no-ui", action="store_true",
+                        help="do not serve the model playground (GET / and /ui/NAME: a page that draws the model's "
+                             "input and shows its predictions); the REST API only")
+
+
+def playground_url(host, port, model_name):
+    """The URL of the model's playground page (an unspecified address is reached on loopback)."""
+    from urllib.parse import quote
+
+    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, f"[{host}]" if ":" in host else host)
+    return f"http://{shown}:{port}/ui/{quote(model_name, safe='')}"
 
 
 def _check_port_free(host, port):
@@ -65,7 +76,10 @@ def run(args):
     _check_port_free(args.host, args.port)
     print(f"flowlearn serve: model {args.model_name!r} from {args.model_base_path} at "
           f"http://{args.host}:{args.port}/v1/models/{args.model_name}", flush=True)
+    if not args.no_ui:
+        print(f"playground: {playground_url(args.host, args.port, args.model_name)}", flush=True)
     try:
-        serving.serve(args.model_base_path, args.model_name, host=args.host, port=args.port, **options)
+        serving.serve(args.model_base_path, args.model_name, host=args.host, port=args.port, ui=not args.no_ui,
+                      **options)
     except ImportError as error:  # a server module imported when serving starts
         return fail_missing_extra("serve", "serve", error)

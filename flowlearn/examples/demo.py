@@ -6,8 +6,13 @@ conv 5x5x32 - max-pool 2 - conv 5x5x64 - max-pool 2 - dense 1024 - dropout 0.5 -
 (about 0.98) and the time taken (about 35 s on two idle cores). No download: the digits ship with flowlearn.
 It ends by exporting the trained network as a SavedModel, loading it back with ``fl.io.load_saved_model``
 (the graph alone: no layer classes, no pickle) and predicting the first test digits with it.
+
+``flowlearn demo --serve`` then serves the export with ``flowlearn serve``'s playground (draw a digit, see what the
+network thinks, and the feature maps of its first convolution); an export already in the cache folder (or under
+``--export-dir``) is served without training again: see :func:`serve_playground`.
 """
 import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -17,6 +22,7 @@ BATCH_SIZE = 50
 QUICK_TRAIN_DIGITS = 2000  # --quick: a smoke run of seconds, not an accuracy claim
 LEARNING_RATE = 1e-3
 SHOWN_DIGITS = 10  # test digits predicted by the reloaded export
+MODEL_NAME = "mnist"  # the NAME of /v1/models/NAME and /ui/NAME for --serve
 
 
 def build_model():
@@ -49,7 +55,8 @@ def learning_rate(epoch, epochs):
     return LEARNING_RATE
 
 
-def run(epochs=None, quick=False, seed=0, batch_size=BATCH_SIZE, verbose=1, out=None, export_dir=None):
+def run(epochs=None, quick=False, seed=0, batch_size=BATCH_SIZE, verbose=1, out=None, export_dir=None,
+        debug_outputs=False):
     """Train the demo CNN, print its test accuracy and the time taken, and return the accuracy.
 
     Parameters
@@ -68,6 +75,8 @@ def run(epochs=None, quick=False, seed=0, batch_size=BATCH_SIZE, verbose=1, out=
     export_dir : str, optional
         Base folder of the SavedModel export (a new numbered version inside); None exports into a
         temporary folder that is removed at the end.
+    debug_outputs : bool
+        Export the ``debug`` and ``feature_maps`` signatures too (see ``fl.io.export_saved_model``).
 
     Returns
     -------
@@ -97,11 +106,11 @@ def run(epochs=None, quick=False, seed=0, batch_size=BATCH_SIZE, verbose=1, out=
     total = time.perf_counter() - start
     print(f"test accuracy: {accuracy:.4f} on {len(x_test):,} digits", file=out)
     print(f"time: {total:.1f} s ({trained:.1f} s training, {total - trained:.1f} s testing)", file=out)
-    export_and_reload(model, x_test[:SHOWN_DIGITS], y_test[:SHOWN_DIGITS], export_dir, out)
+    export_and_reload(model, x_test[:SHOWN_DIGITS], y_test[:SHOWN_DIGITS], export_dir, out, debug_outputs)
     return accuracy
 
 
-def export_and_reload(model, images, labels, export_dir, out):
+def export_and_reload(model, images, labels, export_dir, out, debug_outputs=False):
     """Export ``model`` as a SavedModel, load it back, predict ``images`` with it and print them beside ``labels``.
 
     Returns the predicted digits. The reloaded model must agree with the one in memory (checked here, so a
@@ -114,7 +123,7 @@ def export_and_reload(model, images, labels, export_dir, out):
     images = numpy.asarray(images, dtype=numpy.float32)
     with contextlib.ExitStack() as stack:
         base = export_dir if export_dir is not None else stack.enter_context(tempfile.TemporaryDirectory())
-        version = fl.io.export_saved_model(model, base)
+        version = fl.io.export_saved_model(model, base, debug_outputs=debug_outputs)
         loaded = fl.io.load_saved_model(version)
         (scores,) = loaded.predict(images).values()
         expected = model.predict(images)
@@ -129,6 +138,58 @@ def export_and_reload(model, images, labels, export_dir, out):
     print(f"  {'predicted':<{width}}  {' '.join(map(str, predicted.tolist()))}", file=out)
     print(f"  {'true':<{width}}  {' '.join(map(str, numpy.asarray(labels).tolist()))}", file=out)
     return predicted
+
+
+def default_cache_dir():
+    """Where ``--serve`` keeps the demo's export between runs: ``$XDG_CACHE_HOME/flowlearn/demo-mnist`` (by default
+    ``~/.cache/flowlearn/demo-mnist``)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "flowlearn", "demo-mnist")
+
+
+def reusable_export(base):
+    """The newest numbered version under ``base`` that loads (None when there is none)."""
+    import flowlearn as fl
+
+    if not os.path.isdir(base):
+        return None
+    numbers = sorted((int(n) for n in os.listdir(base) if n.isdecimal() and os.path.isdir(os.path.join(base, n))),
+                     reverse=True)
+    for number in numbers:
+        path = os.path.join(base, str(number))
+        try:
+            fl.io.load_saved_model(path)
+        except ValueError:
+            continue  # a damaged or foreign folder: look further, train if none loads
+        return path
+    return None
+
+
+def serve_playground(export_dir=None, host="127.0.0.1", port=8501, out=None, serve=None, **train_options):
+    """Serve the demo CNN with the playground of ``flowlearn serve``; blocks until interrupted.
+
+    The newest export under ``export_dir`` (default :func:`default_cache_dir`) that loads is served as it is;
+    without one, the CNN is trained (``train_options`` as :func:`run`) and exported there first, with its
+    ``feature_maps`` signature, so the page also draws the first convolution's activations.
+
+    Returns the base folder served (once the server stops).
+    """
+    from ..commands.serve import playground_url
+
+    out = sys.stdout if out is None else out
+    base = os.path.abspath(export_dir if export_dir is not None else default_cache_dir())
+    version = reusable_export(base)
+    if version is not None:
+        print(f"flowlearn demo: serving the export {version} (delete it, or give another --export-dir, to train "
+              "again)", file=out, flush=True)
+    else:
+        os.makedirs(base, exist_ok=True)
+        run(export_dir=base, out=out, debug_outputs=True, **train_options)
+    if serve is None:
+        from ..io.serving import serve
+    print(f"playground: {playground_url(host, port, MODEL_NAME)}  (Ctrl-C stops the server)", file=out, flush=True)
+    serve(base, MODEL_NAME, host=host, port=port)
+    return base
 
 
 if __name__ == "__main__":

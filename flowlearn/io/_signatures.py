@@ -472,6 +472,55 @@ def debug_signature(signature):
     return Signature(signature.inputs, _output_specs(debug), debug, PREDICT_METHOD, signature.preprocess)
 
 
+# Element-wise ops that may follow a convolution as its activation (when not fused into conv2d).
+_ACTIVATION_OPS = ("relu", "elu", "selu", "leaky_relu", "sigmoid", "tanh", "softplus")
+
+
+def _first_convolution(graph):
+    """The ref of the first convolution's activations in ``graph`` (None without a conv2d), and the nodes it needs.
+
+    From the first ``conv2d`` node, a bias ``add`` of an array and an activation that only it feeds are followed,
+    so the maps are what the layer outputs (a Conv2D layer fuses both into conv2d; a model_fn may not).
+    """
+    nodes = list(graph.nodes)
+    start = next((i for i, node in enumerate(nodes) if node["op"] == "conv2d"), None)
+    if start is None:
+        return None, []
+    ref = nodes[start]["output"]
+    consumers = {}
+    for node in nodes:
+        for name in node["inputs"]:
+            consumers.setdefault(name, []).append(node)
+    while len(consumers.get(ref, [])) == 1 and ref not in graph.output_refs:
+        (follower,) = consumers[ref]
+        bias = follower["op"] == "add" and len(follower["inputs"]) == 2 and \
+            any(name in graph.arrays for name in follower["inputs"])
+        if not (bias or follower["op"] in _ACTIVATION_OPS and len(follower["inputs"]) == 1):
+            break
+        ref = follower["output"]
+    # Only the nodes the maps depend on (nodes are in execution order).
+    needed, kept = {ref}, []
+    for node in reversed(nodes):
+        if node["output"] in needed:
+            kept.append(node)
+            needed.update(node["inputs"])
+    return ref, kept[::-1]
+
+
+def feature_map_signature(signature, output="conv1"):
+    """A ``predict`` signature with one output, ``output``: the first convolution's activations of ``signature``'s
+    graph, (None, H', W', filters), on the same inputs (and preprocessing). None when its graph has no conv2d."""
+    graph = signature.graph
+    ref, nodes = _first_convolution(graph)
+    if ref is None:
+        return None
+    used = {name for node in nodes for name in node["inputs"]}
+    arrays = {name: array for name, array in graph.arrays.items() if name in used}
+    parameters = [name for name in graph.parameters if name in used]
+    maps = Graph(graph.inputs, nodes, [output], arrays, parameters, "dict", [ref])
+    return Signature(signature.inputs, _output_specs(maps), maps, PREDICT_METHOD, signature.preprocess)
+
+
 # -- the model_fn Estimator: serving input receivers ---------------------------------------------------
 class ServingInputReceiver:
     """What a ``serving_input_receiver_fn`` returns: the features the model_fn gets, and the tensors

@@ -212,6 +212,9 @@ def _signatures_json(signatures, debug_outputs):
     signatures = dict(signatures)
     if debug_outputs:
         signatures["debug"] = _signatures.debug_signature(signatures["serving_default"])
+        maps = _signatures.feature_map_signature(signatures["serving_default"])
+        if maps is not None:  # a CNN: what the playground draws as feature maps
+            signatures["feature_maps"] = maps
     for name, signature in signatures.items():
         if not isinstance(signature, Signature):
             raise TypeError(f"export_saved_model: signature {name!r} is a {type(signature).__name__}, not a Signature.")
@@ -241,7 +244,8 @@ def write_saved_model(obj, export_dir, *, serving_input_receiver_fn=None, as_tex
     The files are written in a temporary sibling folder that is renamed to ``export_dir`` at the end,
     so a reader (a server polling for versions) never sees half an export. ``as_text=True`` indents
     ``saved_model.json``; ``debug_outputs=True`` adds a ``debug`` signature whose outputs are every
-    intermediate value of ``serving_default``.
+    intermediate value of ``serving_default`` and, for a convolutional model, a ``feature_maps`` signature whose one
+    output, ``conv1``, is the first convolution's activations (the playground of ``flowlearn serve`` draws them).
     """
     signatures = signature_graphs(obj, serving_input_receiver_fn)
     return _write(signatures, os.fspath(export_dir), as_text=as_text, debug_outputs=debug_outputs)
@@ -312,7 +316,9 @@ def export_saved_model(obj, export_dir_base, *, serving_input_receiver_fn=None, 
     as_text : bool, optional
         Indent ``saved_model.json`` for reading.
     debug_outputs : bool
-        Add a ``debug`` signature exposing every intermediate value of ``serving_default``.
+        Add a ``debug`` signature exposing every intermediate value of ``serving_default`` and, when its graph
+        has a convolution, a ``feature_maps`` signature with one output, ``conv1``: the first convolution's
+        activations (after its bias and activation), (None, H', W', filters).
 
     Examples
     --------

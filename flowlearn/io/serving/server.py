@@ -21,8 +21,8 @@ def serve(model_base_path, model_name, host="127.0.0.1", port=8501, *, log_level
     access_log : bool, default False
         Log every request (costs throughput).
     **options
-        ``max_batch_size``, ``batch_timeout_ms``, ``max_body_bytes``, ``poll_interval_s``, ``num_batch_threads``:
-        see :func:`create_app`.
+        ``max_batch_size``, ``batch_timeout_ms``, ``max_body_bytes``, ``poll_interval_s``, ``num_batch_threads``,
+        ``ui`` (the playground pages, on by default): see :func:`create_app`.
     """
     import uvicorn
 
