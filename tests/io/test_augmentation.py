@@ -1,0 +1,184 @@
+"""The augmentation ops: each one's effect checked exactly where it can be, bounded where it is random."""
+import colorsys
+
+import numpy
+import pytest
+
+import flowlearn as fl
+from flowlearn.io import augmentation as aug
+
+
+@pytest.fixture
+def batch():
+    return numpy.random.default_rng(0).random((64, 6, 5, 3), dtype=numpy.float32)
+
+
+def _flatten(images):
+    return images.reshape(len(images), -1)
+
+
+# -- flips ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("op, axis", [(aug.random_flip_left_right, 2), (aug.random_flip_up_down, 1)])
+def test_flips_mirror_each_image_or_leave_it(batch, op, axis):
+    out = op(batch, seed=1)
+    mirrored = numpy.flip(batch, axis=axis)
+    flipped = numpy.array([numpy.array_equal(o, m) for o, m in zip(out, mirrored)])
+    kept = numpy.array([numpy.array_equal(o, b) for o, b in zip(out, batch)])
+    assert (flipped ^ kept).all()  # each image exactly one of the two
+    assert 16 < flipped.sum() < 48  # about half, each image its own draw
+    numpy.testing.assert_array_equal(op(batch, seed=1), out)  # seeded
+    assert not numpy.array_equal(op(batch, seed=2), out)
+
+
+def test_a_generator_seed_is_drawn_from(batch):
+    rng = numpy.random.default_rng(3)
+    first, second = aug.random_flip_left_right(batch, seed=rng), aug.random_flip_left_right(batch, seed=rng)
+    assert not numpy.array_equal(first, second)
+    rng = numpy.random.default_rng(3)
+    numpy.testing.assert_array_equal(aug.random_flip_left_right(batch, seed=rng), first)
+
+
+# -- brightness and contrast ---------------------------------------------------------------------------------------
+def test_brightness_shifts_each_image_by_one_bounded_value():
+    images = numpy.random.default_rng(1).uniform(0.3, 0.7, (50, 4, 4, 3)).astype(numpy.float32)
+    out = aug.random_brightness(images, 0.2, seed=0)
+    shift = _flatten(out - images)
+    numpy.testing.assert_allclose(shift, shift[:, :1].repeat(shift.shape[1], axis=1), atol=1e-6)
+    deltas = shift[:, 0]
+    assert numpy.abs(deltas).max() <= 0.2 + 1e-6 and deltas.std() > 0.05  # per image, spread over the range
+    assert deltas.min() < 0 < deltas.max()
+    clipped = aug.random_brightness(numpy.full((20, 2, 2, 3), 0.95, numpy.float32), 0.5, seed=0)
+    assert clipped.max() == 1.0 and clipped.min() >= 0.45 - 1e-6
+
+
+def test_contrast_scales_around_each_channels_mean():
+    images = numpy.random.default_rng(2).uniform(0.4, 0.6, (30, 5, 5, 3)).astype(numpy.float32)
+    out = aug.random_contrast(images, 0.5, 1.5, seed=0)
+    mean = images.mean(axis=(1, 2), keepdims=True)
+    numpy.testing.assert_allclose(out.mean(axis=(1, 2), keepdims=True), mean, atol=1e-6)
+    factors = (out - mean)[:, 0, 0, 0] / (images - mean)[:, 0, 0, 0]
+    numpy.testing.assert_allclose(out - mean, (images - mean) * factors.reshape(-1, 1, 1, 1), atol=1e-5)
+    assert factors.min() >= 0.5 - 1e-4 and factors.max() <= 1.5 + 1e-4 and factors.std() > 0.1
+
+
+# -- colour --------------------------------------------------------------------------------------------------------
+def test_rgb_hsv_conversions_match_colorsys(batch):
+    pixels = numpy.concatenate([batch.reshape(-1, 3), [[0, 0, 0], [1, 1, 1], [0.5, 0.5, 0.5], [1, 0, 0],
+                                                       [0, 1, 0], [0, 0, 1], [1, 1, 0]]]).astype(numpy.float32)
+    hsv = aug.rgb_to_hsv(pixels)
+    expected = numpy.array([colorsys.rgb_to_hsv(*pixel) for pixel in pixels.astype(float)])
+    numpy.testing.assert_allclose(hsv, expected, atol=1e-6)
+    numpy.testing.assert_allclose(aug.hsv_to_rgb(hsv), pixels, atol=1e-6)
+    expected_rgb = numpy.array([colorsys.hsv_to_rgb(*triple) for triple in expected])
+    numpy.testing.assert_allclose(aug.hsv_to_rgb(expected.astype(numpy.float32)), expected_rgb, atol=1e-6)
+    assert hsv.dtype == numpy.float32
+
+
+def _hue_distance(a, b):
+    d = numpy.abs(a - b) % 1.0
+    return numpy.minimum(d, 1 - d)
+
+
+def test_hue_rotates_the_hue_and_keeps_saturation_and_value(batch):
+    out = aug.random_hue(batch, 0.1, seed=0)
+    before, after = aug.rgb_to_hsv(batch), aug.rgb_to_hsv(out)
+    numpy.testing.assert_allclose(after[..., 1:], before[..., 1:], atol=1e-5)
+    shift = (after[..., 0] - before[..., 0]) % 1.0
+    shift = numpy.where(shift > 0.5, shift - 1, shift).reshape(len(batch), -1)
+    numpy.testing.assert_allclose(shift, shift[:, :1].repeat(shift.shape[1], axis=1), atol=1e-4)  # one per image
+    assert numpy.abs(shift).max() <= 0.1 + 1e-4 and shift[:, 0].std() > 0.02
+    grey = numpy.full((3, 2, 2, 3), 0.4, numpy.float32)
+    numpy.testing.assert_allclose(aug.random_hue(grey, 0.5, seed=0), grey, atol=1e-6)  # no hue to turn
+
+
+def test_saturation_scales_the_saturation_and_keeps_hue_and_value(batch):
+    images = aug.hsv_to_rgb(numpy.stack(numpy.broadcast_arrays(
+        numpy.float32(0.3), numpy.random.default_rng(1).uniform(0.2, 0.5, (40, 3, 3)).astype(numpy.float32),
+        numpy.float32(0.8)), axis=-1))
+    out = aug.random_saturation(images, 0.5, 1.5, seed=0)
+    before, after = aug.rgb_to_hsv(images), aug.rgb_to_hsv(out)
+    assert _hue_distance(after[..., 0], before[..., 0]).max() < 1e-4
+    numpy.testing.assert_allclose(after[..., 2], before[..., 2], atol=1e-5)
+    factors = _flatten(after[..., 1] / before[..., 1])
+    numpy.testing.assert_allclose(factors, factors[:, :1].repeat(factors.shape[1], axis=1), atol=1e-4)
+    assert factors.min() >= 0.5 - 1e-4 and factors.max() <= 1.5 + 1e-4
+    desaturated = aug.random_saturation(images, 0.0, 0.0, seed=0)
+    numpy.testing.assert_allclose(desaturated, desaturated[..., :1].repeat(3, axis=-1), atol=1e-6)  # grey
+
+
+# -- geometry ------------------------------------------------------------------------------------------------------
+def test_random_crop_takes_a_window_of_each_image():
+    height, width = 10, 12
+    coordinates = (numpy.arange(height).reshape(-1, 1) * 100 + numpy.arange(width)).astype(numpy.float32)
+    images = numpy.broadcast_to(coordinates[None, :, :, None], (40, height, width, 2)).copy()
+    out = aug.random_crop(images, (4, 5), seed=0)
+    assert out.shape == (40, 4, 5, 2)
+    tops, lefts = out[:, 0, 0, 0] // 100, out[:, 0, 0, 0] % 100
+    for image, top, left in zip(out, tops.astype(int), lefts.astype(int)):
+        numpy.testing.assert_array_equal(image, images[0, top:top + 4, left:left + 5])
+    assert tops.max() <= 6 and lefts.max() <= 7 and len(set(zip(tops, lefts))) > 10
+    numpy.testing.assert_array_equal(aug.central_crop(images, (4, 4))[0, ..., 0], coordinates[3:7, 4:8])
+    with pytest.raises(ValueError, match=r"random_crop: the crop \(11, 5\) is larger than the images \(10, 12\)"):
+        aug.random_crop(images, (11, 5))
+
+
+def test_random_rotation_turns_about_the_centre_within_the_bound():
+    size = 41
+    images = numpy.zeros((30, size, size, 1), numpy.float32)
+    images[:, 20, 35] = 1.0  # a dot 15 pixels right of the centre
+    out = aug.random_rotation(images, 20, seed=0)
+    ys, xs = numpy.mgrid[:size, :size] - 20
+    weights = out[..., 0] / out[..., 0].sum(axis=(1, 2), keepdims=True)
+    cy, cx = (weights * ys).sum(axis=(1, 2)), (weights * xs).sum(axis=(1, 2))
+    numpy.testing.assert_allclose(numpy.hypot(cx, cy), 15, atol=0.6)  # the dot keeps its distance
+    degrees = numpy.degrees(numpy.arctan2(-cy, cx))  # image rows run down: a positive angle turns it up
+    assert numpy.abs(degrees).max() <= 20.5 and degrees.std() > 5
+    same = numpy.random.default_rng(0).random((2, 7, 9, 3), dtype=numpy.float32)
+    numpy.testing.assert_allclose(aug.random_rotation(same, 0, seed=0), same, atol=1e-6)
+    flat = numpy.full((8, 9, 9, 3), 0.3, numpy.float32)
+    numpy.testing.assert_allclose(aug.random_rotation(flat, 30, seed=0), flat, atol=1e-6)  # edges fill in
+    filled = aug.random_rotation(flat, 45, seed=1, fill_mode="constant", fill_value=0.0)
+    assert (filled[:, 0, 0] == 0).any()  # a corner from outside the picture
+
+
+# -- the forms images come in ----------------------------------------------------------------------------------------
+OPS = [
+    (aug.random_flip_left_right, {}), (aug.random_flip_up_down, {}), (aug.random_brightness, {"max_delta": 0.2}),
+    (aug.random_contrast, {"lower": 0.5, "upper": 1.5}), (aug.random_hue, {"max_delta": 0.1}),
+    (aug.random_saturation, {"lower": 0.5, "upper": 1.5}), (aug.random_crop, {"size": (4, 3)}),
+    (aug.random_rotation, {"max_degrees": 15}),
+]
+
+
+@pytest.mark.parametrize("op, arguments", OPS, ids=[op.__name__ for op, _ in OPS])
+def test_tensors_single_images_and_bounds(batch, op, arguments):
+    out = op(batch, seed=4, **arguments)
+    assert out.dtype == numpy.float32 and out.min() >= 0 and out.max() <= 1
+    tensor = op(fl.tensor(batch), seed=4, **arguments)
+    assert isinstance(tensor, fl.Tensor) and not tensor.requires_grad
+    numpy.testing.assert_array_equal(tensor.numpy(), out)
+    single = op(batch[0], seed=4, **arguments)
+    assert single.shape == out.shape[1:]
+    numpy.testing.assert_array_equal(single, op(batch[:1], seed=4, **arguments)[0])
+    assert fl.image is aug and getattr(fl.io, op.__name__) is op  # fl.image.random_..., fl.io.random_...
+
+
+def test_unseeded_ops_follow_set_random_seed(batch):
+    fl.layers.set_random_seed(11)
+    first = aug.random_brightness(batch, 0.3)
+    fl.layers.set_random_seed(11)
+    numpy.testing.assert_array_equal(aug.random_brightness(batch, 0.3), first)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda b: aug.random_brightness((b * 255).astype(numpy.uint8), 0.1), r"expected `images` as floats in \[0, 1\]"),
+    (lambda b: aug.random_brightness(b[0, 0], 0.1), r"got an array of shape \(5, 3\)"),
+    (lambda b: aug.random_brightness(b, -0.1), r"`max_delta`, expected a number >= 0.0. Received: max_delta=-0.1"),
+    (lambda b: aug.random_contrast(b, 1.5, 0.5), r"expected lower <= upper; received lower=1.5, upper=0.5"),
+    (lambda b: aug.random_hue(b[..., :1], 0.1), r"random_hue: expected RGB images \(3 channels\); got 1"),
+    (lambda b: aug.random_flip_up_down(b, seed=-1), r"`seed`, expected a non-negative integer, a numpy"),
+    (lambda b: aug.random_rotation(b, 10, fill_mode="wrap"), r"`fill_mode`, expected 'nearest' or 'constant'"),
+])
+def test_bad_arguments_are_named(batch, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(batch)
