@@ -25,13 +25,16 @@ import os
 import re
 import tempfile
 import time
+import warnings
 
 import numpy
 
-from ..core import backend, no_grad
+from ..core import backend, no_grad, training_mode
 from ..core import config as core_config
+from ..core.distribution import current_strategy
 from ..core.parallel import hands_blas_back
 from ..core.tensor import Tensor
+from ..core.trace import trace
 from ..io._signatures import receiver_signatures
 from ..io.saved_model import export_saved_model as _export_saved_model
 from ..layers import seeding
@@ -283,6 +286,7 @@ class Estimator:
         self._input_fn_cache = (None, ())
         self._index_cache = (None, None)  # (stat of model_dir's checkpoint index, latest checkpoint path)
         self._last_train_op = None  # what the last TRAIN step's model_fn returned (its optimizer's learning rate)
+        self._graph_written = False  # the inference graph went to model_dir's event file (once per Estimator)
         self.stop_training = False  # set by hooks (callbacks) to end train() early
 
     # -- properties -------------------------------------------------------------------------------
@@ -470,6 +474,9 @@ class Estimator:
         if first is None:
             raise ValueError("Estimator.train: input_fn yielded no batch.")
         self._prepare(first, ModeKeys.TRAIN)
+        strategy = self._config.train_distribute
+        if strategy is not None and not self._built:
+            self._build(first, ModeKeys.TRAIN)  # the variables must exist for rank 0's values to be broadcast
         start = self._global_step()
         if max_steps is not None:
             remaining = max_steps - start
@@ -478,10 +485,10 @@ class Estimator:
         if remaining is not None and remaining <= 0:
             return self
         step = _TrainStep(self)
-        callbacks = hooks + _training_callbacks(self, start, after_save)
+        callbacks = hooks + _training_callbacks(self, start, after_save, first[0])
         self._in_memory = None  # the weights are about to move away from every checkpoint
         run_training(step, _limited(_chain(first, batches), remaining), epochs=1, callbacks=callbacks, model=self,
-                     terminate_on_nan=False, steps=remaining)
+                     terminate_on_nan=False, steps=remaining, strategy=strategy, variables=self._store.variables)
         return self
 
     # -- evaluate ---------------------------------------------------------------------------------
@@ -613,6 +620,21 @@ class Estimator:
 
         return receiver_signatures(receiver, predictions)
 
+    def _inference_graph(self, features):
+        """The PREDICT-mode model_fn traced on two rows of ``features``: the picture in TensorBoard's Graphs tab."""
+        keyed = isinstance(features, dict)
+        names = list(features) if keyed else ["features"]
+        examples = [numpy.asarray(features[name])[:2] for name in names] if keyed else [numpy.asarray(features)[:2]]
+
+        def predictions(*arrays):
+            given = dict(zip(names, arrays)) if keyed else arrays[0]
+            out = self._call_model_fn(given, None, ModeKeys.PREDICT).predictions
+            return {str(key): value for key, value in out.items()} if isinstance(out, dict) else {"output": out}
+
+        with no_grad(), training_mode(False), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # trace warnings concern replay, not the picture
+            return trace(predictions, *examples, input_names=names)
+
     # -- variables --------------------------------------------------------------------------------
     def latest_checkpoint(self):
         """The path of model_dir's latest checkpoint, or None."""
@@ -709,6 +731,9 @@ class _TrainStep:
         estimator = self.estimator
         spec = estimator._call_model_fn(features, labels, ModeKeys.TRAIN)
         value = float(spec.loss.item())
+        strategy = current_strategy()
+        if strategy is not None:
+            value = strategy.global_mean(value)  # the global batch's loss: every rank stops (or not) alike
         if not math.isfinite(value):
             # The update from this loss has been applied already (minimize runs inside model_fn): the
             # in-memory state is lost, the model_dir keeps the last good checkpoint.
@@ -729,12 +754,12 @@ class _TrainStep:
         return {"loss": value, "global_step": step}
 
 
-def _training_callbacks(estimator, start, after_save):
+def _training_callbacks(estimator, start, after_save, example_features):
     config = estimator.config
     callbacks = [_CheckpointSaver(estimator, config.save_checkpoints_steps, config.save_checkpoints_secs, after_save)]
     histogram_steps = config.save_histogram_steps if config.save_summary_steps is not None else None
     callbacks.append(_StepLogger(estimator, config.save_summary_steps, config.log_step_count_steps, start,
-                                 histogram_steps))
+                                 histogram_steps, example_features))
     return callbacks
 
 
@@ -772,13 +797,18 @@ class _CheckpointSaver(Callback):
 
 
 class _StepLogger(Callback):
-    """Loss, learning rate, global steps/second (and weight histograms) to TensorBoard (model_dir) and to logging."""
+    """Loss, learning rate, global steps/second (and weight histograms) to TensorBoard (model_dir) and to logging.
+
+    The first time it opens the event file, it also writes the model's inference graph (the PREDICT-mode model_fn
+    traced on the first batch's features), as tf.estimator did; a model_fn that cannot be traced gets a warning.
+    """
 
     chief_only = True  # writes files or prints: rank 0 only under a data-parallel strategy
 
-    def __init__(self, estimator, summary_steps, log_steps, start, histogram_steps=None):
+    def __init__(self, estimator, summary_steps, log_steps, start, histogram_steps=None, example_features=None):
         super().__init__()
         self.estimator = estimator
+        self.example_features = example_features
         self.summary_steps = summary_steps
         self.histogram_steps = histogram_steps
         self.log_steps = log_steps
@@ -791,7 +821,19 @@ class _StepLogger(Callback):
             self.writer = _summary_writer(self.estimator.model_dir)
             if self.writer is None:
                 self.summary_steps = self.histogram_steps = None
+            elif not self.estimator._graph_written and self.example_features is not None:
+                self._write_graph()
         return self.writer is not None
+
+    def _write_graph(self):
+        self.estimator._graph_written = True
+        try:
+            graph = self.estimator._inference_graph(self.example_features)
+        except Exception as error:  # noqa: BLE001 - a picture must not stop training
+            warnings.warn(f"Estimator: the model_fn could not be traced in PREDICT mode, so TensorBoard gets no "
+                          f"graph ({type(error).__name__}: {error}).", RuntimeWarning, stacklevel=2)
+            return
+        self.writer.add_graph(graph)
 
     def on_train_batch_end(self, batch, logs=None):
         step = logs["global_step"]

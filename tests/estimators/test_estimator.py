@@ -492,6 +492,53 @@ def test_training_and_evaluation_write_tensorboard_scalars(tmp_path, data):
 
 
 @pytest.mark.slow  # importing tensorboardX (which imports torch where installed) takes seconds
+def test_training_writes_the_inference_graph_once(tmp_path, data):
+    pytest.importorskip("tensorboardX")
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    x, y = data
+    est = make(tmp_path, save_summary_steps=2)
+    est.train(batches_fn(x, y, epochs=None), steps=4)
+    est.train(batches_fn(x, y, epochs=None), steps=4)  # a second train() of the same Estimator: no second graph
+    accumulator = event_accumulator.EventAccumulator(str(tmp_path))
+    accumulator.Reload()
+    graph_def = accumulator.Graph()
+    nodes = {node.name: node for node in graph_def.node}
+    # mlp_fn's PREDICT branch: its feature input by name, both layers' variables, and its two prediction outputs.
+    assert "x" in nodes and nodes["x"].op == "Placeholder"
+    assert {"dense/kernel", "dense_1/kernel"} <= set(nodes)
+    assert {"y", "twice"} <= set(nodes)
+    assert any(node.op == "matmul" for node in graph_def.node)
+    files = [name for name in os.listdir(tmp_path) if name.startswith("events.out")]
+    graphs = 0
+    from tensorboard.backend.event_processing import event_file_loader
+    for name in files:
+        for event in event_file_loader.EventFileLoader(str(tmp_path / name)).Load():
+            graphs += event.HasField("graph_def")
+    assert graphs == 1
+    # Training is unchanged by the picture: the same steps without summaries give the same weights.
+    plain = make(tmp_path / "plain")
+    plain.train(batches_fn(x, y, epochs=None), steps=8)
+    numpy.testing.assert_array_equal(plain.get_variable_value("dense/kernel"), est.get_variable_value("dense/kernel"))
+
+
+@pytest.mark.slow  # importing tensorboardX (which imports torch where installed) takes seconds
+def test_a_model_fn_that_cannot_be_traced_trains_with_a_warning_and_no_graph(tmp_path, data):
+    pytest.importorskip("tensorboardX")
+    x, y = data
+
+    def untraceable_fn(features, labels, mode, params):
+        if mode == ModeKeys.PREDICT:  # say, a Python library call the tracer cannot follow
+            raise RuntimeError("no tracing here")
+        return mlp_fn(features, labels, mode, params)
+
+    est = Estimator(untraceable_fn, str(tmp_path), RunConfig(save_summary_steps=1, tf_random_seed=0))
+    with pytest.warns(RuntimeWarning, match=r"could not be traced in PREDICT mode, so TensorBoard gets no graph "
+                                            r"\(RuntimeError: no tracing here\)"):
+        est.train(batches_fn(x, y, epochs=None), steps=2)
+    assert checkpoint.checkpoint_step(est.latest_checkpoint()) == 2
+
+
+@pytest.mark.slow  # importing tensorboardX (which imports torch where installed) takes seconds
 def test_weight_histograms_every_save_histogram_steps(tmp_path, data):
     pytest.importorskip("tensorboardX")
     event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
