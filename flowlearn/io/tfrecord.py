@@ -631,10 +631,8 @@ class VarLenFeature:
 
 
 def _shape(shape):
-    if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
-        shape = (shape,)
     try:
-        dims = tuple(shape)
+        dims = (shape,) if isinstance(shape, numbers.Integral) and not isinstance(shape, bool) else tuple(shape)
     except TypeError:
         dims = None
     if dims is None or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 0
