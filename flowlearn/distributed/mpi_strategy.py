@@ -87,6 +87,14 @@ class MPIStrategy:
     def __repr__(self):
         return f"MPIStrategy(rank={self.rank}, size={self.size})"
 
+    # A strategy stands for this process's place among the running ranks: copies (scikit-learn's clone,
+    # GridSearchCV) share it, as they would share a communicator, rather than make another group.
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
     # -- what the training loop calls ---------------------------------------------------------------
     def shard(self, batch, rows, weight):
         """This rank's slice of the global ``batch`` of ``rows`` rows; remembers its share of the loss weight.
@@ -193,9 +201,7 @@ class MPIStrategy:
                 "data)."
             )
         for variable in variables:
-            host = numpy.ascontiguousarray(backend.to_numpy(variable.data))
-            if host is variable.data:
-                host = host.copy()
+            host = numpy.array(backend.to_numpy(variable.data), order="C")  # a contiguous copy (0-d stays 0-d)
             self.comm.Bcast(host, root=0)
             if not self.is_chief:
                 variable.assign(host)

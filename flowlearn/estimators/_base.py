@@ -29,7 +29,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_co
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
@@ -157,6 +157,13 @@ COMMON_PARAMETERS = """\
     device : {"cpu", "gpu"}, default="cpu"
         Where the network trains ("gpu" needs cupy). The fitted estimator pickles as numpy arrays and
         loads on machines without a GPU.
+    strategy : flowlearn.distributed.MPIStrategy or None, default=None
+        Train data-parallel over MPI ranks (``mpirun -np N python script.py``, every rank fitting on the
+        same X and y): each rank takes its slice of every batch of ``batch_size`` rows, the gradients are
+        averaged over the ranks before every update, and all ranks end with the same model, the one a
+        single process fits with the same ``batch_size`` (to float rounding; dropout and batch
+        normalization aside). It is a handle on this run's processes: saving or pickling the estimator
+        stores None in its place.
 """
 
 COMMON_ATTRIBUTES = """\
@@ -208,6 +215,12 @@ def _generators(random_state, count):
     return [numpy.random.default_rng(seed) for seed in numpy.random.SeedSequence(random_state).spawn(count)]
 
 
+def _weight_total(batch):
+    """What the estimators' batch loss is normalised by: the sum of the sample weights (else the rows)."""
+    _, _, weights = batch
+    return float(weights.sum(dtype=numpy.float64)) if weights is not None else len(batch[0])
+
+
 class _BaseNetwork(BaseEstimator):
     """Base class of the network estimators (use the concrete classes)."""
 
@@ -225,6 +238,7 @@ class _BaseNetwork(BaseEstimator):
         "random_state": ["random_state"],
         "verbose": [Interval(numbers.Integral, 0, 2, closed="both"), "boolean"],
         "device": [StrOptions({"cpu", "gpu"})],
+        "strategy": [None, HasMethods(["shard", "reduce_gradients"])],
     }
 
     # Times a plateau divides the learning rate by 5 before the stopping rule ends training.
@@ -286,6 +300,9 @@ class _BaseNetwork(BaseEstimator):
         if first_call:
             self._fit_input_statistics(X, weights)
             self._initialize(X.shape[1], n_outputs)
+        if self.strategy is not None:
+            # Rank 0's streams everywhere: all ranks hold out the same rows and cut the same batches.
+            self.strategy.broadcast_generators([self._dropout_rng, self._batch_rng, self._split_rng])
         elif n_outputs != self._n_outputs:
             raise ValueError(
                 f"{type(self).__name__} was fitted with {self._n_outputs} output(s); y has {n_outputs}. "
@@ -416,13 +433,15 @@ class _BaseNetwork(BaseEstimator):
 
         parameters = model.trainable_weights
         state = forward_state(model)  # batch-norm statistics, put back after a non-finite loss
-        step = GradientStep(forward, self._optimizer, lambda: parameters, state=lambda: state)
+        step = GradientStep(forward, self._optimizer, lambda: parameters, state=lambda: state,
+                            batch_weight=_weight_total)
         # The data adapter's array path, as Sequential.fit's: each epoch a new permutation of the training
         # rows' indices, the data never copied whole.
         batches = ArrayAdapter((X, targets, weights), batch_size, shuffle=True, rng=self._batch_rng, indices=train_rows)
         try:
             return run_training(step, batches.epoch, epochs=epochs, steps=batches.num_batches, callbacks=callbacks,
-                                validate=validate, model=model, verbose=int(self.verbose))
+                                validate=validate, model=model, verbose=int(self.verbose), strategy=self.strategy,
+                                variables=model.weights)
         except NonFiniteLossError as error:
             # The loop's advice (terminate_on_nan=False) is for Sequential.fit; say what an estimator can change.
             what = (f"the training loss became {error.loss} at epoch {error.epoch}, batch {error.batch}"
@@ -518,6 +537,8 @@ class _BaseNetwork(BaseEstimator):
     # -- pickling -----------------------------------------------------------------------------------
     def __getstate__(self):
         state = dict(super().__getstate__())  # a copy: object.__getstate__ hands out the live __dict__
+        if state.get("strategy") is not None:
+            state["strategy"] = None  # a handle on the processes of this run, not part of the model
         model = state.pop("_model", None)
         optimizer = state.pop("_optimizer", None)
         if model is not None:

@@ -173,6 +173,8 @@ def save_estimator(estimator, path):
     if os.path.isdir(path):
         raise ValueError(f"save: expected a file path; {path!r} is a directory.")
     params = estimator.get_params(deep=False)
+    if params.get("strategy") is not None:
+        params["strategy"] = None  # a handle on the processes of this run (MPI ranks), not part of the model
     state = {key: value for key, value in estimator.__getstate__().items() if key not in params}
     encoder = _Encoder()
     header = {

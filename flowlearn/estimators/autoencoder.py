@@ -97,7 +97,7 @@ class AutoEncoder(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixi
     def __init__(self, hidden_units=(256, 128, 16), *, activation="relu", output_activation="sigmoid",
                  contamination="auto", optimizer="adam", learning_rate=None, batch_size="auto", epochs=200, l2=0.0,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False,
-                 random_state=None, verbose=0, device="cpu"):
+                 random_state=None, verbose=0, device="cpu", strategy=None):
         store_parameters(self, locals())
 
     # -- network ------------------------------------------------------------------------------------

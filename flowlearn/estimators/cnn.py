@@ -80,7 +80,7 @@ class CNNClassifier(_ClassifierNetwork):
     def __init__(self, conv_filters=(32, 64), *, kernel_size=5, pool_size=2, dense_units=(1024,), dropout=0.5,
                  image_shape=None, optimizer="adam", learning_rate=None, batch_size="auto", epochs=10, l2=0.0,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False,
-                 random_state=None, verbose=0, device="cpu"):
+                 random_state=None, verbose=0, device="cpu", strategy=None):
         store_parameters(self, locals())
 
     # -- images in, flat rows through validation ---------------------------------------------------

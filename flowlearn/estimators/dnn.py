@@ -89,7 +89,7 @@ class DNNClassifier(FeatureColumnsMixin, _DNNMixin, _ClassifierNetwork):
     def __init__(self, hidden_units=(64, 32), *, activation="relu", dropout=0.0, batch_norm=False, class_weight=None,
                  optimizer="adam", learning_rate=None, batch_size="auto", epochs=200, l2=0.0, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False, random_state=None,
-                 verbose=0, device="cpu", feature_columns=None):
+                 verbose=0, device="cpu", feature_columns=None, strategy=None):
         store_parameters(self, locals())
 
     def _class_weight(self):
@@ -135,5 +135,5 @@ class DNNRegressor(FeatureColumnsMixin, _DNNMixin, _RegressorNetwork):
     def __init__(self, hidden_units=(64, 32), *, activation="relu", dropout=0.0, batch_norm=False, optimizer="adam",
                  learning_rate=None, batch_size="auto", epochs=200, l2=0.0, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False, random_state=None,
-                 verbose=0, device="cpu", feature_columns=None):
+                 verbose=0, device="cpu", feature_columns=None, strategy=None):
         store_parameters(self, locals())

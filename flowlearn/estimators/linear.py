@@ -24,7 +24,7 @@ class _LinearMixin:
 
     def __init__(self, *, optimizer="adam", learning_rate=None, batch_size="auto", epochs=200, l2=0.0,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False,
-                 random_state=None, verbose=0, device="cpu", feature_columns=None):
+                 random_state=None, verbose=0, device="cpu", feature_columns=None, strategy=None):
         store_parameters(self, locals())
 
     # Gradient descent on raw features converges at the pace of the worst-scaled one (a column in the

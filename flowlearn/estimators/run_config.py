@@ -1,6 +1,8 @@
 """How an Estimator runs: where it keeps checkpoints, how often it writes them and its summaries."""
 import numbers
 
+from ..core.distribution import check_strategy
+
 __all__ = ["RunConfig"]
 
 
@@ -38,13 +40,20 @@ class RunConfig:
         Write a histogram of every trainable variable to TensorBoard every this many steps (flowlearn's
         addition; off by default, as Keras' ``histogram_freq=0``, since a histogram of a large kernel costs
         milliseconds). Needs ``save_summary_steps`` to be set.
+    train_distribute : flowlearn.distributed.MPIStrategy, optional
+        Train data-parallel over MPI ranks (``mpirun -np N python script.py``), as TensorFlow's
+        ``train_distribute``: each rank's model_fn sees its slice of every batch of the input_fn (which
+        must yield the same batches on every rank: seed its shuffling), ``minimize`` averages the
+        gradients over the ranks, the logged loss is the global batch's and only rank 0 writes
+        checkpoints and summaries. Evaluation and prediction run in full on each rank.
 
     >>> RunConfig(save_checkpoints_steps=100).save_checkpoints_secs is None
     True
     """
 
     def __init__(self, model_dir=None, tf_random_seed=None, save_checkpoints_steps=None, save_checkpoints_secs=600,
-                 keep_checkpoint_max=5, save_summary_steps=100, log_step_count_steps=100, save_histogram_steps=None):
+                 keep_checkpoint_max=5, save_summary_steps=100, log_step_count_steps=100, save_histogram_steps=None,
+                 train_distribute=None):
         if model_dir is not None and not isinstance(model_dir, (str, bytes)) and not hasattr(model_dir, "__fspath__"):
             raise TypeError(f"RunConfig: expected `model_dir` to be a path or None; got {type(model_dir).__name__}.")
         if tf_random_seed is not None and (isinstance(tf_random_seed, bool) or not isinstance(
@@ -69,12 +78,14 @@ class RunConfig:
         self.save_summary_steps = _optional_positive_int("save_summary_steps", save_summary_steps)
         self.log_step_count_steps = _optional_positive_int("log_step_count_steps", log_step_count_steps)
         self.save_histogram_steps = _optional_positive_int("save_histogram_steps", save_histogram_steps)
+        self.train_distribute = None if train_distribute is None else check_strategy(
+            "RunConfig(train_distribute=...)", train_distribute)
 
     def replace(self, **changes):
         """A copy with some settings changed (as TensorFlow's ``RunConfig.replace``)."""
         settings = {name: getattr(self, name) for name in (
             "model_dir", "tf_random_seed", "save_checkpoints_steps", "save_checkpoints_secs", "keep_checkpoint_max",
-            "save_summary_steps", "log_step_count_steps", "save_histogram_steps")}
+            "save_summary_steps", "log_step_count_steps", "save_histogram_steps", "train_distribute")}
         unknown = sorted(set(changes) - set(settings))
         if unknown:
             raise ValueError(f"RunConfig.replace: unknown settings {unknown}; expected some of {sorted(settings)}.")
@@ -88,4 +99,4 @@ class RunConfig:
                 f"save_checkpoints_steps={self.save_checkpoints_steps}, "
                 f"save_checkpoints_secs={self.save_checkpoints_secs}, keep_checkpoint_max={self.keep_checkpoint_max}, "
                 f"save_summary_steps={self.save_summary_steps}, log_step_count_steps={self.log_step_count_steps}, "
-                f"save_histogram_steps={self.save_histogram_steps})")
+                f"save_histogram_steps={self.save_histogram_steps}, train_distribute={self.train_distribute!r})")
