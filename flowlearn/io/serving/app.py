@@ -299,6 +299,10 @@ def _ui_routes(versions, view):
                             headers=_UI_HEADERS)
         return Response(content, media_type=media_type, headers=_UI_HEADERS)
 
+    async def favicon(request):
+        # Browsers ask for it on every page: "no icon" rather than a 404 in their console.
+        return Response(status_code=204, headers=_UI_HEADERS)
+
     async def view_json(request):
         response = await view(request)
         response.headers.update(_UI_HEADERS)
@@ -307,6 +311,7 @@ def _ui_routes(versions, view):
     return [
         Route("/", page(index), methods=["GET"]),
         Route("/static/{file}", static, methods=["GET"]),
+        Route("/favicon.ico", favicon, methods=["GET"]),
         Route("/ui/{name}", page(model_page), methods=["GET"]),
         Route("/ui/{name}/versions/{version}", page(model_page), methods=["GET"]),
         Route("/ui/{name}/view.json", view_json, methods=["GET"]),
