@@ -353,7 +353,8 @@
 
   function barChart(labels, probabilities, topIndex) {
     const n = probabilities.length;
-    const slot = Math.max(18, Math.min(48, Math.floor(520 / n)));
+    const slot = Math.max(18, Math.min(110, Math.floor(520 / n)));
+    const fits = Math.max(2, Math.floor(slot / 7.5)); // characters of a label that fit under its bar
     const height = 160, bottom = 20, topPad = 18, width = slot * n;
     const svg = document.createElementNS(SVG, "svg");
     svg.setAttribute("viewBox", "0 0 " + width + " " + (height + bottom + topPad));
@@ -379,7 +380,7 @@
       label.setAttribute("x", String(i * slot + slot / 2));
       label.setAttribute("y", String(topPad + height + 15));
       label.setAttribute("text-anchor", "middle");
-      label.textContent = labels[i].length > 8 ? labels[i].slice(0, 7) + "\u2026" : labels[i];
+      label.textContent = labels[i].length > fits ? labels[i].slice(0, fits - 1) + "\u2026" : labels[i];
       svg.appendChild(label);
       if (i === topIndex) {
         const value = document.createElementNS(SVG, "text");
