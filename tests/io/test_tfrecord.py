@@ -581,3 +581,70 @@ def test_tensorflow_reads_our_files_and_we_read_its_files(tmp_path):
     assert record["x"].tolist() == [0.5] and record["label"].tolist() == [7] and record["name"] == [b"dog"]
     assert tfrecord.encode_example({"x": [0.5], "label": 7, "name": b"dog"}) == \
         example.SerializeToString(deterministic=True)
+
+
+def test_tensorboards_own_framing_code_reads_our_files_and_writes_files_we_read(tmp_path):
+    # TensorBoard ships a TensorFlow-free TFRecord writer and reader with a pure-Python CRC32C: an implementation
+    # of the framing independent of ours and of the crc32c package.
+    pytest.importorskip("tensorboard", reason="optional: TensorBoard's TFRecord code, when it is installed")
+    from tensorboard.compat.tensorflow_stub import errors
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import PyRecordReader_New
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    records = [tfrecord.encode_example({"i": i, "blob": bytes(range(i))}) for i in range(40)]
+    ours = tmp_path / "ours.tfrecord"
+    with TFRecordWriter(ours) as writer:
+        for record in records:
+            writer.write(record)
+    reader, read_back = PyRecordReader_New(str(ours)), []
+    while True:
+        try:
+            reader.GetNext()
+        except errors.OutOfRangeError:
+            break
+        read_back.append(reader.record())
+    reader.file_handle.close()
+    assert read_back == records
+    theirs = tmp_path / "theirs.tfrecord"
+    with open(theirs, "wb") as handle:
+        writer = RecordWriter(handle)
+        for record in records:
+            writer.write(record)
+    assert [record["i"].tolist() for record in read_tfrecord(theirs)] == [[i] for i in range(40)]
+    assert theirs.read_bytes() == ours.read_bytes()
+
+
+def test_flowlearn_io_imports_without_protobuf_and_crc32c():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['google.protobuf'] = sys.modules['crc32c'] = None; import flowlearn.io as io; "
+            "print(io.write_tfrecord.__name__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "write_tfrecord"
+
+
+def test_a_missing_protobuf_or_crc32c_names_the_extra_to_install(monkeypatch, tmp_path):
+    import sys
+
+    import flowlearn.io
+
+    monkeypatch.delitem(sys.modules, "flowlearn.io._example_proto")
+    monkeypatch.delattr(flowlearn.io, "_example_proto")  # else `from . import _example_proto` finds it there
+    monkeypatch.setitem(sys.modules, "google.protobuf", None)  # an import of it now raises ImportError
+    monkeypatch.setitem(sys.modules, "crc32c", None)
+    tfrecord._crc32c.cache_clear()
+    tfrecord._proto.cache_clear()
+    try:
+        with pytest.raises(ImportError, match=r"crc32c package, which is not installed: pip install "
+                                              r"'flowlearn\[tfrecord\]'"):
+            write_tfrecord(tmp_path / "a.tfrecord", [{"x": 1}])
+        monkeypatch.delitem(sys.modules, "crc32c")
+        tfrecord._crc32c.cache_clear()
+        with pytest.raises(ImportError, match=r"protobuf package, which is not installed: pip install "
+                                              r"'flowlearn\[tfrecord\]'"):
+            write_tfrecord(tmp_path / "a.tfrecord", [{"x": 1}])
+    finally:
+        tfrecord._crc32c.cache_clear()
+        tfrecord._proto.cache_clear()
