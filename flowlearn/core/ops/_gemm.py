@@ -1,6 +1,6 @@
 """Every 2-D matrix product of the op core, with one policy for who runs it on which threads.
 
-By size (multiply-adds, ``m*n*k``):
+By size (multiply-adds, ``m*n*k``, and bytes moved, ``(m*k + k*n + m*n) * itemsize``):
 
 - products from ``SPLIT`` on are split by flowlearn over rows or columns of the output, one slice per
   thread, each slice on single-threaded BLAS (:func:`flowlearn.core.parallel.parallel_slices`), and so
@@ -11,7 +11,13 @@ By size (multiply-adds, ``m*n*k``):
 - small products (under ``SMALL``) never need BLAS's threads: inside a fit, evaluate or predict call
   they hold BLAS at one thread too. A 200x64 @ 64x128 product is ~35 us of work on one core; a second
   thread saves at most half of that, and waking it costs as much on an idle host and milliseconds on a
-  busy one.
+  busy one;
+- except products that move at least ``2 * STREAM`` bytes with fewer multiply-adds than ``SPLIT``: a
+  few rows through a large weight matrix (one image through a CNN's 3136x1024 dense layer: 3.2e6
+  multiply-adds, 12.8 MB of float32 weights). Their time is the time to read the weights, at a few
+  multiply-adds per float, and a core reads them only so fast: they split too, over the output's
+  columns (or rows, when it has more rows than columns), so that each thread streams its own part of
+  the weights, and no slice moves fewer than ``STREAM`` bytes.
 
 Why flowlearn's split and not BLAS's threads from ``SPLIT`` on: on an idle host OpenBLAS's threads run
 a 128x784 @ 784x256 product (an MNIST MLP's first layer) in ~300 us, flowlearn's split in ~390 and
@@ -44,14 +50,18 @@ from ..parallel import (hold_blas_for_small_product, in_stretch, on_one_blas_thr
 
 # Under SMALL multiply-adds a product never needs a second thread. From SPLIT on (about 0.35 ms on one
 # core here) flowlearn splits it: enough work to hide waking a thread (~0.1 ms on an idle host, up to
-# ~0.3 ms on a busy one). No slice has fewer than SMALL. LARGE was the split threshold before mid-sized
+# ~0.3 ms on a busy one). No slice has fewer than SMALL (unless it moves STREAM bytes). LARGE was the split threshold before mid-sized
 # products were split too; it is kept for code that imports it.
 SMALL = 4_000_000
 SPLIT = 16_000_000
 LARGE = 250_000_000
+# From 2 * STREAM bytes moved (operands and output) a product splits whatever its multiply-adds: one core
+# streamed a 1x3136 @ 3136x1024 float32 product (12.8 MB) in ~0.2 ms from the L3 cache and ~0.6 ms from
+# memory, while waking a thread costs ~0.02-0.1 ms; 4 MB is ~0.06 ms of one core's reading even from cache.
+STREAM = 4 << 20
 
 
-def regime(size, split=False, stretch=False):
+def regime(size, split=False, stretch=False, streamed=0):
     """Who runs a product of ``size`` multiply-adds on numpy.
 
     Parameters
@@ -64,6 +74,8 @@ def regime(size, split=False, stretch=False):
     stretch : bool
         The product runs inside a fit, evaluate or predict call
         (:func:`flowlearn.core.parallel.in_stretch`).
+    streamed : int
+        Bytes the product moves, ``(m*k + k*n + m*n) * itemsize``.
 
     Returns
     -------
@@ -73,10 +85,10 @@ def regime(size, split=False, stretch=False):
         thread inside a fit/evaluate/predict call) or "blas" (BLAS's own threads: a mid-sized product
         outside such a call).
     """
+    if size >= (2 * SMALL if split else SPLIT) or streamed >= 2 * STREAM:
+        return "split"
     if size < SMALL:
         return "one thread"
-    if size >= (2 * SMALL if split else SPLIT):
-        return "split"
     return "one thread" if stretch else "blas"
 
 
@@ -133,20 +145,24 @@ def gemm(xp, a, b, out=None, split=False):
     m, k = a.shape
     n = b.shape[1]
     size = m * n * k
-    if size < SMALL:
+    itemsize = a.itemsize
+    streamed = (m * k + k * n + m * n) * itemsize
+    if size < SMALL and streamed < 2 * STREAM:
         hold_blas_for_small_product()
         return numpy.matmul(a, b, out=out)
-    kind = regime(size, split, in_stretch())
+    kind = regime(size, split, in_stretch(), streamed)
     if kind == "one thread":
         hold_blas_for_small_product()
         return numpy.matmul(a, b, out=out)
     if kind == "blas":
         release_blas_if_idle()  # give BLAS its threads back if flowlearn is done splitting
         return numpy.matmul(a, b, out=out)
-    if m * n <= k:
+    if m * n <= k and size >= (2 * SMALL if split else SPLIT):
         # A small output over a long inner dimension (the kernel gradient of a first convolution:
         # 25x32 over 78,400 rows): output slices would be slivers, so split the inner dimension and
-        # add the partial products in slice order (1.2 ms against 3.0 split by columns).
+        # add the partial products in slice order (1.2 ms against 3.0 split by columns). A product
+        # that splits for its bytes alone splits its output instead, whose elements then stay the
+        # same sums as unsplit: with few multiply-adds per byte, slivers cost nothing.
         def partial(start, stop):
             return numpy.matmul(a[:, start:stop], b[start:stop])
         parts = parallel_slices(k, partial, grain=-(-SMALL // (m * n)), uses_blas=True)
@@ -164,18 +180,21 @@ def gemm(xp, a, b, out=None, split=False):
         # Splits have not paid lately: the whole product on one BLAS thread (held, as a split holds it).
         # Every output element is the same sum either way, so this changes timing only.
         return on_one_blas_thread(lambda: numpy.matmul(a, b, out=out))
+    # A slice gets SMALL multiply-adds or STREAM bytes of its own rows (columns) of the operand it
+    # splits and of the output, whichever comes first: a memory-bound product (few rows, large weights)
+    # splits by bytes, so that each thread streams its share of the weights.
     if m >= n:
         def work(start, stop):
             began = time.perf_counter()
             numpy.matmul(a[start:stop], b, out=out[start:stop])
             return time.perf_counter() - began
-        total, grain = m, -(-SMALL // (n * k))
+        total, grain = m, min(-(-SMALL // (n * k)), -(-STREAM // ((k + n) * itemsize)))
     else:
         def work(start, stop):
             began = time.perf_counter()
             numpy.matmul(a, b[:, start:stop], out=out[:, start:stop])
             return time.perf_counter() - began
-        total, grain = n, -(-SMALL // (m * k))
+        total, grain = n, min(-(-SMALL // (m * k)), -(-STREAM // ((k + m) * itemsize)))
     began = time.perf_counter()
     slices = parallel_slices(total, work, grain=grain, uses_blas=True)
     if measured:

@@ -16,6 +16,7 @@ import numpy
 
 __all__ = ["max_pool2d", "avg_pool2d"]
 
+from ..config import modes
 from ..primitive import Primitive, apply
 from .conv import SLICE_ELEMENTS, _split_batch, _Windows, _as_tensors, _check_rank4, _pair, _padding
 
@@ -30,7 +31,8 @@ def _lowest(dtype):
 
 
 def _max_windows(xp, x, win, out, index):
-    """Running maximum over the window offsets into ``out``, with the offset of the first maximum.
+    """Running maximum over the window offsets into ``out``, with the offset of the first maximum
+    (unless ``index`` is None: no gradient will be asked for).
 
     A later offset takes over only where it is strictly larger, so ties keep the earliest element.
     This one loop also serves 2x2/stride 2: on the four sub-grids it measured faster than a tree
@@ -40,7 +42,13 @@ def _max_windows(xp, x, win, out, index):
     views = [win.view(padded, i, j) for i, j in win.offsets()]
     if len(views) == 1:
         out[...] = views[0]
-        index[...] = 0
+        if index is not None:
+            index[...] = 0
+        return
+    if index is None:  # the maxima alone: a third of the passes (one image's 28x28x32 pooling: 27 -> 12 us)
+        xp.maximum(views[0], views[1], out=out)
+        for view in views[2:]:
+            xp.maximum(out, view, out=out)
         return
     xp.maximum(views[0], views[1], out=out)
     index[...] = views[1] > views[0]
@@ -82,10 +90,12 @@ class MaxPool2D(Primitive):
     def forward(xp, x, pool_size, strides, padding):
         win = _Windows(x.shape[1:3], pool_size, strides, (1, 1), padding)
         shape = (x.shape[0], win.out_h, win.out_w, x.shape[3])
-        out, index = xp.empty(shape, dtype=x.dtype), xp.empty(shape, dtype=_index_dtype(win))
+        out = xp.empty(shape, dtype=x.dtype)
+        # Under no_grad (prediction) nothing keeps what forward saves: no index of the maxima.
+        index = xp.empty(shape, dtype=_index_dtype(win)) if modes.grad_enabled else None
 
         def work(start, stop):
-            _max_windows(xp, x[start:stop], win, out[start:stop], index[start:stop])
+            _max_windows(xp, x[start:stop], win, out[start:stop], None if index is None else index[start:stop])
 
         _split_batch(xp, x.shape[0], work, math.prod(x.shape[1:]), SLICE_ELEMENTS)
         return out, (index, x.shape)
