@@ -13,7 +13,8 @@ of small stages, each bounded in memory (tf.data's map / batch / prefetch, witho
 3. *batch*: ``batch_size`` images as one float32 array in [0, 1] (NHWC), with their labels; an unreadable file
    raises, or is skipped and counted (``on_error``), the batch filled from the next files;
 4. *augment*: random flips, brightness, contrast, hue, saturation, crops or rotations of each batch
-   (:mod:`flowlearn.io.augmentation`), drawn from a generator seeded once per call, in training mode only;
+   (:mod:`flowlearn.io.augmentation`), in training mode only. Batches are made and augmented by the same worker
+   threads, several at once, each with a generator spawned in batch order from the one seeded at the call;
 5. *prefetch*: a background thread keeps ``prefetch_buffer_size`` batches ready while the model trains.
 """
 import collections
@@ -77,7 +78,8 @@ def image_input_fn(source, image_size=(256, 256), channels=3, batch_size=32, num
         ``"hue": max_delta``, ``"saturation": (lower, upper)``, ``"rotation": max_degrees`` and
         ``"crop": (height, width)`` (a random window in training, the central one otherwise), applied in that
         order (crop and rotation first); or a callable ``augment(images, rng) -> images`` taking a float32 NHWC
-        batch and a ``numpy.random.Generator``. Applied only in training: see *Returns*.
+        batch and a ``numpy.random.Generator`` (it runs in the worker threads, on several batches at once, each
+        batch with a generator of its own). Applied only in training: see *Returns*.
     num_parallel_calls : int, optional
         Decoding threads; default: the number of CPUs this process may use.
     label_mode : {"int", "categorical", "binary", None}, default "int"
@@ -228,13 +230,18 @@ class ImageInputFn:
                 order = order_rng.permutation(n) if options.shuffle else numpy.arange(n)
                 skipped = []
                 decoded = _mapped_in_order(self._decode, order, executor, window=4 * options.workers)
+                # Each batch is made (and augmented) by a worker too, with a generator of its own spawned here
+                # in batch order: the draws never depend on which thread runs which batch.
+                chunks = ((indices, pixels, augment_rng.spawn(1)[0] if training and self._augmenter.active else None)
+                          for indices, pixels in _chunked(self._kept(decoded, skipped), options.batch_size))
+                batches = _mapped_in_order(self._prepare, chunks, executor, window=options.workers)
                 images_seen = 0
                 try:
-                    for indices, images in _batched(self._kept(decoded, skipped), options.batch_size):
+                    for (indices, _, _), images in batches:
                         images_seen += len(indices)
-                        images = self._augmenter(images, augment_rng, training)
                         yield _BATCH, (images, self._labels(indices))
                 finally:
+                    batches.close()
                     decoded.close()
                 if skipped:
                     path, reason = skipped[0]
@@ -252,6 +259,12 @@ class ImageInputFn:
             return _read_image(self.file_paths[index], self._options), None
         except Exception as error:  # noqa: BLE001 - any failure to read or decode is the file's, named with it
             return None, f"{type(error).__name__}: {error}"
+
+    def _prepare(self, chunk):
+        """One batch from ``(indices, pixels, rng)``: float32 in [0, 1], augmented in training; runs in a worker."""
+        _, pixels, rng = chunk
+        images = numpy.divide(numpy.stack(pixels), numpy.float32(255), dtype=numpy.float32)
+        return self._augmenter(images, rng, training=rng is not None)
 
     def _kept(self, decoded, skipped):
         """The decoded ``(index, pixels)``; an unreadable file raises, or with on_error="skip" is recorded."""
@@ -343,16 +356,13 @@ def _mapped_in_order(function, items, executor, window):
             future.cancel()
 
 
-def _batched(decoded, batch_size):
-    """``(indices, images)`` batches of ``batch_size`` decoded images (the last may be smaller); the uint8 pixels
-    become float32 in [0, 1] here, one vectorised division per batch."""
+def _chunked(decoded, batch_size):
+    """``(indices, [pixels, ...])`` groups of ``batch_size`` decoded images (the last may be smaller)."""
     while True:
         chunk = list(itertools.islice(decoded, batch_size))
         if not chunk:
             return
-        indices = numpy.fromiter((index for index, _ in chunk), numpy.int64, len(chunk))
-        pixels = numpy.stack([image for _, image in chunk])
-        yield indices, numpy.divide(pixels, numpy.float32(255), dtype=numpy.float32)
+        yield numpy.fromiter((index for index, _ in chunk), numpy.int64, len(chunk)), [image for _, image in chunk]
 
 
 def _read_image(path, options):
