@@ -62,6 +62,10 @@ def add_arguments(parser):
     parser.add_argument("--random-state", type=non_negative_int, metavar="SEED",
                         help="seeds the weights and the shuffling: one seed, one result")
     parser.add_argument("--verbose", action="store_true", help="a progress bar per epoch (on stderr)")
+    parser.add_argument("--distributed", choices=("auto", "mpi", "none"), default="auto",
+                        help="data-parallel training over MPI ranks (mpirun -np N flowlearn train ...): each rank "
+                             "trains on its slice of every batch and rank 0 writes the model folder; auto (default) "
+                             "is mpi when started by an MPI launcher with more than one rank")
 
 
 def _parameters(args):
@@ -86,6 +90,24 @@ def _parameters(args):
     if args.verbose:
         parameters["verbose"] = 1
     return parameters
+
+
+def _strategy(args):
+    """The MPIStrategy to train with, or None: ``--distributed mpi``, or ``auto`` under a launcher with 2+ ranks.
+
+    ``auto`` reads the launcher's environment (``OMPI_COMM_WORLD_SIZE`` and the like), so that a plain run
+    never loads MPI, and ``mpirun -np 2 flowlearn train ...`` trains one model rather than two racing ones.
+    """
+    from ..distributed import launched_ranks
+
+    if args.distributed == "none" or (args.distributed == "auto" and launched_ranks() < 2):
+        return None
+    from ..distributed import MPIStrategy
+
+    try:
+        return MPIStrategy()
+    except ImportError as error:
+        raise ValueError(f"--distributed {args.distributed}: {error}") from None
 
 
 def _feature_columns(features, numeric, text):
@@ -141,6 +163,8 @@ def _training_score(estimator, kind, features, labels):
 def run(args):
     from .. import estimators
 
+    strategy = _strategy(args)
+    chief = strategy is None or strategy.is_chief  # the rank that prints and writes the model folder
     features, labels, kind, numeric, text = _prepare(args)
     parameters = _parameters(args)
     if text:
@@ -151,18 +175,22 @@ def run(args):
         unit = bool(((inputs >= 0) & (inputs <= 1)).all(axis=None))
         choice = args.output_activation if args.output_activation != "auto" else "sigmoid" if unit else "linear"
         parameters["output_activation"] = None if choice == "linear" else choice
-    estimator = getattr(estimators, ESTIMATORS[args.estimator][0])(**parameters)
+    estimator = getattr(estimators, ESTIMATORS[args.estimator][0])(**parameters, strategy=strategy)
     classes = f", {len(set(labels.tolist()))} classes" if kind == "classifier" else ""
-    print(f"flowlearn train: {type(estimator).__name__} on {len(features):,} rows x {features.shape[1]} features of "
-          f"{args.data}{f', label {args.label!r}' if labels is not None else ''}{classes}"
-          f"{f' (text columns one-hot: {text})' if text else ''}", flush=True)
+    ranks = f" on {strategy.size} MPI ranks" if strategy is not None else ""
+    if chief:
+        print(f"flowlearn train: {type(estimator).__name__} on {len(features):,} rows x {features.shape[1]} features of "
+              f"{args.data}{f', label {args.label!r}' if labels is not None else ''}{classes}"
+              f"{f' (text columns one-hot: {text})' if text else ''}{ranks}", flush=True)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         estimator.fit(inputs, labels)
-    for warning in caught:  # one line each, as the errors, not Python's two-line warning with a source line
+    for warning in caught if chief else ():  # one line each, as the errors, not Python's two-line warning
         print(f"flowlearn train: warning: {' '.join(str(warning.message).split())}", file=sys.stderr)
     seconds = time.perf_counter() - start
+    if not chief:
+        return 0  # every rank holds the same model; rank 0 reports and saves it
     name, score = _training_score(estimator, kind, inputs, labels)
     os.makedirs(args.model_dir, exist_ok=True)
     path = os.path.join(args.model_dir, ESTIMATOR_FILE)
