@@ -138,25 +138,35 @@ def _feature_values(name, value, where):
         return "int64_list", array.ravel().tolist()
     if kind == "f":
         return "float_list", array.ravel().tolist()
-    if kind == "O" and all(isinstance(item, numbers.Integral) for item in array.ravel().tolist()):
-        raise refuse(" (integers must fit in int64)")
-    if kind == "O" and array.size and all(isinstance(item, _TEXT) for item in array.ravel().tolist()):
-        return "bytes_list", [_as_bytes(item) for item in array.ravel().tolist()]
+    if kind == "O" and array.size:  # Python ints beyond int64, or an object array given as such
+        items = array.ravel().tolist()
+        if all(isinstance(item, numbers.Integral) for item in items):
+            if not all(-2 ** 63 <= item < 2 ** 63 for item in items):
+                raise refuse(" (integers must fit in int64)")
+            return "int64_list", [int(item) for item in items]
+        if all(isinstance(item, numbers.Real) for item in items):
+            return "float_list", [float(item) for item in items]
+        if all(isinstance(item, _TEXT) for item in items):
+            return "bytes_list", [_as_bytes(item) for item in items]
     raise refuse()
 
 
-def encode_example(features, where=""):
+def encode_example(features):
     """A dict of features as a serialized ``tf.train.Example`` (the bytes of one record).
 
     Values: bytes or str (UTF-8) -> ``bytes_list``; ints, bools and integer arrays -> ``int64_list``; floats
-    and float arrays -> ``float_list`` (float32 on the wire, as in TensorFlow); lists of bytes/str ->
-    ``bytes_list``. Arrays are flattened (the shape is the reader's business, as in TensorFlow: give it to
-    :class:`FixedLenFeature`). An empty list is a feature with no values and no kind. Map entries are
+    and float arrays -> ``float_list`` (float32 on the wire, as in TensorFlow); lists of bytes/str, of ints or
+    of floats -> their list. Arrays are flattened (the shape is the reader's business, as in TensorFlow: give it
+    to :class:`FixedLenFeature`). An empty list is a feature with no values and no kind. Map entries are
     serialized sorted by name, so the same dict always gives the same bytes.
 
     >>> encode_example({"label": 1}).hex()
     '0a100a0e0a056c6162656c12051a030a0101'
     """
+    return _encode(features, "encode_example: ")
+
+
+def _encode(features, where):
     if not isinstance(features, dict):
         raise ValueError(f"{where}expected a dict of feature name -> value; got {describe(features)}"
                          + (" (serialized records are written with TFRecordWriter.write)"
@@ -198,13 +208,17 @@ def _array(repeated, dtype):
     return numpy.array(repeated[:] if len(repeated) <= 16 else repeated, dtype)
 
 
-def decode_example(data, where="record"):
+def decode_example(data):
     """A serialized ``tf.train.Example`` as a dict, names sorted: bytes lists as lists of bytes, int64 lists as
     int64 arrays, float lists as float32 arrays (a feature with no kind set: an empty list).
 
     >>> decode_example(encode_example({"label": 1, "name": "cat"}))
     {'label': array([1]), 'name': [b'cat']}
     """
+    return _decode(data, "decode_example: the data")
+
+
+def _decode(data, where):
     table = _parse_message(data, where).features.feature
     return {name: _values(table[name])[1] for name in sorted(table)}
 
@@ -367,7 +381,7 @@ def read_tfrecord(path, raw=False, compression_type=None):
 
 def _read(path, raw, compression):
     for index, offset, data in _records(path, compression):
-        yield data if raw else decode_example(data, f"{path}: record {index} at byte offset {offset}")
+        yield data if raw else _decode(data, f"{path}: record {index} at byte offset {offset}")
 
 
 # -- writing ------------------------------------------------------------------------------------------------
@@ -421,7 +435,7 @@ class TFRecordWriter:
     def write_example(self, features):
         """Append a dict of features as a ``tf.train.Example`` record (values as in :func:`encode_example`)."""
         self._check_open()
-        self.write(encode_example(features, f"TFRecordWriter({self.path!r}), record {self.records}: "))
+        self.write(_encode(features, f"TFRecordWriter({self.path!r}), record {self.records}: "))
 
     def flush(self):
         self._check_open()
@@ -509,7 +523,7 @@ def write_tfrecord(path, examples, compression_type=None):
     """
     with TFRecordWriter(path, compression_type) as writer:
         for index, example in enumerate(examples):
-            writer.write(encode_example(example, f"write_tfrecord: example {index}: "))
+            writer.write(_encode(example, f"write_tfrecord: example {index}: "))
     return writer.records
 
 
@@ -656,9 +670,17 @@ def _check_kind(kind, dtype, name, where):
                          f"dtype {dtype!r}.")
 
 
-def parse_example(data, features, where="record"):
+def parse_example(data, features):
     """One serialized Example parsed with a spec ``{name: FixedLenFeature | VarLenFeature}`` (as
-    ``tf.io.parse_single_example``): ``{name: array}``, only the features named, shapes as declared."""
+    ``tf.io.parse_single_example``): ``{name: array}``, only the features named, shapes as declared.
+
+    >>> parse_example(encode_example({"x": [1.0, 2.0]}), {"x": FixedLenFeature((2, 1), "float32")})["x"].shape
+    (2, 1)
+    """
+    return _parse_with_spec(data, _check_spec("parse_example", features), "parse_example: the record")
+
+
+def _parse_with_spec(data, features, where):
     table = _parse_message(data, where).features.feature
     parsed = {}
     for name, spec in features.items():
@@ -723,13 +745,7 @@ def tfrecord_input_fn(files, features, label_key=None, batch_size=32, num_epochs
     """
     owner = "tfrecord_input_fn"
     batch_size, num_epochs, shuffle, seed = _check_settings(owner, batch_size, num_epochs, shuffle, seed)
-    if not isinstance(features, dict) or not features:
-        raise ValueError(f"{owner}: expected `features` as a non-empty dict of name -> FixedLenFeature or "
-                         f"VarLenFeature; got {describe(features)}.")
-    for name, spec in features.items():
-        if not isinstance(spec, (FixedLenFeature, VarLenFeature)):
-            raise ValueError(f"{owner}: features[{name!r}] must be a FixedLenFeature or a VarLenFeature; got "
-                             f"{describe(spec)}.")
+    features = _check_spec(owner, features)
     if label_key is not None and label_key not in features:
         raise ValueError(f"{owner}: label_key={label_key!r} is not one of the features {list(features)}.")
     options = {
@@ -743,8 +759,19 @@ def tfrecord_input_fn(files, features, label_key=None, batch_size=32, num_epochs
         raise ValueError(f"{owner}: `map_fn` must be callable or None; got {describe(map_fn)}.")
     compression = _compression(owner, compression_type)
     _crc32c(), _proto()
-    return TFRecordInputFn(_resolve_files(owner, files), dict(features), label_key, batch_size, num_epochs, shuffle,
+    return TFRecordInputFn(_resolve_files(owner, files), features, label_key, batch_size, num_epochs, shuffle,
                            seed, compression, map_fn, options)
+
+
+def _check_spec(owner, features):
+    if not isinstance(features, dict) or not features:
+        raise ValueError(f"{owner}: expected `features` as a non-empty dict of name -> FixedLenFeature or "
+                         f"VarLenFeature; got {describe(features)}.")
+    for name, spec in features.items():
+        if not isinstance(spec, (FixedLenFeature, VarLenFeature)):
+            raise ValueError(f"{owner}: features[{name!r}] must be a FixedLenFeature or a VarLenFeature; got "
+                             f"{describe(spec)}.")
+    return dict(features)
 
 
 def _positive(owner, name, value, allow_none=False):
@@ -841,7 +868,7 @@ class TFRecordInputFn:
 
     def _parse(self, record):
         path, index, offset, data = record
-        parsed = parse_example(data, self.features, f"{path}, record {index} at byte offset {offset}")
+        parsed = _parse_with_spec(data, self.features, f"{path}, record {index} at byte offset {offset}")
         if self._map_fn is not None:
             parsed = self._map_fn(parsed)
             if not isinstance(parsed, dict):

@@ -122,6 +122,8 @@ def test_every_value_type_round_trips(tmp_path, compression):
         "float": 0.1, "float_list": [1.0, 2.5], "float_array": numpy.linspace(0, 1, 6).reshape(2, 3),
         "float16": numpy.array([0.5], numpy.float16), "mixed_numbers": [1, 2.5], "empty": [],
         "empty_ints": numpy.zeros(0, numpy.int64), "str_array": numpy.array(["x", "yz"]),
+        "object_ints": numpy.array([1, 2], object), "object_floats": numpy.array([0.5, 1], object),
+        "object_text": numpy.array([b"p", "q"], object),
     }
     path = tmp_path / "all.tfrecord"
     write_tfrecord(path, [example, example], compression_type=compression)
@@ -133,12 +135,13 @@ def test_every_value_type_round_trips(tmp_path, compression):
     assert got["byte_list"] == [b"a", b"b", b"c"] and got["str_array"] == [b"x", b"yz"]
     for name, values in [("int", [7]), ("negative", [-(2 ** 63)]), ("bool", [1]), ("numpy_int", [-5]),
                          ("int_list", [1, 2, 3]), ("int_array", image.ravel().tolist()),
-                         ("uint64_max_fit", [2 ** 63 - 1])]:
+                         ("uint64_max_fit", [2 ** 63 - 1]), ("object_ints", [1, 2])]:
         assert got[name].dtype == numpy.int64 and got[name].tolist() == values, name
     for name, values in [("float", [0.1]), ("float_list", [1.0, 2.5]), ("float_array", numpy.linspace(0, 1, 6)),
-                         ("float16", [0.5]), ("mixed_numbers", [1.0, 2.5])]:
+                         ("float16", [0.5]), ("mixed_numbers", [1.0, 2.5]), ("object_floats", [0.5, 1.0])]:
         assert got[name].dtype == numpy.float32, name
         numpy.testing.assert_array_equal(got[name], numpy.asarray(values, numpy.float32))
+    assert got["object_text"] == [b"p", b"q"]
     assert got["empty"] == []
     assert got["empty_ints"].dtype == numpy.int64 and got["empty_ints"].size == 0
 
@@ -153,6 +156,7 @@ def test_every_value_type_round_trips(tmp_path, compression):
     (numpy.array([2 ** 64 - 1], numpy.uint64), "2**63 - 1"),
     (1 + 2j, "got complex"),
     (object(), "got object"),
+    (numpy.array([1, None], object), "got ndarray of shape (2,)"),
 ])
 def test_bad_values_name_the_example_the_feature_and_the_type(tmp_path, value, expected):
     path = tmp_path / "bad.tfrecord"
@@ -160,6 +164,18 @@ def test_bad_values_name_the_example_the_feature_and_the_type(tmp_path, value, e
         write_tfrecord(path, [{"x": 1}, {"ok": 1.0, "x": value}])
     assert "example 1" in str(caught.value) and expected in str(caught.value)
     assert not os.listdir(tmp_path)  # nothing written, not even the first record
+
+
+def test_parse_example_applies_a_spec_to_one_record():
+    data = tfrecord.encode_example({"x": [1.0, 2.0, 3.0, 4.0], "name": "cat", "ignored": 1})
+    parsed = tfrecord.parse_example(data, {"x": FixedLenFeature((2, 2), "float32"), "name": VarLenFeature(bytes),
+                                           "k": FixedLenFeature((), numpy.int64, default_value=-1)})
+    assert sorted(parsed) == ["k", "name", "x"] and parsed["x"].tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert parsed["name"].tolist() == [b"cat"] and parsed["k"].tolist() == -1
+    with pytest.raises(ValueError, match=r"parse_example: features\['x'\] must be a FixedLenFeature"):
+        tfrecord.parse_example(data, {"x": "float32"})
+    with pytest.raises(ValueError, match="decode_example: the data is not a serialized tf.train.Example"):
+        tfrecord.decode_example(b"\xff")
 
 
 def test_examples_must_be_dicts_with_string_names(tmp_path):
