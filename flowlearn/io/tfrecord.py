@@ -24,9 +24,7 @@ import gzip
 import io
 import numbers
 import os
-import queue
 import struct
-import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -35,6 +33,7 @@ import numpy
 from ..core._atomic import atomic_write
 from ..layers import seeding
 from ..layers.data_adapter import INFINITE, UNKNOWN, describe
+from ._prefetch import prefetched
 from .inputs import _check_settings
 
 __all__ = ["FixedLenFeature", "TFRecordBatches", "TFRecordInputFn", "TFRecordWriter", "VarLenFeature",
@@ -51,7 +50,7 @@ _COMPRESSIONS = {None: None, "": None, "NONE": None, "GZIP": "GZIP", "ZLIB": "ZL
 _READ_PIECE = 1 << 24
 _THREAD_PREFIX = "flowlearn-tfrecord"
 _DTYPES = {"float32": "float_list", "int64": "int64_list", "string": "bytes_list"}
-_BATCH, _DONE, _ERROR = "batch", "done", "error"
+_BATCH = "batch"
 
 
 # -- dependencies, imported on first use --------------------------------------------------------------------
@@ -895,55 +894,26 @@ class TFRecordInputFn:
         labels = batch.pop(self.label_key) if self.label_key is not None else None
         return batch, labels
 
-    # -- prefetch -----------------------------------------------------------------------------------------------
     def _iterate(self, rng):
         if not self._options["prefetch"]:
             yield from self._batches(rng)
             return
-        ready = queue.Queue(maxsize=self._options["prefetch"])
-        stop = threading.Event()
-        producer = threading.Thread(target=self._produce, args=(rng, ready, stop), daemon=True,
-                                    name=f"{_THREAD_PREFIX}-prefetch")
-        producer.start()
-        try:
-            while True:
-                try:
-                    kind, item = ready.get(timeout=0.1)
-                except queue.Empty:
-                    if not producer.is_alive() and ready.empty():
-                        raise RuntimeError("tfrecord_input_fn: the reader thread ended without a result") from None
-                    continue
-                if kind == _DONE:
-                    return
-                if kind == _ERROR:
-                    raise item  # the pipeline's own exception, message and traceback intact
-                yield item
-        finally:
-            # Also reached when the consumer stops early (generator closed or collected): the producer sees
-            # `stop` within one put timeout, closes its files and ends.
-            stop.set()
-            producer.join()
+        # The pipeline runs in a background thread, prefetch_buffer_size batches ahead; its errors are re-raised
+        # here, and stopping early (the iterator closed or collected) stops and joins it.
+        def produce():
+            batches = self._batches(rng)
+            try:
+                for batch in batches:
+                    yield _BATCH, batch
+            finally:
+                batches.close()  # its files and map threads, in the producer thread, now
 
-    def _produce(self, rng, ready, stop):
-        def put(entry):
-            while not stop.is_set():
-                try:
-                    ready.put(entry, timeout=0.05)
-                    return True
-                except queue.Full:
-                    pass
-            return False
-
-        batches = self._batches(rng)
+        pairs = prefetched(produce, self._options["prefetch"], f"{_THREAD_PREFIX}-prefetch", "tfrecord_input_fn")
         try:
-            for batch in batches:
-                if not put((_BATCH, batch)):
-                    return
-            put((_DONE, None))
-        except BaseException as error:  # handed to the consumer, which raises it
-            put((_ERROR, error))
+            for _, batch in pairs:
+                yield batch
         finally:
-            batches.close()
+            pairs.close()
 
 
 class TFRecordBatches:
