@@ -7,9 +7,11 @@ from .cnn import CNNClassifier
 from .dnn import DNNClassifier, DNNRegressor
 from .linear import LinearClassifier, LinearRegressor
 from ._persistence import load
+from .dask_compat import patch_dask_ml_searches  # imports dask-ml only when called
 
 __all__ = [
     "LinearRegressor", "LinearClassifier", "DNNClassifier", "DNNRegressor", "AutoEncoder", "CNNClassifier", "load",
+    "patch_dask_ml_searches",
 ]
 
 # The model_fn Estimator (tf.estimator's programming model), see docs/estimator.md.

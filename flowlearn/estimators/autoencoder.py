@@ -156,6 +156,20 @@ class AutoEncoder(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixi
         """Train the network to reconstruct X (``y`` is ignored) and set ``offset_``; returns self."""
         return self._fit(X, None, sample_weight)
 
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One epoch over X (``y`` is ignored), e.g. one block of a larger dataset; returns self.
+
+        The first call fixes the error scale (X's mean variance) and builds the network; ``offset_`` is
+        recomputed from the rows of each call (it describes the last block seen).
+        """
+        return self._fit(X, None, sample_weight, partial=True)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Mean of :meth:`score_samples` over X (weighted by ``sample_weight``): the higher, the better the
+        reconstruction; what model selection (GridSearchCV, dask-ml's searches) maximises by default."""
+        return float(numpy.average(self.score_samples(X), weights=sample_weight))
+
     def transform(self, X):
         """The bottleneck codes of X, shape (n_samples, hidden_units[-1])."""
         return self._forward(self._validate_input(X), stop=self._n_encoder_layers)

@@ -1,6 +1,7 @@
 """Input and output: bundled datasets (and, as they land, input pipelines, checkpoints and export)."""
 from . import augmentation, checkpoint, datasets
 from .csv import csv_input_fn
+from .dask import dask_input_fn  # imports dask only when called
 from .augmentation import (central_crop, random_brightness, random_contrast, random_crop, random_flip_left_right,
                            random_flip_up_down, random_hue, random_rotation, random_saturation)
 from .images import image_input_fn, load_images  # imports Pillow only when an image is decoded
@@ -17,5 +18,6 @@ __all__ = ["checkpoint", "datasets", "csv_input_fn", "numpy_input_fn", "pandas_i
            "build_raw_serving_input_receiver_fn", "augmentation", "image_input_fn", "load_images", "central_crop",
            "random_brightness", "random_contrast", "random_crop", "random_flip_left_right", "random_flip_up_down",
            "random_hue", "random_rotation", "random_saturation"]
+__all__ += ["dask_input_fn"]
 __all__ += ["FixedLenFeature", "VarLenFeature", "TFRecordWriter", "read_tfrecord", "write_tfrecord",
             "tfrecord_input_fn"]

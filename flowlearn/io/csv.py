@@ -798,12 +798,15 @@ def _shuffled(chunks, capacity, rng):
     for chunk in chunks:
         m = _rows(chunk)
         if buffer is None:
-            buffer = {name: numpy.empty(min(capacity, max(m, 1024)), values.dtype) for name, values in chunk.items()}
+            # Rows may be arrays themselves (dask_input_fn's feature blocks): rows first, their shape kept.
+            buffer = {name: numpy.empty((min(capacity, max(m, 1024)),) + values.shape[1:], values.dtype)
+                      for name, values in chunk.items()}
         fill = min(capacity - size, m)
         if fill:
             if size + fill > len(next(iter(buffer.values()))):
                 grown = min(capacity, max(2 * (size + fill), 1024))
-                buffer = {name: numpy.concatenate([values[:size], numpy.empty(grown - size, values.dtype)])
+                buffer = {name: numpy.concatenate([values[:size],
+                                                   numpy.empty((grown - size,) + values.shape[1:], values.dtype)])
                           for name, values in buffer.items()}
             for name, values in chunk.items():
                 buffer[name][size:size + fill] = values[:fill]
@@ -822,7 +825,7 @@ def _shuffled(chunks, capacity, rng):
         at_buffer, at_rest, staying = (numpy.flatnonzero(mask) for mask in (from_buffer, ~from_buffer, staying))
         out = {}
         for name, values in buffer.items():
-            piece = numpy.empty(n_rest, values.dtype)
+            piece = numpy.empty((n_rest,) + values.shape[1:], values.dtype)
             piece[at_buffer] = values[slots]
             piece[at_rest] = rest[name][drawn_rest]
             values[slots] = rest[name][staying]
