@@ -76,10 +76,11 @@ def run(args):
     _check_port_free(args.host, args.port)
     print(f"flowlearn serve: model {args.model_name!r} from {args.model_base_path} at "
           f"http://{args.host}:{args.port}/v1/models/{args.model_name}", flush=True)
-    if not args.no_ui:
+    if args.no_ui:
+        options["ui"] = False
+    else:
         print(f"playground: {playground_url(args.host, args.port, args.model_name)}", flush=True)
     try:
-        serving.serve(args.model_base_path, args.model_name, host=args.host, port=args.port, ui=not args.no_ui,
-                      **options)
+        serving.serve(args.model_base_path, args.model_name, host=args.host, port=args.port, **options)
     except ImportError as error:  # a server module imported when serving starts
         return fail_missing_extra("serve", "serve", error)
