@@ -443,6 +443,34 @@ def test_map_fn_sees_each_parsed_record(tmp_path):
         list(tfrecord_input_fn(pattern, _SPEC, shuffle=False, map_fn=lambda record: 1)())
 
 
+def test_encoded_images_in_records_are_decoded_by_map_fn(tmp_path):
+    # The usual image TFRecord: PNG/JPEG bytes plus a label, decoded in the pipeline's map step.
+    image_module = pytest.importorskip("PIL.Image")
+    import io
+
+    rng = numpy.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(6, 8, 8, 3), dtype=numpy.uint8)
+
+    def png(array):
+        stream = io.BytesIO()
+        image_module.fromarray(array).save(stream, format="PNG")
+        return stream.getvalue()
+
+    write_tfrecord(tmp_path / "images.tfrecord", ({"image": png(array), "label": k % 3}
+                                                  for k, array in enumerate(pixels)))
+
+    def decode(record):
+        image = image_module.open(io.BytesIO(record["image"].item()))
+        return {"image": numpy.asarray(image, numpy.float32) / 255.0, "label": record["label"]}
+
+    spec = {"image": FixedLenFeature((), "string"), "label": FixedLenFeature((), "int64")}
+    (features, labels), = tfrecord_input_fn(tmp_path / "images.tfrecord", spec, label_key="label", batch_size=6,
+                                            shuffle=False, map_fn=decode, num_parallel_calls=2)()
+    assert features["image"].shape == (6, 8, 8, 3) and features["image"].dtype == numpy.float32
+    numpy.testing.assert_array_equal(features["image"], pixels / numpy.float32(255.0))
+    assert labels.tolist() == [0, 1, 2, 0, 1, 2]
+
+
 def test_num_epochs_none_repeats_and_stops_its_thread_when_abandoned(tmp_path):
     pattern = _write_parts(tmp_path, parts=1, per_part=5)
     input_fn = tfrecord_input_fn(pattern, _SPEC, label_key="label", batch_size=2, num_epochs=None, seed=0)
