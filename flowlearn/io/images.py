@@ -43,7 +43,9 @@ _LABEL_MODES = ("int", "categorical", "binary", None)
 # The keys of a dict `augment`, in the order they are applied: geometry first, then colour.
 _AUGMENT_KEYS = ("crop", "rotation", "flip_left_right", "flip_up_down", "brightness", "contrast", "saturation",
                  "hue")
-_TRAIN = "train"  # flowlearn.estimators.ModeKeys.TRAIN (io does not import estimators)
+# flowlearn.estimators.ModeKeys' values (io does not import estimators).
+_TRAIN = "train"
+_MODE_KEYS = (_TRAIN, "eval", "infer")
 
 
 def image_input_fn(source, image_size=(256, 256), channels=3, batch_size=32, num_epochs=1, shuffle=True, seed=None,
@@ -206,6 +208,9 @@ class ImageInputFn:
     def __call__(self, mode=None):
         """The batches of one call; ``mode`` (``"train"``, ``"eval"``, ``"infer"``) decides whether ``augment``
         applies: in ``"train"``, or when no mode is given and the input_fn shuffles."""
+        if mode is not None and mode not in _MODE_KEYS:
+            raise ValueError(f"image_input_fn: received an invalid value for `mode`, expected None, 'train', 'eval' "
+                             f"or 'infer' (flowlearn.estimators.ModeKeys). Received: mode={mode!r}")
         options = self._options
         training = mode == _TRAIN or (mode is None and options.shuffle)
         seed = options.seed

@@ -268,6 +268,8 @@ def test_augmentation_changes_training_batches_never_evaluation_batches(shapes):
     numpy.testing.assert_array_equal(_all(augmented, mode="train")[0], trained)
     for mode in ("eval", "infer"):  # what Estimator.evaluate and predict pass
         numpy.testing.assert_array_equal(_all(augmented, mode=mode)[0], plain)
+    with pytest.raises(ValueError, match=r"`mode`, expected None, 'train', 'eval' or 'infer'.*mode='training'"):
+        augmented(mode="training")
     unshuffled = dict(common, shuffle=False)
     numpy.testing.assert_array_equal(_all(image_input_fn(shapes, augment=augment, **unshuffled))[0],
                                      _all(image_input_fn(shapes, **unshuffled))[0])
@@ -382,3 +384,11 @@ def test_model_fn_estimator_from_image_input_fn(shapes, tmp_path):
     assert len(calls) == trained_calls  # evaluation batches are never augmented
     assert estimator.evaluate(eval_fn)["accuracy"] > 0.8
     assert metrics["global_step"] == 120
+
+
+def test_the_modes_are_the_estimators_mode_keys():
+    # flowlearn.io cannot import the estimators: its copy of the mode names must stay theirs.
+    from flowlearn.estimators import ModeKeys
+    from flowlearn.io import images
+
+    assert images._MODE_KEYS == ModeKeys.ALL and images._TRAIN == ModeKeys.TRAIN
