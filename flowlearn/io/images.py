@@ -128,6 +128,7 @@ def image_input_fn(source, image_size=(256, 256), channels=3, batch_size=32, num
     >>> images, labels = next(iter(train_fn()))  # doctest: +SKIP
     """
     owner = "image_input_fn"
+    _pillow(owner)
     options = _Options(owner, image_size, channels, batch_size, num_epochs, shuffle, seed, num_parallel_calls,
                        label_mode, crop_to_aspect_ratio, on_error, interpolation, prefetch_buffer_size)
     listing = _list_files(owner, source, class_names, path_column, label_column, name_column, header)
@@ -370,10 +371,20 @@ def _chunked(decoded, batch_size):
         yield numpy.fromiter((index for index, _ in chunk), numpy.int64, len(chunk)), [image for _, image in chunk]
 
 
+def _pillow(owner):
+    """Pillow's Image module, or an ImportError saying how to install it (checked when an input_fn is made,
+    so that a missing Pillow is not reported as an unreadable file)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ImportError(f"{owner} decodes images with Pillow, which is not installed: pip install "
+                          "'flowlearn[images]' (or pip install pillow).") from None
+    return Image
+
+
 def _read_image(path, options):
     """The pixels of the image file at ``path``: uint8 ``(height, width, channels)`` at ``options.image_size``."""
-    from PIL import Image
-
+    Image = _pillow("image_input_fn")
     height, width = options.image_size
     with Image.open(path) as image:
         image = image.convert(_MODES[options.channels])  # decodes the whole file: a truncated one fails here

@@ -110,8 +110,8 @@ def test_resize_channels_and_crop_to_aspect_ratio(shapes, tmp_path):
     bands = numpy.zeros((20, 60, 3), numpy.uint8)
     bands[:, :20, 0], bands[:, 20:40, 1], bands[:, 40:, 2] = 255, 255, 255
     Image.fromarray(bands).save(tmp_path / "bands" / "a" / "wide.png")
-    cropped = next(iter(image_input_fn(tmp_path / "bands", image_size=(10, 10), crop_to_aspect_ratio=True, interpolation="nearest",
-                                       shuffle=False)()))[0][0]
+    cropped = next(iter(image_input_fn(tmp_path / "bands", image_size=(10, 10), crop_to_aspect_ratio=True,
+                                       interpolation="nearest", shuffle=False)()))[0][0]
     stretched = next(iter(image_input_fn(tmp_path / "bands", image_size=(10, 10), shuffle=False)()))[0][0]
     assert numpy.allclose(cropped[..., 1], 1) and numpy.allclose(cropped[..., [0, 2]], 0)
     assert stretched[:, 0, 0].min() == 1 and stretched[:, -1, 2].min() == 1
@@ -253,7 +253,7 @@ def test_unseeded_calls_follow_set_random_seed(shapes):
     assert numpy.array_equal(labels(), labels())
 
 
-# -- augmentation only in training --------------------------------------------------------------------------------------
+# -- augmentation only in training -----------------------------------------------------------------------------
 def test_augmentation_changes_training_batches_never_evaluation_batches(shapes):
     common = dict(image_size=(16, 16), batch_size=20, seed=0)
     augment = {"flip_left_right": True, "brightness": 0.2, "contrast": (0.8, 1.2), "hue": 0.05,
@@ -392,3 +392,11 @@ def test_the_modes_are_the_estimators_mode_keys():
     from flowlearn.io import images
 
     assert images._MODE_KEYS == ModeKeys.ALL and images._TRAIN == ModeKeys.TRAIN
+
+
+def test_without_pillow_the_error_says_how_to_install_it(shapes, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "PIL", None)  # import PIL then raises ImportError
+    with pytest.raises(ImportError, match=r"decodes images with Pillow.*pip install 'flowlearn\[images\]'"):
+        image_input_fn(shapes)
