@@ -1,0 +1,275 @@
+"""MPI data-parallel training under a real ``mpirun -np 2``: the 2-rank runs of Sequential.fit, a
+scikit-learn estimator and the model_fn Estimator (global batch B) match one-process training with batch B
+to float tolerance; the ranks end with identical weights; only rank 0 writes files; the CLI trains under
+mpirun. The fast tests at the end run without MPI.
+
+Skipped, with the reason shown, where ``mpirun`` or mpi4py is missing (.ci/run installs Open MPI).
+"""
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy
+import pytest
+
+import flowlearn as fl
+from flowlearn.core.distribution import check_strategy, current_strategy, strategy_scope
+from flowlearn.distributed import launched_ranks, shard_batch, shard_bounds
+from flowlearn.layers import seeding
+from flowlearn.layers.training import GradientStep, run_training
+
+from . import _mpi_worker
+
+REPO = Path(fl.__file__).resolve().parents[1]
+WORKER = Path(_mpi_worker.__file__).resolve()
+TIMEOUT = 240  # seconds for one mpirun; a loaded two-core machine takes ~10-40 s
+
+MPI_MISSING = (
+    "mpirun not found (install Open MPI: apt-get install openmpi-bin libopenmpi-dev)" if shutil.which("mpirun") is None
+    else "mpi4py not installed (pip install 'flowlearn[mpi]')" if importlib.util.find_spec("mpi4py") is None
+    else None
+)
+needs_mpi = pytest.mark.skipif(MPI_MISSING is not None, reason=MPI_MISSING or "")
+
+
+def mpirun(args, cwd, ranks=2):
+    """Run ``python args`` on ``ranks`` ranks with this checkout's flowlearn first on the path."""
+    command = ["mpirun", "-np", str(ranks)]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-run-as-root")  # Open MPI refuses root without it (containers, CI)
+    if (os.cpu_count() or 1) < ranks:
+        command.append("--oversubscribe")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+               OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    result = subprocess.run(command + [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=TIMEOUT)
+    assert result.returncode == 0, f"mpirun failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """The worker's results on 2 ranks: (out dir, [weights per rank], [logs per rank])."""
+    if MPI_MISSING:
+        pytest.skip(MPI_MISSING)
+    out = tmp_path_factory.mktemp("mpi")
+    mpirun([str(WORKER), str(out)], cwd=out)
+    weights = [dict(numpy.load(out / f"rank{rank}.npz")) for rank in range(2)]
+    logs = [json.loads((out / f"rank{rank}.json").read_text())["logs"] for rank in range(2)]
+    return out, weights, logs
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The same training in this process, with no strategy: (weights, logs)."""
+    out = tmp_path_factory.mktemp("single")
+    previous_floatx, previous_generators = fl.floatx(), dict(seeding._generators)
+    fl.set_floatx("float64")
+    try:
+        return _mpi_worker.run_all(None, str(out))
+    finally:
+        fl.set_floatx(previous_floatx)
+        seeding._generators.update(previous_generators)
+
+
+@pytest.mark.slow
+@needs_mpi
+@pytest.mark.parametrize("trainer", sorted(_mpi_worker.TRAINERS))
+def test_two_ranks_match_one_process_with_the_same_global_batch(two_ranks, one_process, trainer):
+    _, weights, _ = two_ranks
+    reference, _ = one_process
+    names = sorted(name for name in reference if name.startswith(trainer + "|"))
+    assert names and names == sorted(name for name in weights[0] if name.startswith(trainer + "|"))
+    for name in names:
+        numpy.testing.assert_allclose(weights[0][name], reference[name], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.slow
+@needs_mpi
+def test_ranks_end_with_identical_weights_and_logs(two_ranks, one_process):
+    _, weights, logs = two_ranks
+    assert sorted(weights[0]) == sorted(weights[1])
+    for name in weights[0]:
+        numpy.testing.assert_array_equal(weights[0][name], weights[1][name], err_msg=name)
+    assert logs[0] == logs[1]
+    # The logged loss and metrics are the global batch's: those of one process, val_ included.
+    _, reference = one_process
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        numpy.testing.assert_allclose(logs[0]["seq"][key], reference["seq"][key], rtol=1e-9, err_msg=key)
+    numpy.testing.assert_allclose(logs[0]["dnn"]["loss"], reference["dnn"]["loss"], rtol=1e-9)
+    numpy.testing.assert_allclose(logs[0]["dnn"]["val_score"], reference["dnn"]["val_score"], rtol=1e-9)
+    assert logs[0]["est"]["global_step"] == reference["est"]["global_step"] == 15  # ceil(70 / 16) * 3
+
+
+@pytest.mark.slow
+@needs_mpi
+def test_only_rank_zero_writes_files_and_progress(two_ranks):
+    out, _, _ = two_ranks
+    assert (out / "seq_rank0.flmodel").exists() and not (out / "seq_rank1.flmodel").exists()
+    written = sorted(os.listdir(out / "est_rank0"))
+    assert "checkpoint" in written and "model.ckpt-15.npz" in written
+    assert any(name.startswith("events.out.tfevents") for name in written)
+    assert not (out / "est_rank1").exists()
+    assert "Epoch 1/2" in (out / "stderr0.txt").read_text()
+    assert "Epoch" not in (out / "stderr1.txt").read_text()
+
+
+@pytest.mark.slow
+@needs_mpi
+def test_cli_train_under_mpirun(tmp_path):
+    rng = numpy.random.default_rng(0)
+    x = rng.normal(size=(120, 3))
+    rows = ["a,b,c,label"] + [f"{a},{b},{c},{'yes' if a + b > 0 else 'no'}" for a, b, c in x]
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
+    options = ["--data", "data.csv", "--label", "label", "--estimator", "dnn-classifier", "--epochs", "3",
+               "--hidden-units", "8", "--batch-size", "30", "--random-state", "0", "--optimizer", "sgd"]
+    result = mpirun(["-m", "flowlearn", "train", *options, "--model-dir", "two"], cwd=tmp_path)
+    assert result.stdout.count("on 2 MPI ranks") == 1 and result.stdout.count("saved:") == 1, result.stdout
+    assert sorted(os.listdir(tmp_path / "two")) == ["estimator.flest", "training.json"]
+
+    from flowlearn.cli import main
+    from flowlearn.estimators import load
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["train", *options, "--model-dir", "one", "--distributed", "none"]) == 0
+    finally:
+        os.chdir(cwd)
+    two, one = load(tmp_path / "two" / "estimator.flest"), load(tmp_path / "one" / "estimator.flest")
+    assert two.strategy is None  # the saved estimator holds no handle on the finished run's processes
+    for a, b in zip(two._model.get_weights(), one._model.get_weights()):
+        numpy.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # float32, the CLI's dtype
+
+
+# -- without MPI ---------------------------------------------------------------------------------------
+def test_shards_are_contiguous_in_rank_order_and_cover_the_batch():
+    for n in (0, 1, 5, 16, 97):
+        for size in (1, 2, 3, 8):
+            bounds = [shard_bounds(n, size, rank) for rank in range(size)]
+            assert bounds[0][0] == 0 and bounds[-1][1] == n
+            assert all(stop == start for (_, stop), (start, _) in zip(bounds, bounds[1:]))
+            lengths = [stop - start for start, stop in bounds]
+            assert max(lengths) - min(lengths) <= 1
+    batch = ({"x": numpy.arange(10).reshape(5, 2), "k": numpy.ones(3)}, numpy.arange(5), None)
+    parts = [shard_batch(batch, 5, *shard_bounds(5, 2, rank)) for rank in range(2)]
+    numpy.testing.assert_array_equal(numpy.concatenate([p[0]["x"] for p in parts]), batch[0]["x"])
+    numpy.testing.assert_array_equal(numpy.concatenate([p[1] for p in parts]), batch[1])
+    assert parts[0][2] is None and parts[1][0]["k"] is batch[0]["k"]  # not a per-row item: unchanged
+
+
+def test_launched_ranks_reads_the_launchers_environment():
+    assert launched_ranks({}) == 1
+    assert launched_ranks({"OMPI_COMM_WORLD_SIZE": "2"}) == 2
+    assert launched_ranks({"PMI_SIZE": "4"}) == 4
+    assert launched_ranks({"OMPI_COMM_WORLD_SIZE": "x"}) == 1
+
+
+def test_missing_mpi4py_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # makes `from mpi4py import MPI` raise ImportError
+    with pytest.raises(ImportError, match=r"flowlearn\[mpi\]"):
+        fl.distributed.MPIStrategy()
+
+
+def test_a_non_strategy_is_refused_with_the_argument_named():
+    with pytest.raises(TypeError, match="`strategy`.*got str"):
+        check_strategy("fit", "mpi")
+    from flowlearn.estimators import RunConfig
+
+    with pytest.raises(TypeError, match="train_distribute"):
+        RunConfig(train_distribute=object())
+
+
+class _OneRank:
+    """A stand-in strategy of one rank that is not the chief, recording what the loop asks of it."""
+
+    is_chief, size, rank = False, 1, 1
+
+    def __init__(self):
+        self.calls = []
+        self.global_rows = None
+
+    def shard(self, batch, rows, weight):
+        self.calls.append("shard")
+        self.global_rows = rows
+        return batch
+
+    def global_mean(self, value):
+        self.calls.append("global_mean")
+        return value
+
+    def reduce_gradients(self, params):
+        self.calls.append(("reduce", len(params), sum(p.grad is not None for p in params)))
+
+    def gather_rows(self, array):
+        return array
+
+    def broadcast_variables(self, variables):
+        self.calls.append(("broadcast", len(list(variables))))
+
+    def broadcast_generators(self, generators):
+        self.calls.append("generators")
+
+    def barrier(self):
+        self.calls.append("barrier")
+
+
+def test_the_loop_shards_reduces_every_update_and_keeps_writers_off_other_ranks(tmp_path):
+    seeding.set_random_seed(0)
+    model = fl.Sequential([fl.layers.Input((3,)), fl.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    strategy = _OneRank()
+    checkpoint = fl.callbacks.ModelCheckpoint(str(tmp_path / "m.flmodel"), monitor="loss")
+    model.fit(numpy.ones((10, 3)), numpy.zeros((10, 2)), batch_size=4, epochs=1, verbose=1,
+              callbacks=[checkpoint], strategy=strategy)
+    assert strategy.calls[:2] == ["generators", ("broadcast", 2)]
+    assert strategy.calls[2:] == ["shard", "global_mean", ("reduce", 2, 2)] * 3 + ["barrier"]
+    assert not (tmp_path / "m.flmodel").exists()  # a chief_only callback: not run off rank 0
+    assert current_strategy() is None  # in force only around each step
+
+
+def test_the_optimizer_reduces_only_inside_a_strategy_scope():
+    w = fl.tensor([1.0, 2.0], requires_grad=True)
+    strategy = _OneRank()
+    optimizer = fl.core.optimizers.SGD(learning_rate=0.1)
+    optimizer.minimize((w * w).sum(), [w])
+    assert strategy.calls == []
+    with strategy_scope(strategy):
+        optimizer.minimize((w * w).sum(), [w])
+    assert strategy.calls == [("reduce", 1, 1)]
+
+
+def test_a_strategy_is_not_saved_with_an_estimator(tmp_path):
+    from flowlearn.estimators import DNNRegressor, load
+
+    rng = numpy.random.default_rng(0)
+    model = DNNRegressor(hidden_units=(4,), epochs=2, random_state=0).fit(rng.normal(size=(20, 3)), rng.normal(size=20))
+    model.strategy = _OneRank()  # set after fitting: saving must not try to store the handle
+    model.save(tmp_path / "m.flest")
+    assert load(tmp_path / "m.flest").strategy is None
+    assert "strategy" in model.get_params() and model.__getstate__()["strategy"] is None
+
+
+def test_gradient_step_under_a_strategy_logs_the_global_batch():
+    seeding.set_random_seed(0)
+    model = fl.Sequential([fl.layers.Input((2,)), fl.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    forward = model._make_forward()
+    step = GradientStep(forward, model.optimizer, lambda: model.trainable_weights)
+
+    class Halves(_OneRank):
+        def global_mean(self, value):
+            return 2.0 * value  # as if another rank had reported the same loss with the same share
+
+    strategy = Halves()
+    batch = (numpy.ones((4, 2), "float32"), numpy.zeros((4, 1), "float32"), None)
+    local = float(model.evaluate(batch[0], batch[1], batch_size=4))  # this rank's loss on its shard
+    strategy.shard(batch, 6, None)  # the global batch had 6 rows, of which this rank got 4
+    with strategy_scope(strategy):
+        logs = step(batch)
+    assert logs["loss"] == pytest.approx(2.0 * local)  # the strategy's global value, not the shard's
+    assert step.tracker._count == 6  # weighted by the global batch's rows in the epoch's running mean
