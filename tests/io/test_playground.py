@@ -192,7 +192,7 @@ def test_view_of_a_classifier_is_a_form_with_its_class_names(iris_base):
 def test_view_of_a_cnn_is_a_canvas_with_feature_maps(tiny_cnn_base):
     view = _view(tiny_cnn_base)
     assert view["input"] == {"kind": "image", "name": "inputs", "height": 28, "width": 28, "channels": 1,
-                             "channel_axis": True, "scale": 1, "dtype": "float64"}
+                             "channel_axis": True, "flat": False, "scale": 1, "dtype": "float64"}
     assert view["output"]["labels"] == [str(d) for d in range(10)]
     assert view["feature_maps"] == {"signature": "feature_maps", "output": "conv1", "shape": [28, 28, 3]}
 
@@ -208,6 +208,9 @@ def test_view_of_a_regressor_an_autoencoder_and_a_sequential(tmp_path):
                                      fl.layers.Flatten(), fl.layers.Dense(4)]),
         "uint8": fl.Sequential([fl.layers.Input((6, 5)), fl.layers.Flatten(), fl.layers.Dense(1)]),
         "volume": fl.Sequential([fl.layers.Input((2, 3, 4, 5)), fl.layers.Flatten(), fl.layers.Dense(1)]),
+        # Flattened pixels, too many for a form: 324 = 18 x 18 is drawn as a square image; 300 is not a square.
+        "flat_image": _quiet_fit(AutoEncoder(hidden_units=(2,), epochs=1, random_state=0), x[:, :1].repeat(324, 1)),
+        "too_wide": fl.Sequential([fl.layers.Input((300,)), fl.layers.Dense(1)]),
     }
     views = {}
     for name, model in models.items():
@@ -223,6 +226,11 @@ def test_view_of_a_regressor_an_autoencoder_and_a_sequential(tmp_path):
     assert sequential["feature_maps"] is None  # exported without debug_outputs
     assert views["uint8"]["input"]["kind"] == "image" and views["uint8"]["input"]["channel_axis"] is False
     assert views["volume"]["input"]["kind"] == "unsupported" and "(None, H, W" in views["volume"]["input"]["reason"]
+    flat = views["flat_image"]["input"]
+    assert (flat["kind"], flat["height"], flat["width"], flat["channels"], flat["flat"]) == ("image", 18, 18, 1, True)
+    assert views["flat_image"]["output"]["kind"] == "autoencoder"
+    too_wide = views["too_wide"]["input"]
+    assert too_wide["kind"] == "unsupported" and "more than 256" in too_wide["reason"]
 
 
 def test_view_of_feature_columns_has_selects_and_typical_values(tmp_path):
@@ -501,6 +509,76 @@ def test_browser_fills_the_iris_form(browser, iris, iris_base, artifacts):
                   and _answered(d), f"the form to show {iris['y'][row]} for row {row}")
             assert len(browser.find_elements("css selector", "#chart svg rect.bar")) == 3
         artifacts(browser, "playground-iris.png")
+        _check_only_this_server(browser, origin)
+    finally:
+        server.close()
+
+
+@pytest.mark.slow
+def test_browser_shows_a_value_a_reconstruction_and_a_colour_model(browser, tmp_path, artifacts):
+    from flowlearn.estimators import AutoEncoder, DNNRegressor
+
+    x = numpy.random.default_rng(0).uniform(size=(60, 3))
+    regressor = _quiet_fit(DNNRegressor(hidden_units=(4,), epochs=3, random_state=0), x, x.sum(axis=1))
+    autoencoder = _quiet_fit(AutoEncoder(hidden_units=(2,), epochs=3, random_state=0), x)
+    fl.layers.set_random_seed(0)
+    colour = fl.Sequential([fl.layers.Input((16, 16, 3)), fl.layers.Conv2D(2, 3), fl.layers.Flatten(),
+                            fl.layers.Dense(4, activation="softmax")])
+    digits = datasets.load_mnist()[0][0][:200].reshape(200, -1) / 255.0
+    flat_autoencoder = _quiet_fit(AutoEncoder(hidden_units=(16,), epochs=2, random_state=0), digits)
+    for name, model in (("regressor", regressor), ("autoencoder", autoencoder), ("colour", colour),
+                        ("flat", flat_autoencoder)):
+        export_saved_model(model, tmp_path / name, debug_outputs=True)
+
+    def open_page(name):
+        server = Server(tmp_path / name, name)
+        browser.get(f"http://127.0.0.1:{server.port}/ui/{name}")
+        return server, f"http://127.0.0.1:{server.port}"
+
+    server, origin = open_page("regressor")
+    try:
+        shown = _wait(browser, _answered, "the regressor's value")
+        assert float(shown) == pytest.approx(regressor.predict(numpy.zeros((1, 3)))[0], abs=1e-4)  # fields at 0
+        _check_only_this_server(browser, origin)
+    finally:
+        server.close()
+
+    server, origin = open_page("autoencoder")
+    try:
+        shown = _wait(browser, _answered, "the autoencoder's score")
+        assert float(shown) == pytest.approx(-autoencoder.score_samples(numpy.zeros((1, 3)))[0], abs=1e-4)
+        rows = browser.find_elements("css selector", "#values tr")
+        assert len(rows) == 4  # a header and one row per feature: input beside reconstruction
+        artifacts(browser, "playground-autoencoder.png")
+        _check_only_this_server(browser, origin)
+    finally:
+        server.close()
+
+    server, origin = open_page("colour")
+    try:
+        _wait(browser, lambda d: d.find_element("id", "status").text.startswith("draw"), "the canvas to be ready")
+        _stroke(browser, browser.find_element("id", "canvas"), [(x, x // 2) for x in range(-80, 81, 8)])
+        assert _wait(browser, _answered, "the colour model's answer") in ("0", "1", "2", "3")
+        assert len(browser.find_elements("css selector", "#chart svg rect.bar")) == 4
+        assert len(browser.find_elements("css selector", "#feature-maps canvas")) == 2
+        assert browser.execute_script("const c = document.getElementById('model-input'); return [c.width, c.height];") \
+            == [16, 16]
+        _check_only_this_server(browser, origin)
+    finally:
+        server.close()
+
+    # An AutoEncoder of flattened 28 x 28 digits: drawn on the canvas, its reconstruction shown beside the input.
+    server, origin = open_page("flat")
+    try:
+        _wait(browser, lambda d: d.find_element("id", "status").text.startswith("draw"), "the canvas to be ready")
+        _stroke(browser, browser.find_element("id", "canvas"), [(0, y) for y in range(-90, 91, 6)])
+        assert float(_wait(browser, _answered, "the anomaly score")) > 0
+        painted = browser.execute_script(
+            "const c = document.getElementById('reconstruction'); const d = c.getContext('2d').getImageData(0, 0, "
+            "c.width, c.height).data; let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i]; return [c.width, s];")
+        assert painted[0] == 28 and painted[1] > 0
+        assert browser.find_element("id", "reconstruction-figure").is_displayed()
+        artifacts(browser, "playground-autoencoder-image.png")
         _check_only_this_server(browser, origin)
     finally:
         server.close()

@@ -9,6 +9,7 @@ shipped in ``ui/``, escaping every value they put in; :func:`static_file` reads 
 """
 import html
 import importlib.resources
+import math
 import string
 from urllib.parse import quote
 
@@ -46,12 +47,14 @@ def _labels(model, signature_name, output):
 
 
 # -- inputs ----------------------------------------------------------------------------------------------------
-def _image_input(spec):
+def _image_input(spec, height=None, width=None):
     shape = spec["shape"]
     channels = shape[3] if len(shape) == 4 else None
     integer = numpy.dtype(spec["dtype"]).kind in "iu"
-    return {"kind": "image", "name": spec["name"], "height": shape[1], "width": shape[2],
-            "channels": _CHANNELS[channels], "channel_axis": channels is not None,
+    flat = height is not None
+    return {"kind": "image", "name": spec["name"], "height": shape[1] if not flat else height,
+            "width": shape[2] if not flat else width, "channels": _CHANNELS[channels],
+            "channel_axis": channels is not None, "flat": flat,
             # float inputs were trained on pixels / 255 (load_mnist()[0] / 255.0); integer ones on 0-255
             "scale": 255 if integer else 1, "dtype": spec["dtype"]}
 
@@ -137,11 +140,24 @@ def _tabular_input(signature):
     return {"kind": "tabular", "fields": fields}, None
 
 
+def _square_side(spec):
+    """The side of a flattened square greyscale image (784 -> 28) for one numeric (None, n) input too wide for a
+    form (an AutoEncoder or a CNNClassifier fitted on flattened MNIST pixels), else None."""
+    shape = spec["shape"]
+    if len(shape) != 2 or shape[1] is None or shape[1] <= MAX_FIELDS or codec._is_string(spec):
+        return None
+    side = math.isqrt(shape[1])
+    return side if side * side == shape[1] else None
+
+
 def _input_view(signature):
     inputs = signature.inputs
     if len(inputs) == 1 and codec._is_image(inputs[0]) and inputs[0]["shape"][1] >= 4 and inputs[0]["shape"][2] >= 4:
         return _image_input(inputs[0])
     view, reason = _tabular_input(signature)
+    if view is None and len(inputs) == 1 and signature.preprocess is None and _square_side(inputs[0]):
+        side = _square_side(inputs[0])
+        return _image_input(inputs[0], side, side)
     return view if view is not None else {"kind": "unsupported", "reason": reason}
 
 

@@ -161,14 +161,16 @@
     if (chans[0] === null) return null;
     paint($("model-input"), chans, h, w);
     const integer = spec.scale !== 1;
+    const value = (plane, i) => (integer ? Math.round(plane[i] * spec.scale) : plane[i] * spec.scale);
+    if (spec.flat) {
+      // A flattened square image (an input of H * W features): the pixels row by row.
+      return {instance: Array.from(chans[0], (_, i) => value(chans[0], i)), planes: chans};
+    }
     const rows = [];
     for (let y = 0; y < h; y++) {
       const row = [];
       for (let x = 0; x < w; x++) {
-        const pixel = chans.map((plane) => {
-          const v = plane[y * w + x] * spec.scale;
-          return integer ? Math.round(v) : v;
-        });
+        const pixel = chans.map((plane) => value(plane, y * w + x));
         row.push(spec.channel_axis ? pixel : pixel[0]);
       }
       rows.push(row);
@@ -449,7 +451,8 @@
     } else if (out.kind === "autoencoder") {
       const error = -Number(prediction[out.scores]);
       $("prediction").textContent = formatNumber(error);
-      $("prediction-note").textContent = "anomaly score: the mean squared reconstruction error (higher is more unusual)";
+      $("prediction-note").textContent =
+        "anomaly score: the mean squared reconstruction error (higher is more unusual)";
       const reconstruction = prediction[out.reconstruction];
       if (view.input.kind === "image") {
         const h = view.input.height, w = view.input.width, c = view.input.channel_axis ? view.input.channels : 1;
