@@ -425,6 +425,7 @@ class TFRecordWriter:
         if not isinstance(record, (bytes, bytearray, memoryview)):
             raise TypeError(f"TFRecordWriter.write: expected the record as bytes; got {describe(record)}. "
                             "Write a dict of features with write_example.")
+        record = bytes(record)  # a memoryview's len() counts its items, not its bytes
         length = struct.pack("<Q", len(record))
         self._stream.write(length + _FOOTER.pack(_masked(self._crc, length)))
         self._stream.write(record)

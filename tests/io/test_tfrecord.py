@@ -608,23 +608,40 @@ def test_a_model_fn_estimator_trains_on_tfrecord_files(tmp_path):
 def test_tensorflow_reads_our_files_and_we_read_its_files(tmp_path):
     tf = pytest.importorskip("tensorflow", reason="optional: checks the files against TensorFlow when it is "
                                                   "installed")
-    ours = tmp_path / "ours.tfrecord"
-    write_tfrecord(ours, [{"x": [1.5, 2.5], "label": 3, "name": "cat"}], compression_type="GZIP")
-    parsed = tf.io.parse_single_example(next(iter(tf.data.TFRecordDataset(str(ours), compression_type="GZIP"))), {
-        "x": tf.io.FixedLenFeature([2], tf.float32), "label": tf.io.FixedLenFeature([], tf.int64),
-        "name": tf.io.FixedLenFeature([], tf.string)})
-    assert parsed["x"].numpy().tolist() == [1.5, 2.5] and int(parsed["label"]) == 3 and parsed["name"] == b"cat"
-    theirs = tmp_path / "theirs.tfrecord"
-    example = tf.train.Example(features=tf.train.Features(feature={
-        "x": tf.train.Feature(float_list=tf.train.FloatList(value=[0.5])),
-        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[7])),
-        "name": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"dog"]))}))
-    with tf.io.TFRecordWriter(str(theirs)) as writer:
-        writer.write(example.SerializeToString())
-    (record,) = read_tfrecord(theirs)
-    assert record["x"].tolist() == [0.5] and record["label"].tolist() == [7] and record["name"] == [b"dog"]
-    assert tfrecord.encode_example({"x": [0.5], "label": 7, "name": b"dog"}) == \
-        example.SerializeToString(deterministic=True)
+    examples = [{"x": [1.5 * i, 2.5], "label": i, "name": f"n{i}", "tags": [b"t"] * i} for i in range(4)]
+    for compression in (None, "GZIP", "ZLIB"):
+        ours = tmp_path / f"ours-{compression}.tfrecord"
+        write_tfrecord(ours, examples, compression_type=compression)
+        dataset = tf.data.TFRecordDataset(str(ours), compression_type=compression or "").batch(4)
+        parsed = tf.io.parse_example(next(iter(dataset)), {
+            "x": tf.io.FixedLenFeature([2], tf.float32), "label": tf.io.FixedLenFeature([], tf.int64),
+            "name": tf.io.FixedLenFeature([], tf.string), "tags": tf.io.VarLenFeature(tf.string)})
+        (features, labels), = tfrecord_input_fn(ours, {
+            "x": FixedLenFeature([2], "float32"), "label": FixedLenFeature([], "int64"),
+            "name": FixedLenFeature([], "string"), "tags": VarLenFeature("string")},
+            label_key="label", batch_size=4, shuffle=False, compression_type=compression)()
+        numpy.testing.assert_array_equal(parsed["x"].numpy(), features["x"])
+        assert parsed["label"].numpy().tolist() == labels.tolist() == [0, 1, 2, 3]
+        assert parsed["name"].numpy().tolist() == features["name"].tolist()
+        assert tf.sparse.to_dense(parsed["tags"]).numpy().tolist() == features["tags"].tolist()
+
+        theirs = tmp_path / f"theirs-{compression}.tfrecord"
+        with tf.io.TFRecordWriter(str(theirs), options=compression or "") as writer:
+            for example in examples:
+                message = tf.train.Example(features=tf.train.Features(feature={
+                    "x": tf.train.Feature(float_list=tf.train.FloatList(value=example["x"])),
+                    "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[example["label"]])),
+                    "name": tf.train.Feature(bytes_list=tf.train.BytesList(value=[example["name"].encode()])),
+                    # An empty list has no kind to write: a Feature with none set (TensorFlow parses it as empty).
+                    "tags": tf.train.Feature(bytes_list=tf.train.BytesList(value=example["tags"]))
+                    if example["tags"] else tf.train.Feature()}))
+                assert tfrecord.encode_example(example) == message.SerializeToString(deterministic=True)
+                writer.write(message.SerializeToString(deterministic=True))
+        records = list(read_tfrecord(theirs, compression_type=compression))
+        assert [record["label"].tolist() for record in records] == [[0], [1], [2], [3]]
+        assert [record["tags"] for record in records] == [example["tags"] for example in examples]
+        if compression is None:
+            assert theirs.read_bytes() == ours.read_bytes()  # the same records framed to the same bytes
 
 
 def test_tensorboards_own_framing_code_reads_our_files_and_writes_files_we_read(tmp_path):
