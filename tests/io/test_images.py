@@ -3,6 +3,7 @@ import gc
 import os
 import shutil
 import threading
+import time
 import warnings
 
 import numpy
@@ -401,3 +402,24 @@ def test_without_pillow_the_error_says_how_to_install_it(shapes, monkeypatch):
     monkeypatch.setitem(sys.modules, "PIL", None)  # import PIL then raises ImportError
     with pytest.raises(ImportError, match=r"decodes images with Pillow.*pip install 'flowlearn\[images\]'"):
         image_input_fn(shapes)
+
+
+def test_only_a_bounded_number_of_images_is_decoded_ahead(shapes, monkeypatch):
+    from flowlearn.io import images as images_module
+
+    decoded = []
+    read = images_module._read_image
+
+    def counting(path, options):
+        decoded.append(path)
+        return read(path, options)
+
+    monkeypatch.setattr(images_module, "_read_image", counting)
+    input_fn = image_input_fn(shapes, image_size=(8, 8), batch_size=4, num_parallel_calls=2, prefetch_buffer_size=2)
+    iterator = iter(input_fn())
+    next(iterator)
+    time.sleep(0.3)  # time for the pipeline to fill every buffer it has
+    # The batch taken, 2 prefetched, 1 waiting to be put and 2 being made (one per thread): 6 batches of 4, plus
+    # a decode window of 4 images per thread, 32 in all (what it reaches): far from the 120 files.
+    assert 4 <= len(decoded) <= 6 * 4 + 4 * 2
+    iterator.close()
