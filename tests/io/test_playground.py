@@ -350,7 +350,7 @@ def test_demo_serve_reuses_an_export_and_prints_the_playground_url(tiny_cnn_base
 def _chromium():
     """``(chromium, chromedriver)`` paths, or a pytest.skip naming what is missing."""
     try:
-        import selenium  # noqa: F401
+        import selenium  # noqa: F401 - only whether it is there
     except ImportError:
         pytest.skip("selenium is not installed (pip install selenium)")
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -449,6 +449,15 @@ def _check_only_this_server(driver, origin):
     assert not errors, errors
 
 
+def _model_input(driver):
+    """The greyscale image the page sent, read back from its "what the model sees" canvas, in [0, 1]."""
+    width, height, data = driver.execute_script(
+        "const c = document.getElementById('model-input'); const d = c.getContext('2d').getImageData(0, 0, "
+        "c.width, c.height).data; const g = []; for (let i = 0; i < d.length; i += 4) g.push(d[i]); "
+        "return [c.width, c.height, g];")
+    return numpy.array(data, dtype=float).reshape(height, width) / 255
+
+
 def _canvas_ink(driver):
     return driver.execute_script(
         "const c = document.getElementById('canvas'); const d = c.getContext('2d').getImageData(0, 0, c.width, "
@@ -469,6 +478,14 @@ def test_browser_draws_digits_on_the_mnist_cnn(browser, mnist_base, artifacts):
         # A vertical stroke through the middle of the 280 x 280 canvas: a one.
         _stroke(browser, canvas, [(0, y) for y in range(-95, 96, 5)])
         one = _wait(browser, _answered, "a prediction for the stroke")
+        # MNIST's preprocessing: the drawing's bounding box scaled to 20 pixels high (keeping its aspect, so a thin
+        # stroke stays thin), its centre of mass at the centre of the 28 x 28 image.
+        seen = _model_input(browser)
+        rows, cols = numpy.nonzero(seen)
+        assert seen.shape == (28, 28) and rows.max() - rows.min() + 1 == 20 and cols.max() - cols.min() + 1 <= 4
+        centre = [(numpy.arange(28) + 0.5) @ seen.sum(axis=k) / seen.sum() for k in (1, 0)]
+        numpy.testing.assert_allclose(centre, [14, 14], atol=0.5)
+        assert seen.max() == 1.0 and 0 < seen[seen > 0].min() < 1  # anti-aliased grey edges
         bars = browser.find_elements("css selector", "#chart svg rect.bar")
         assert len(bars) == 10
         assert len(browser.find_elements("css selector", "#feature-maps canvas")) == 8  # one per filter
@@ -510,6 +527,12 @@ def test_browser_fills_the_iris_form(browser, iris, iris_base, artifacts):
             assert len(browser.find_elements("css selector", "#chart svg rect.bar")) == 3
         artifacts(browser, "playground-iris.png")
         _check_only_this_server(browser, origin)
+        # The check itself: a request to another origin (refused by the page's CSP) fails it.
+        browser.execute_script("const i = document.createElement('img'); i.src = 'http://192.0.2.1/x.png'; "
+                               "document.body.appendChild(i);")
+        time.sleep(0.3)
+        with pytest.raises(AssertionError):
+            _check_only_this_server(browser, origin)
     finally:
         server.close()
 
