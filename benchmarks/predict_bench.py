@@ -4,7 +4,9 @@ Workloads (the prediction goals):
 - one-row ``predict_proba`` and ``predict`` of a 64-128-64-10 network fitted on the 8x8 digits,
   DNNClassifier against MLPClassifier (goal: within 2x);
 - ``predict`` of one 28x28 image by the default CNNClassifier (conv32-pool-conv64-pool-dense1024),
-  fitted briefly on the bundled MNIST subset (goal: under 1 ms);
+  fitted briefly on the bundled MNIST subset (goal: under 1 ms), side by side with PyTorch's same network
+  holding the same weights, at batch 1 on as many threads (``torch.set_num_threads(THREADS)``,
+  ``inference_mode``, the argmax taken in torch);
 - ``predict`` of a whole held-out set (25% of digits, of breast cancer), DNNClassifier against
   MLPClassifier;
 - seconds per epoch of ``fit`` with ``early_stopping=True`` against ``False``, flowlearn and
@@ -22,6 +24,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+import numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_line, main_or_worker, mnist, report, run_worker  # noqa: E402
@@ -88,16 +92,55 @@ def one_row():
             for method in ("predict_proba", "predict")}
 
 
+def _torch_twin(model):
+    """``predict(images)`` of PyTorch's copy of a fitted default CNNClassifier (its weights, NCHW), or
+    None without torch. The copy's convolutions pad 2 on each side (5x5 "same") and its dense layer reads
+    the flattened image in (channel, row, column) order, so its kernel's rows are permuted to match."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(THREADS)
+    layers = {layer.name: [w.numpy() for w in layer.weights] for layer in model._model.layers if layer.weights}
+    (k0, b0), (k1, b1), (w2, b2), (w3, b3) = (layers[name] for name in ("conv_0", "conv_1", "dense_0", "output"))
+    side, channels = 7, k1.shape[3]
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, k0.shape[3], 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(k0.shape[3], channels, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(side * side * channels, w2.shape[1]), torch.nn.ReLU(),
+        torch.nn.Linear(w2.shape[1], w3.shape[1])).eval()
+    dense = w2.reshape(side, side, channels, -1).transpose(2, 0, 1, 3).reshape(side * side * channels, -1)
+    with torch.no_grad():
+        for module, (kernel, bias) in zip((net[0], net[3], net[7], net[9]),
+                                          ((k0.transpose(3, 2, 0, 1), b0), (k1.transpose(3, 2, 0, 1), b1),
+                                           (dense.T, b2), (w3.T, b3))):
+            module.weight.copy_(torch.from_numpy(numpy.ascontiguousarray(kernel)))
+            module.bias.copy_(torch.from_numpy(bias))
+    classes = model.classes_
+
+    def predict(images):
+        with torch.inference_mode():
+            return classes[net(torch.from_numpy(images).reshape(-1, 1, 28, 28)).argmax(1).numpy()]
+
+    return predict
+
+
 def cnn_image():
     from flowlearn.estimators import CNNClassifier
 
     x, y, x_test, _ = mnist(n_train=1000)
     model = CNNClassifier(epochs=1, batch_size=100, n_iter_no_change=None, random_state=0)
     model.fit(x.reshape(-1, 28, 28), y)
-    image = x_test[:1].reshape(1, 28, 28)
-    per_round = [_median_call(model.predict, CALLS // 2, image) for _ in range(ROUNDS)]
     images = x_test.reshape(-1, 28, 28)
-    return {"one_image_s": statistics.median(per_round),
+    image = images[:1]
+    sides = {"flowlearn": model.predict}
+    twin = _torch_twin(model)
+    if twin is not None:
+        sides["torch"] = twin
+    one_image = _interleaved(sides, CALLS // 2, image)
+    agree = None if twin is None else float(numpy.mean(twin(images[:500]) == model.predict(images[:500])))
+    return {"one_image_s": one_image["flowlearn"], "torch_one_image_s": one_image.get("torch"),
+            "torch_agrees": agree,
             "test_set_s": _median_call(model.predict, 1 if QUICK else 3, images), "test_rows": len(images)}
 
 
@@ -161,6 +204,10 @@ def main():
     cnn = results["cnn-image"]
     print(f"CNNClassifier (default network), one 28x28 image: {cnn['one_image_s'] * 1e3:.3f} ms (goal < 1 ms); "
           f"{cnn['test_rows']:,} images: {cnn['test_set_s']:.2f} s")
+    if cnn["torch_one_image_s"] is not None:
+        print(f"  PyTorch, the same network and weights, one image on {THREADS} threads: "
+              f"{cnn['torch_one_image_s'] * 1e3:.3f} ms ({cnn['one_image_s'] / cnn['torch_one_image_s']:.2f}x); "
+              f"same class for {cnn['torch_agrees']:.1%} of 500 test images")
     print("whole held-out set (25%), predict                  flowlearn  sklearn MLP   ratio")
     for name in ("digits", "breast_cancer"):
         r = results["test-set"][name]

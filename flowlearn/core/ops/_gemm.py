@@ -31,22 +31,25 @@ Whether a split pays depends on the host: next to a busy process the second slic
 the busy process's time slice too, and the MNIST MLP's splits took 3-4x as long as one thread on average
 (0.55-0.7x on an idle host). So each split of a product under ``LARGE`` measures itself
 (:class:`SplitGain`): while recent splits took longer than their slices' work would on one thread,
-such products run whole on one BLAS thread, with one split in every ``SplitGain.PROBE_EVERY`` to
-notice when the cores are free again. The choice changes no number: see the next paragraph.
+such products run their slices one after another in the calling thread, on one held BLAS thread,
+with one split in every ``SplitGain.PROBE_EVERY`` to notice when the cores are free again. Those are
+the split's own BLAS calls, so the choice changes no number.
 
 A product is split along its inner dimension only when its output is no larger than that dimension
-(then output slices would be slivers); the partial products are added in slice order. Otherwise
-every output element is one BLAS sum over the same inner dimension as unsplit, so with the
-single-threaded BLAS each slice runs on, a split product is, with OpenBLAS, bit for bit the product
-that ``OPENBLAS_NUM_THREADS=1`` gives (BLAS's own threads may sum in another order). Either way the
-same product splits the same way on every call.
+and its multiply-adds alone make it split (then output slices would be slivers); the partial
+products are added in slice order. Otherwise every output element is one BLAS sum over the same
+inner dimension as unsplit, on single-threaded BLAS. With OpenBLAS that is mostly bit for bit the
+product that ``OPENBLAS_NUM_THREADS=1`` gives, but not always: its kernels for a few rows (a
+matrix-vector product) treat a slice's last columns apart, so a slice boundary that is not a multiple
+of their width can change an element's rounding (about 1e-7 relative in float32). BLAS's own threads
+may sum in another order too. The same product splits the same way on every call, into as many slices
+as threads.
 """
 import time
 
 import numpy
 
-from ..parallel import (hold_blas_for_small_product, in_stretch, on_one_blas_thread, parallel_slices,
-                        release_blas_if_idle)
+from ..parallel import hold_blas_for_small_product, in_stretch, parallel_slices, release_blas_if_idle
 
 # Under SMALL multiply-adds a product never needs a second thread. From SPLIT on (about 0.35 ms on one
 # core here) flowlearn splits it: enough work to hide waking a thread (~0.1 ms on an idle host, up to
@@ -80,10 +83,10 @@ def regime(size, split=False, stretch=False, streamed=0):
     Returns
     -------
     str
-        "split" (flowlearn's threads, each slice on single-threaded BLAS; under ``LARGE``, one held
-        BLAS thread while splits do not pay, see :class:`SplitGain`), "one thread" (BLAS, held at one
-        thread inside a fit/evaluate/predict call) or "blas" (BLAS's own threads: a mid-sized product
-        outside such a call).
+        "split" (flowlearn's threads, each slice on single-threaded BLAS; under ``LARGE``, the slices
+        in turn on one held BLAS thread while splits do not pay, see :class:`SplitGain`), "one thread"
+        (BLAS, held at one thread inside a fit/evaluate/predict call) or "blas" (BLAS's own threads: a
+        mid-sized product outside such a call).
     """
     if size >= (2 * SMALL if split else SPLIT) or streamed >= 2 * STREAM:
         return "split"
@@ -96,8 +99,10 @@ class SplitGain:
     """How splitting products from ``SPLIT`` to ``LARGE`` has paid lately: a running mean of a split's
     time over the time its slices' work would take on one thread (the caller's own slice times the
     slice count, so a host busy enough to slow the caller slows the estimate alike). Under 1: split.
-    At 1 or more: run such products whole on one thread, except every ``PROBE_EVERY``-th, which splits
-    and is measured.
+    At 1 or more: run such products' slices one after another in the calling thread, except every
+    ``PROBE_EVERY``-th product, which splits and is measured. Products that split for their bytes, and
+    a convolution's bands of one image's rows, are measured here too: they all ask whether a second
+    core is free now.
 
     Measured in an MNIST MLP's training on the 2-core development machine: on an idle host a split
     takes ~0.55-0.7 of one thread's time, every time; next to one busy process the median was 1.3
@@ -176,10 +181,9 @@ def gemm(xp, a, b, out=None, split=False):
     if out is None:
         out = numpy.empty((m, n), dtype=numpy.result_type(a, b))
     measured = not split and size < LARGE
-    if measured and not split_gain.wanted():
-        # Splits have not paid lately: the whole product on one BLAS thread (held, as a split holds it).
-        # Every output element is the same sum either way, so this changes timing only.
-        return on_one_blas_thread(lambda: numpy.matmul(a, b, out=out))
+    # While splits have not paid lately, the slices run one after another in this thread, on one held
+    # BLAS thread: the same BLAS calls as the split, so the host's load changes timing, never a number.
+    serial = measured and not split_gain.wanted()
     # A slice gets SMALL multiply-adds or STREAM bytes of its own rows (columns) of the operand it
     # splits and of the output, whichever comes first: a memory-bound product (few rows, large weights)
     # splits by bytes, so that each thread streams its share of the weights.
@@ -196,7 +200,7 @@ def gemm(xp, a, b, out=None, split=False):
             return time.perf_counter() - began
         total, grain = n, min(-(-SMALL // (m * k)), -(-STREAM // ((k + m) * itemsize)))
     began = time.perf_counter()
-    slices = parallel_slices(total, work, grain=grain, uses_blas=True)
-    if measured:
+    slices = parallel_slices(total, work, grain=grain, uses_blas=True, serial=serial)
+    if measured and not serial:
         split_gain.record(time.perf_counter() - began, slices[0], len(slices))  # slice 0 ran in this thread
     return out

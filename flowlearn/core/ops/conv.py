@@ -11,6 +11,8 @@ Each product runs over slices of the batch, one per thread (:mod:`flowlearn.core
 slice builds its own rows of the patch matrix, multiplies them on single-threaded BLAS and
 accumulates its own images' input gradient, so both cores work through the copies and additions
 that sit between the GEMMs, and no BLAS worker has to be woken for each of the 25 small products.
+The forward pass slices the batch's output rows rather than whole images, so that a batch of fewer
+images than threads (one image at prediction) still splits, into bands of rows (:func:`_split_rows`).
 
 The window geometry (output size, TensorFlow's "same" padding, the strided view each offset reads)
 lives in :class:`_Windows`, which pooling uses too.
@@ -25,7 +27,7 @@ import numpy
 
 __all__ = ["conv2d", "conv2d_transpose"]
 
-from ..parallel import get_num_threads, on_one_blas_thread, parallel_slices
+from ..parallel import get_num_threads, parallel_slices
 from ..primitive import Primitive, apply
 from ..tensor import Tensor, as_tensor
 from . import _gemm
@@ -261,19 +263,17 @@ def _split_rows(xp, batch, out_h, work, per_row):
     product, in two bands of 7 rows). Each output row is the same BLAS sum however the rows are cut. A
     split that cuts images exists only because the batch is small, a prediction of a few images, where
     waking a thread is a large part of the work: it is timed as ``_gemm.SplitGain`` times a split
-    product, and while such splits have not paid, runs whole on one BLAS thread.
+    product, and while such splits have not paid, its bands run one after another in this thread.
     """
     total = batch * out_h
     if xp is not numpy:
         work(0, total)
         return
     measured = batch < get_num_threads()
-    if measured and not _gemm.split_gain.wanted():
-        on_one_blas_thread(lambda: work(0, total))
-        return
+    serial = measured and not _gemm.split_gain.wanted()  # the same bands, one after another: the same numbers
     began = time.perf_counter()
-    slices = parallel_slices(total, work, grain=-(-SMALL // max(per_row, 1)), uses_blas=True)
-    if measured:
+    slices = parallel_slices(total, work, grain=-(-SMALL // max(per_row, 1)), uses_blas=True, serial=serial)
+    if measured and not serial:
         _gemm.split_gain.record(time.perf_counter() - began, slices[0], len(slices))
 
 

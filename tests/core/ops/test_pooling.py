@@ -108,6 +108,22 @@ def test_max_pool_padding_never_wins(device):
     numpy.testing.assert_array_equal(y.numpy()[0, :, :, 0], [[-1, -3], [-7, -9]])
 
 
+@pytest.mark.parametrize("pool_size, strides", [(2, None), (3, 2), (1, 1)])
+def test_max_pool_under_no_grad_keeps_no_index_and_gives_the_same_maxima(device, pool_size, strides):
+    from flowlearn.core.ops.pooling import MaxPool2D
+
+    x = numpy.random.default_rng(0).standard_normal((2, 7, 7, 3)).astype(numpy.float32)
+    data = fl.tensor(x, device=device).data
+    attrs = dict(pool_size=(pool_size, pool_size), strides=(strides or pool_size,) * 2, padding="same")
+    xp = backend.array_module(data)
+    recorded, (index, _) = MaxPool2D.forward(xp, data, **attrs)
+    assert index is not None and index.dtype == numpy.int8
+    with fl.no_grad():  # prediction: nothing will ask for the gradient, so no argmax index is built
+        alone, (index, _) = MaxPool2D.forward(xp, data, **attrs)
+    assert index is None
+    numpy.testing.assert_array_equal(backend.to_numpy(alone), backend.to_numpy(recorded))
+
+
 def test_avg_pool_same_counts_only_valid_elements(device):
     x = fl.tensor(numpy.ones((1, 5, 5, 2)), device=device)
     numpy.testing.assert_allclose(avg_pool2d(x, 3, 2, "same").numpy(), 1.0)
