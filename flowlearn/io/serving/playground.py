@@ -7,6 +7,7 @@ anomaly score) and, when the export has a ``feature_maps`` signature (``debug_ou
 convolution's activations come from. :func:`index_page` and :func:`playground_page` fill the HTML templates
 shipped in ``ui/``, escaping every value they put in; :func:`static_file` reads the stylesheet and the script.
 """
+import functools
 import html
 import importlib.resources
 import math
@@ -229,10 +230,12 @@ def describe(model, name, version, served_versions):
 
 
 # -- pages -----------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)  # the package's files do not change while it runs
 def _template(file_name):
     return string.Template(importlib.resources.files(__package__).joinpath("ui", file_name).read_text("utf-8"))
 
 
+@functools.lru_cache(maxsize=None)
 def static_file(file_name):
     """``(bytes, media type)`` of one of :data:`STATIC_FILES`; KeyError for any other name."""
     media_type = STATIC_FILES[file_name]
