@@ -233,19 +233,24 @@ def test_view_of_a_regressor_an_autoencoder_and_a_sequential(tmp_path):
     assert too_wide["kind"] == "unsupported" and "more than 256" in too_wide["reason"]
 
 
-def test_view_of_feature_columns_has_selects_and_typical_values(tmp_path):
+def _feature_column_classifier():
+    """A DNNClassifier on raw features: a standardized number, a number with a default, a string vocabulary."""
     from flowlearn.estimators import DNNClassifier
     from flowlearn.io import feature_column as fc
 
     rng = numpy.random.default_rng(0)
-    features = {"size": rng.normal(5.0, 1.0, 30), "colour": rng.choice(["red", "green", "blue"], 30),
-                "count": rng.integers(0, 9, 30).astype(float)}
+    features = {"size": rng.normal(5.0, 1.0, 60), "colour": rng.choice(["red", "green", "blue"], 60),
+                "count": rng.integers(0, 9, 60).astype(float)}
     columns = [fc.numeric_column("size", normalizer_fn=("standardize", 5.0, 1.0)),
                fc.numeric_column("count", default_value=3.0),
                fc.indicator_column(fc.categorical_column_with_vocabulary_list("colour", ["red", "green", "blue"]))]
-    model = _quiet_fit(DNNClassifier(hidden_units=(4,), epochs=2, random_state=0, feature_columns=columns),
-                       features, (features["size"] > 5).astype(int))
-    export_saved_model(model, tmp_path)
+    labels = (features["size"] + (features["colour"] == "blue") > 5.5).astype(int)
+    return _quiet_fit(DNNClassifier(hidden_units=(8,), epochs=40, learning_rate=0.05, random_state=0,
+                                    feature_columns=columns), features, labels)
+
+
+def test_view_of_feature_columns_has_selects_and_typical_values(tmp_path):
+    export_saved_model(_feature_column_classifier(), tmp_path)
     fields = {f["label"]: f for f in _view(tmp_path)["input"]["fields"]}
     assert fields["colour"]["type"] == "select" and fields["colour"]["options"] == ["red", "green", "blue"]
     assert fields["colour"]["value"] == "red"
@@ -549,8 +554,9 @@ def test_browser_shows_a_value_a_reconstruction_and_a_colour_model(browser, tmp_
                             fl.layers.Dense(4, activation="softmax")])
     digits = datasets.load_mnist()[0][0][:200].reshape(200, -1) / 255.0
     flat_autoencoder = _quiet_fit(AutoEncoder(hidden_units=(16,), epochs=2, random_state=0), digits)
+    columns = _feature_column_classifier()
     for name, model in (("regressor", regressor), ("autoencoder", autoencoder), ("colour", colour),
-                        ("flat", flat_autoencoder)):
+                        ("flat", flat_autoencoder), ("columns", columns)):
         export_saved_model(model, tmp_path / name, debug_outputs=True)
 
     def open_page(name):
@@ -586,6 +592,19 @@ def test_browser_shows_a_value_a_reconstruction_and_a_colour_model(browser, tmp_
         assert len(browser.find_elements("css selector", "#feature-maps canvas")) == 2
         assert browser.execute_script("const c = document.getElementById('model-input'); return [c.width, c.height];") \
             == [16, 16]
+        # A picked file is resized to the input (a uniformly red picture stays exactly red) and predicted.
+        from PIL import Image
+
+        Image.new("RGB", (40, 24), (255, 0, 0)).save(tmp_path / "red.png")
+        browser.find_element("id", "clear").click()
+        browser.find_element("id", "file").send_keys(str(tmp_path / "red.png"))
+        shown = _wait(browser, _answered, "the colour model's answer for the picked file")
+        red = numpy.zeros((1, 16, 16, 3), dtype="float32")
+        red[..., 0] = 1
+        assert shown == str(int(numpy.argmax(colour.predict(red))))
+        pixel = browser.execute_script("return Array.from(document.getElementById('model-input').getContext('2d')"
+                                       ".getImageData(8, 8, 1, 1).data);")
+        assert pixel == [255, 0, 0, 255]
         _check_only_this_server(browser, origin)
     finally:
         server.close()
@@ -602,6 +621,28 @@ def test_browser_shows_a_value_a_reconstruction_and_a_colour_model(browser, tmp_
         assert painted[0] == 28 and painted[1] > 0
         assert browser.find_element("id", "reconstruction-figure").is_displayed()
         artifacts(browser, "playground-autoencoder-image.png")
+        _check_only_this_server(browser, origin)
+    finally:
+        server.close()
+
+    # Raw features through feature columns: one input per feature (the request names each), a select for the
+    # vocabulary.
+    from selenium.webdriver.support.ui import Select
+
+    server, origin = open_page("columns")
+    try:
+        _wait(browser, _answered, "the prediction for the pre-filled form")
+        labels = [browser.find_element("css selector", f"label[for=field-{i}]").text for i in range(3)]
+        assert labels == ["colour", "count", "size"]
+        for colour_name, size in (("blue", 5.2), ("red", 4.0), ("green", 7.0)):
+            Select(browser.find_element("id", "field-0")).select_by_visible_text(colour_name)
+            size_field = browser.find_element("id", "field-2")
+            size_field.clear()
+            size_field.send_keys(str(size))
+            expected = str(columns.predict({"colour": numpy.array([colour_name]), "count": numpy.array([3.0]),
+                                            "size": numpy.array([size])})[0])
+            _wait(browser, lambda d, expected=expected: d.find_element("id", "prediction").text == expected
+                  and _answered(d), f"{expected} for colour={colour_name}, size={size}")
         _check_only_this_server(browser, origin)
     finally:
         server.close()
