@@ -469,12 +469,15 @@ class Estimator:
             if latest is not None and (_checkpoint_module().checkpoint_step(latest) or 0) >= max_steps:
                 logger.info("Estimator.train: the global step already reached max_steps=%d; nothing to do.", max_steps)
                 return self
+        strategy = self._config.train_distribute
+        if strategy is not None:
+            # An unseeded numpy_input_fn shuffles from this stream: rank 0's state makes every rank's batches alike.
+            strategy.broadcast_generators([seeding.shuffle_rng()])
         batches = self._batches(input_fn, ModeKeys.TRAIN, "Estimator.train")
         first = next(batches, None)
         if first is None:
             raise ValueError("Estimator.train: input_fn yielded no batch.")
         self._prepare(first, ModeKeys.TRAIN)
-        strategy = self._config.train_distribute
         if strategy is not None and not self._built:
             self._build(first, ModeKeys.TRAIN)  # the variables must exist for rank 0's values to be broadcast
         start = self._global_step()

@@ -62,18 +62,20 @@ def _model_fn(features, labels, mode):
 
 
 def estimator(strategy, out, rank=0):
-    """The model_fn Estimator: numpy_input_fn batches of 16 from 70 rows, 3 epochs, checkpoints and summaries
-    into a model_dir of this rank's own (so that a file written by rank 1 would show)."""
+    """The model_fn Estimator: unseeded, shuffled numpy_input_fn batches of 16 from 70 rows, 3 epochs,
+    checkpoints and summaries into a model_dir of this rank's own (so that a file written by rank 1 would
+    show)."""
     from flowlearn.estimators import Estimator, RunConfig
     from flowlearn.io import numpy_input_fn
 
+    seeding.set_random_seed(_seed(rank))  # the unseeded input_fn below shuffles from this stream
     rng = numpy.random.default_rng(2)
     x = rng.normal(size=(70, 3))
     y = (x @ numpy.array([1.0, -2.0, 0.5]))[:, None] + 0.1
     config = RunConfig(tf_random_seed=_seed(rank), train_distribute=strategy, save_summary_steps=2,
                        save_checkpoints_steps=5)
     est = Estimator(_model_fn, model_dir=os.path.join(out, f"est_rank{rank}"), config=config)
-    est.train(numpy_input_fn({"x": x}, y, batch_size=16, num_epochs=3, shuffle=True, seed=2))
+    est.train(numpy_input_fn({"x": x}, y, batch_size=16, num_epochs=3, shuffle=True))
     return {v.name: v.numpy() for v in est._store.variables}, {"global_step": est._global_step()}
 
 
