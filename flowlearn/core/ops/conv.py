@@ -343,6 +343,24 @@ def _patch_matrix(part, channels, win):
     return part.reshape(-1, win.kh * win.kw * channels)
 
 
+_zero_runs = {}  # dtype -> a read-only run of zeros, grown as needed
+
+
+def _zeros(size, dtype):
+    """A numpy run of at least ``size`` zeros of ``dtype`` that is never written: the ReLU's other operand.
+
+    numpy's ``maximum`` against an array of zeros runs its SIMD loop; against the scalar 0 it took four
+    times as long (25,088 floats: 2.5 vs 9.9 us; 100x28x28x32: 0.92 ms against a scalar). cupy is as
+    fast with the scalar.
+    """
+    run = _zero_runs.get(numpy.dtype(dtype))
+    if run is None or run.size < size:
+        run = numpy.zeros(size, dtype=dtype)
+        run.flags.writeable = False
+        _zero_runs[run.dtype] = run  # two threads growing it at once each keep a valid run
+    return run
+
+
 def _pointwise(win):
     return (win.kh, win.kw, win.sh, win.sw) == (1, 1, 1, 1)
 
@@ -366,12 +384,19 @@ def _convolve(xp, x, kernel, win, bias=None, relu=False):
     # The bias repeated over a chunk's rows, added as one flat run: broadcasting a (C,) bias over
     # rows runs numpy's inner loop C elements at a time (0.6 vs 0.2 ms for 100x28x28x32).
     tiled_bias = xp.tile(bias, min(chunk, n * rows)) if finishing and bias is not None else None
+    floor = None
+    if finishing and relu and xp is numpy:
+        floor = _zeros(min(chunk * kernel.shape[3], _FINISH_CHUNK_BYTES // x.dtype.itemsize), x.dtype)
 
     def finish(block):
         flat = block.reshape(-1)
         if tiled_bias is not None:
             flat += tiled_bias[:flat.size]
-        if relu:
+        if floor is not None:
+            for first in range(0, flat.size, floor.size):  # one pass unless pointwise
+                part = flat[first:first + floor.size]
+                numpy.maximum(part, floor[:part.size], out=part)
+        elif relu:
             xp.maximum(flat, 0, out=flat)
 
     kernel_matrix = None if kernel is None else kernel.reshape(-1, kernel.shape[3])
