@@ -27,18 +27,21 @@ class _PersistThroughClient:
 
         # `priority` ran the searches' speculative partial_fit calls after the others; it only orders work.
         kwargs.pop("priority", None)
-        client = default_client()
-
-        def persisted(value):
+        is_collection = self._dask.is_dask_collection
+        # Every collection in one call, as dask.persist does: collections sharing inputs (y computed from X)
+        # are then optimized and submitted as one graph, not as two graphs that disagree about shared keys.
+        places = [(position, key) for position, value in enumerate(args)
+                  for key in (value if isinstance(value, dict) else [None])
+                  if is_collection(value if key is None else value[key])]
+        collections = [args[position] if key is None else args[position][key] for position, key in places]
+        persisted = dict(zip(places, default_client().persist(collections, **kwargs))) if collections else {}
+        results = []
+        for position, value in enumerate(args):
             if isinstance(value, dict):
-                keys = [key for key in value if self._dask.is_dask_collection(value[key])]
-                done = dict(zip(keys, client.persist([value[key] for key in keys], **kwargs))) if keys else {}
-                return {key: done.get(key, item) for key, item in value.items()}
-            if self._dask.is_dask_collection(value):
-                return client.persist(value, **kwargs)
-            return value  # numpy arrays and futures: already where they need to be
-
-        return tuple(persisted(value) for value in args)
+                results.append({key: persisted.get((position, key), item) for key, item in value.items()})
+            else:  # numpy arrays and futures stay as they are: already where they need to be
+                results.append(persisted.get((position, None), value))
+        return tuple(results)
 
 
 def patch_dask_ml_searches():

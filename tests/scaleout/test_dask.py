@@ -331,10 +331,13 @@ def test_incremental_equals_local_partial_fit_over_the_same_blocks(client, estim
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("search", [IncrementalSearchCV, HyperbandSearchCV])
-@pytest.mark.parametrize("estimator", [DNNClassifier(hidden_units=(8,), random_state=0), DNNRegressor(
-    hidden_units=(8,), random_state=0), AutoEncoder(hidden_units=(2,), random_state=0)], ids=lambda e: type(e).__name__)
-def test_adaptive_searches_run_end_to_end(client, search, estimator):
+@pytest.mark.parametrize("estimator, search", [
+    pytest.param(DNNClassifier(hidden_units=(8,), random_state=0), IncrementalSearchCV, id="DNNClassifier-Incremental"),
+    pytest.param(DNNClassifier(hidden_units=(8,), random_state=0), HyperbandSearchCV, id="DNNClassifier-Hyperband"),
+    pytest.param(DNNRegressor(hidden_units=(8,), random_state=0), HyperbandSearchCV, id="DNNRegressor-Hyperband"),
+    pytest.param(AutoEncoder(hidden_units=(2,), random_state=0), IncrementalSearchCV, id="AutoEncoder-Incremental"),
+])
+def test_adaptive_searches_run_end_to_end(client, estimator, search):
     assert patch_dask_ml_searches()
     x, y = _classification(n=400)
     kwargs = {"classes": [0, 1]}
@@ -370,8 +373,11 @@ def test_grid_search_on_the_cluster_equals_the_local_run(client):
     x, y = _classification(n=150)
     grid = {"learning_rate": [1e-3, 3e-2], "hidden_units": [(4,), (8,)]}
     local = GridSearchCV(DNNClassifier(epochs=4, random_state=0), grid, cv=3).fit(x, y)
-    with joblib.parallel_backend("dask"):
+    with joblib.parallel_backend("dask"), distributed.get_task_stream(client) as stream:
         remote = GridSearchCV(DNNClassifier(epochs=4, random_state=0), grid, cv=3, n_jobs=-1).fit(x, y)
+    # The 4 x 3 fits ran as tasks on the cluster's worker processes, not here.
+    workers = {task["worker"] for task in stream.data}
+    assert workers and workers <= set(client.scheduler_info()["workers"])
     assert remote.best_params_ == local.best_params_
     numpy.testing.assert_allclose(remote.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"],
                                   rtol=1e-6)
