@@ -576,11 +576,12 @@ class FixedLenFeature:
             array = numpy.empty(len(items), object)
             array[:] = [_as_bytes(item) for item in items]
         else:
-            try:
-                array = numpy.asarray(value, dtype=self.dtype)
-            except (TypeError, ValueError):
+            given = numpy.asarray(value)
+            # Numbers only, and no fraction silently cut off to make an int64 default.
+            if given.dtype.kind not in ("iub" if self.dtype == "int64" else "iubf"):
                 raise ValueError(f"FixedLenFeature: default_value must be {self.dtype} values; got "
-                                 f"{describe(value)}.") from None
+                                 f"{describe(value)} of dtype {given.dtype}.")
+            array = given.astype(self.dtype)
         size = self._size
         if array.size == 1:
             return numpy.full(self.shape, array.ravel()[0], array.dtype)

@@ -279,12 +279,20 @@ def test_truncated_files_are_named(tmp_path, cut, reason):
         _read_all(path)
 
 
-def test_truncated_compressed_files_are_named(tmp_path):
+@pytest.mark.parametrize("compression", ["GZIP", "ZLIB"])
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_compressed_files_are_named(tmp_path, compression, damage):
     path = tmp_path / "data.tfrecord"
-    write_tfrecord(path, [{"v": numpy.arange(100)} for _ in range(20)], compression_type="GZIP")
-    path.write_bytes(path.read_bytes()[:-30])
+    rng = numpy.random.default_rng(0)
+    write_tfrecord(path, [{"v": rng.integers(1000, size=100)} for _ in range(20)], compression_type=compression)
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        del data[-30:]
+    else:
+        data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=r"data.tfrecord: corrupt TFRecord, record \d+ at decompressed byte offset"):
-        _read_all(path, compression_type="GZIP")
+        _read_all(path, compression_type=compression)
 
 
 def test_records_that_are_not_examples_are_named(tmp_path):
@@ -324,6 +332,12 @@ def test_bad_arguments_are_named(tmp_path):
         FixedLenFeature(-1, "int64")
     with pytest.raises(ValueError, match=r"default_value must be a scalar or hold 3 values \(shape \(3,\)\)"):
         FixedLenFeature(3, "float32", default_value=[1.0, 2.0])
+    with pytest.raises(ValueError, match="default_value must be int64 values; got float 0.5 of dtype float64"):
+        FixedLenFeature((), "int64", default_value=0.5)
+    with pytest.raises(ValueError, match="default_value must be float32 values; got str 'a'"):
+        FixedLenFeature((), "float32", default_value="a")
+    with pytest.raises(ValueError, match="a 'string' feature's default_value must be bytes or str; got int 1"):
+        FixedLenFeature((), "string", default_value=1)
 
 
 # -- tfrecord_input_fn ------------------------------------------------------------------------------------------
