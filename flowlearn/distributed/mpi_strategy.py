@@ -154,8 +154,8 @@ class MPIStrategy:
                 part[...] = 0
                 buffer[total + index] = 0
             else:
-                grad = grad.data if isinstance(grad, Tensor) else grad
-                xp.multiply(grad.reshape(-1), self._fraction, out=part, casting="unsafe")
+                part[...] = (grad.data if isinstance(grad, Tensor) else grad).reshape(-1)
+                part *= self._fraction
                 buffer[total + index] = 1
             offset += size
         self._allreduce_sum(buffer)

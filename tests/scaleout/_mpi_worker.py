@@ -104,5 +104,35 @@ def main(out):
     sys.stderr.close()
 
 
+def gpu_classifier(strategy, rank=0):
+    """DNNClassifier on the GPU (float32, SGD): weights as numpy arrays."""
+    from flowlearn.estimators import DNNClassifier
+
+    rng = numpy.random.default_rng(3)
+    x, y = rng.normal(size=(64, 4)).astype("float32"), rng.integers(0, 2, 64)
+    clf = DNNClassifier(hidden_units=(8,), epochs=3, batch_size=16, optimizer="sgd", learning_rate=0.1,
+                        n_iter_no_change=None, random_state=3 if rank == 0 else None, device="gpu",
+                        strategy=strategy)
+    clf.fit(x, y)
+    return {f"w{i}": array for i, array in enumerate(clf._model.get_weights())}
+
+
+def gpu_main(out):
+    """Each rank on its own GPU (rank % devices): the flat buffer is a cupy array, summed with NCCL where
+    cupy has it. Writes ``gpu{rank}.npz`` and ``gpu{rank}.json`` (whether NCCL ran)."""
+    import cupy
+
+    strategy = fl.distributed.MPIStrategy()
+    rank = strategy.rank
+    cupy.cuda.Device(rank % cupy.cuda.runtime.getDeviceCount()).use()
+    weights = gpu_classifier(strategy, rank)
+    numpy.savez(os.path.join(out, f"gpu{rank}.npz"), **weights)
+    with open(os.path.join(out, f"gpu{rank}.json"), "w", encoding="utf-8") as file:
+        json.dump({"nccl": strategy._nccl._nccl is not None, "size": strategy.size}, file)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if len(sys.argv) > 2 and sys.argv[2] == "gpu":
+        gpu_main(sys.argv[1])
+    else:
+        main(sys.argv[1])

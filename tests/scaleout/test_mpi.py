@@ -17,10 +17,11 @@ import numpy
 import pytest
 
 import flowlearn as fl
+from flowlearn.core import backend
 from flowlearn.core.distribution import check_strategy, current_strategy, strategy_scope
 from flowlearn.distributed import launched_ranks, shard_batch, shard_bounds
 from flowlearn.layers import seeding
-from flowlearn.layers.training import GradientStep, run_training
+from flowlearn.layers.training import GradientStep
 
 from . import _mpi_worker
 
@@ -144,6 +145,26 @@ def test_cli_train_under_mpirun(tmp_path):
     assert two.strategy is None  # the saved estimator holds no handle on the finished run's processes
     for a, b in zip(two._model.get_weights(), one._model.get_weights()):
         numpy.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # float32, the CLI's dtype
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@needs_mpi
+@pytest.mark.skipif(not backend.gpu_available(), reason="cupy sees no GPU")
+def test_gpu_ranks_reduce_on_the_device(tmp_path):
+    import cupy
+
+    from flowlearn.distributed.nccl import nccl_module
+
+    ranks = min(2, cupy.cuda.runtime.getDeviceCount())  # NCCL wants one GPU per rank
+    mpirun([str(WORKER), str(tmp_path), "gpu"], cwd=tmp_path, ranks=ranks)
+    info = json.loads((tmp_path / "gpu0.json").read_text())
+    assert info["size"] == ranks and info["nccl"] == (nccl_module() is not None)
+    weights = [dict(numpy.load(tmp_path / f"gpu{rank}.npz")) for rank in range(ranks)]
+    reference = _mpi_worker.gpu_classifier(None)
+    for name in reference:
+        for rank_weights in weights:
+            numpy.testing.assert_allclose(rank_weights[name], reference[name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
 # -- without MPI ---------------------------------------------------------------------------------------
