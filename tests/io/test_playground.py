@@ -354,10 +354,7 @@ def test_demo_serve_reuses_an_export_and_prints_the_playground_url(tiny_cnn_base
 # -- a real browser ----------------------------------------------------------------------------------------------
 def _chromium():
     """``(chromium, chromedriver)`` paths, or a pytest.skip naming what is missing."""
-    try:
-        import selenium  # noqa: F401 - only whether it is there
-    except ImportError:
-        pytest.skip("selenium is not installed (pip install selenium)")
+    pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     driver = shutil.which("chromedriver")
     if browser is None or driver is None:

@@ -37,14 +37,12 @@ MAX_FIELDS = 256
 _CHANNELS = {None: 1, 1: 1, 3: 3, 4: 4}
 
 
-def _text_of(label):
-    return label if isinstance(label, str) else str(label)
-
-
 def _labels(model, signature_name, output):
-    """The class labels a lookup output maps ids to (from the export's ``labels.json`` asset), as strings."""
+    """The class labels a lookup output maps ids to (from the export's ``labels.json`` asset), as strings.
+
+    ``LoadedModel`` keeps its label tables private (``_labels``); another loader's model may have none."""
     table = getattr(model, "_labels", {}).get((signature_name, output))
-    return None if table is None else [_text_of(v) for v in numpy.asarray(table).tolist()]
+    return None if table is None else [str(v) for v in numpy.asarray(table).tolist()]
 
 
 # -- inputs ----------------------------------------------------------------------------------------------------
@@ -125,7 +123,7 @@ def _tabular_input(signature):
             field = {"input": spec["name"], "index": None if width is None else i,
                      "label": spec["name"] if width is None else f"{spec['name']}[{i}]"}
             if vocabulary:
-                field.update(type="select", options=[_text_of(v) for v in vocabulary], value=_text_of(vocabulary[0]),
+                field.update(type="select", options=[str(v) for v in vocabulary], value=str(vocabulary[0]),
                              numeric=not text)
             elif text:
                 field.update(type="text", value="", numeric=False)
@@ -163,7 +161,7 @@ def _input_view(signature):
 
 
 # -- outputs ---------------------------------------------------------------------------------------------------
-def _output_view(model, signature, input_view):
+def _output_view(model, signature):
     outputs = {spec["name"]: spec for spec in signature.outputs}
     method = codec._method(signature)
     if method == "classify" and "scores" in outputs:
@@ -224,7 +222,7 @@ def describe(model, name, version, served_versions):
                       "inputs": [dict(s) for s in signature.inputs],
                       "outputs": [dict(s) for s in signature.outputs]},
         "input": input_view,
-        "output": _output_view(model, signature, input_view),
+        "output": _output_view(model, signature),
         "feature_maps": _feature_maps_view(model) if input_view["kind"] == "image" else None,
     }
 
