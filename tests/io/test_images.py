@@ -100,6 +100,16 @@ def test_pixels_match_pillow(shapes):
     assert labels.tolist() == input_fn.labels.tolist()
 
 
+@pytest.mark.parametrize("suffix", ["bmp", "gif", "JPEG", "png"])
+def test_each_format_decodes_as_pillow_reads_it(tmp_path, suffix):
+    (tmp_path / "one" / "a").mkdir(parents=True)
+    path = tmp_path / "one" / "a" / f"picture.{suffix}"
+    _draw("triangle", numpy.random.default_rng(3), size=20).save(path, format="JPEG" if suffix == "JPEG" else None)
+    images, _ = next(iter(image_input_fn(tmp_path / "one", image_size=(20, 20), shuffle=False)()))
+    with Image.open(path) as image:
+        numpy.testing.assert_allclose(images[0], numpy.asarray(image.convert("RGB"), numpy.float32) / 255, atol=1e-7)
+
+
 def test_resize_channels_and_crop_to_aspect_ratio(shapes, tmp_path):
     small = image_input_fn(shapes, image_size=(16, 12), channels=1, shuffle=False, interpolation="bilinear")
     images, _, _ = _all(small)
