@@ -21,8 +21,6 @@ import csv
 import glob
 import io
 import os
-import queue
-import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -31,6 +29,7 @@ import pandas
 
 from ..layers import seeding
 from ..layers.data_adapter import INFINITE, UNKNOWN
+from ._prefetch import prefetched
 
 __all__ = ["CsvBatches", "CsvInputFn", "csv_input_fn"]
 
@@ -39,7 +38,7 @@ _BOM = b"\xef\xbb\xbf"
 _NO_DEFAULT = object()
 _THREAD_PREFIX = "flowlearn-csv"
 # What the producer thread hands the consumer, besides batches.
-_BATCH, _WARNING, _ERROR, _DONE = "batch", "warning", "error", "done"
+_BATCH, _WARNING = "batch", "warning"
 
 
 def csv_input_fn(file_pattern, column_names=None, column_defaults=None, label_column=None, batch_size=128,
@@ -147,60 +146,19 @@ class CsvInputFn:
 
     # -- the consumer's side -----------------------------------------------------------------------------
     def _iterate(self, rng):
-        items = self._prefetched(rng) if self._options.prefetch else self._items(rng)
+        options = self._options
+        if options.prefetch:
+            # Read ahead in a thread: the same (kind, item) pairs, the reader's own exception re-raised.
+            items = prefetched(lambda: self._items(rng), options.prefetch, f"{_THREAD_PREFIX}-prefetch",
+                               "csv_input_fn")
+        else:
+            items = self._items(rng)
         try:
             for kind, item in items:
                 if kind == _WARNING:
                     warnings.warn(item, UserWarning, stacklevel=2)
                 else:
                     yield item
-        finally:
-            items.close()
-
-    def _prefetched(self, rng):
-        """:meth:`_items`, read ahead in a thread: the same ``(kind, item)`` pairs, the reader's error re-raised."""
-        ready = queue.Queue(maxsize=self._options.prefetch)
-        stop = threading.Event()
-        producer = threading.Thread(target=self._produce, args=(rng, ready, stop), name=f"{_THREAD_PREFIX}-prefetch",
-                                    daemon=True)
-        producer.start()
-        try:
-            while True:
-                try:
-                    kind, item = ready.get(timeout=0.1)
-                except queue.Empty:
-                    if not producer.is_alive() and ready.empty():
-                        raise RuntimeError("csv_input_fn: the reader thread ended without a result") from None
-                    continue
-                if kind == _DONE:
-                    return
-                if kind == _ERROR:
-                    raise item  # the reader's own exception, message and traceback intact
-                yield kind, item
-        finally:
-            # Reached when the consumer stops early too (generator closed or collected): the producer notices
-            # `stop` within one put timeout, closes its readers and ends; nothing is left running.
-            stop.set()
-            producer.join()
-
-    def _produce(self, rng, ready, stop):
-        def put(entry):
-            while not stop.is_set():
-                try:
-                    ready.put(entry, timeout=0.05)
-                    return True
-                except queue.Full:
-                    pass
-            return False
-
-        items = self._items(rng)
-        try:
-            for entry in items:
-                if not put(entry):
-                    return
-            put((_DONE, None))
-        except BaseException as error:  # handed to the consumer, which raises it
-            put((_ERROR, error))
         finally:
             items.close()
 
