@@ -117,7 +117,7 @@ def random_flip_left_right(images, seed=None):
 
     >>> import numpy
     >>> image = numpy.arange(6, dtype=numpy.float32).reshape(1, 2, 3, 1) / 6
-    >>> sorted({tuple(random_flip_left_right(image, seed=s)[0, 0, :, 0].round(2)) for s in range(8)})
+    >>> sorted({tuple(random_flip_left_right(image, seed=s)[0, 0, :, 0].round(2).tolist()) for s in range(8)})
     [(0.0, 0.17, 0.33), (0.33, 0.17, 0.0)]
     """
     return _random_flip("random_flip_left_right", images, seed, axis=2)
