@@ -133,8 +133,11 @@ def _array_partitions(dask, data, label):
     if not isinstance(label, dask.array.Array):
         raise TypeError(f"{_OWNER}: with a dask array as `data`, expected `label` as a dask array of the same rows "
                         f"(or None); got {describe(label)}.")
-    if label.chunks[0] != data.chunks[0]:
-        known = not any(numpy.isnan(size) for size in data.chunks[0] + label.chunks[0])
+    known = not any(numpy.isnan(size) for size in data.chunks[0] + label.chunks[0])
+    # Unknown sizes (a DataFrame's to_dask_array() without lengths): block i of each is taken to be the same
+    # rows, and each computed partition is checked (_columns_of).
+    must_match = known or len(label.chunks[0]) != len(data.chunks[0])
+    if must_match and label.chunks[0] != data.chunks[0]:
         if not known or sum(label.chunks[0]) != sum(data.chunks[0]):
             raise ValueError(
                 f"{_OWNER}: `label` must have the rows of `data`, in the same chunks; got row chunks "
@@ -189,7 +192,11 @@ def _columns_of(computed):
     """A computed partition as the pipeline's dict of arrays (rows first)."""
     if "frame" in computed:
         return _frame_columns(_OWNER, "data", computed["frame"])
-    return {key: numpy.asarray(value) for key, value in computed.items()}
+    columns = {key: numpy.asarray(value) for key, value in computed.items()}
+    if _LABELS in columns and len(columns[_LABELS]) != len(columns[_FEATURES]):
+        raise ValueError(f"{_OWNER}: a partition of `data` has {len(columns[_FEATURES])} rows and the matching "
+                         f"partition of `label` {len(columns[_LABELS])}; they must hold the same rows.")
+    return columns
 
 
 # -- the input_fn ------------------------------------------------------------------------------------------

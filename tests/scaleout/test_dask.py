@@ -442,3 +442,17 @@ def test_incremental_over_a_dataframe_with_feature_columns(local):
     numpy.testing.assert_allclose(wrapped.estimator_.decision_function(frame[features]),
                                   local_model.decision_function(frame[features]), rtol=1e-5, atol=1e-6)
     numpy.testing.assert_array_equal(wrapped.predict(parts[features]).compute(), local_model.predict(frame[features]))
+
+
+def test_arrays_of_unknown_chunk_sizes_pair_block_by_block(local):
+    x, y = _data(30)
+    frame = dd.from_pandas(pandas.DataFrame({"a": x[:, 0], "b": x[:, 1], "t": y}), npartitions=3)
+    data, labels = frame[["a", "b"]].to_dask_array(), frame["t"].to_dask_array()  # no lengths: sizes unknown
+    input_fn = dask_input_fn(data, labels, batch_size=7, shuffle=False)
+    assert input_fn().cardinality() == UNKNOWN
+    batches = list(input_fn())
+    assert _rows(batches) == list(range(30))
+    numpy.testing.assert_array_equal(numpy.concatenate([f for f, _ in batches]), x[:, :2])
+    shorter = frame[frame["t"] % 10 != 0]["t"].to_dask_array()  # same number of blocks, fewer rows in each
+    with pytest.raises(ValueError, match="a partition of `data` has 10 rows and the matching partition of `label` 9"):
+        list(dask_input_fn(data, shorter, shuffle=False)())
