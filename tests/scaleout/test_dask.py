@@ -46,6 +46,8 @@ def client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   host="127.0.0.1") as cluster:
         with distributed.Client(cluster, timeout=60) as client:
+            # Each worker imports flowlearn once, here (seconds on a busy machine), not inside the first test.
+            client.run(__import__("importlib").import_module, "flowlearn.estimators")
             yield client
 
 
