@@ -1,4 +1,6 @@
 """MPIStrategy: synchronous data-parallel training over MPI ranks, gradients averaged by one allreduce a step."""
+import zlib
+
 import numpy
 
 from ..core import backend
@@ -70,6 +72,7 @@ class MPIStrategy:
         self.comm = comm
         self._fraction = 1.0  # this rank's share of the current global batch's loss weight
         self._global_rows = None  # rows in the current global batch
+        self._checked = False  # whether this run's first batch was compared across the ranks
         self._nccl = NcclAllreduce(comm)
 
     @property
@@ -103,6 +106,8 @@ class MPIStrategy:
         its sample weights): rank r's gradient enters the average with weight(its shard) / weight(batch).
         Every rank holds the whole global batch, so the shares need no communication.
         """
+        if not self._checked:
+            self._check_same_batch(batch, rows)
         start, stop = shard_bounds(rows, self.size, self.rank)
         local = shard_batch(batch, rows, start, stop)
         total = float(weight(batch))
@@ -191,6 +196,7 @@ class MPIStrategy:
 
     def broadcast_variables(self, variables):
         """Overwrite ``variables`` (Tensors, the same list on every rank) with rank 0's values, in place."""
+        self._checked = False  # a new run: its first batch gets compared
         variables = list(variables)
         layout = [(tuple(v.shape), str(v.dtype)) for v in variables]
         expected = self.comm.bcast(layout, root=0)
@@ -206,6 +212,19 @@ class MPIStrategy:
             if not self.is_chief:
                 variable.assign(host)
 
+    def _check_same_batch(self, batch, rows):
+        """Refuse, on every rank at once, a first batch that differs between the ranks (its rows, a checksum
+        of its first rows): ranks fed different data would train on a mix no single process would see."""
+        self._checked = True
+        fingerprint = (rows, _checksum(batch))
+        seen = self.comm.allgather(fingerprint)
+        if any(other != seen[0] for other in seen):
+            raise ValueError(
+                f"MPIStrategy: the ranks got different first batches (rows and checksum per rank: {seen}); every "
+                "rank must pass the same data in the same order. Seed the shuffling of an input_fn or generator "
+                "(numpy_input_fn(..., seed=0)), or build the data the same way on every rank."
+            )
+
     def broadcast_generators(self, generators):
         """Give numpy Generators (the same list on every rank) rank 0's state, so all ranks draw alike."""
         generators = [g for g in generators if g is not None]
@@ -217,6 +236,21 @@ class MPIStrategy:
     def barrier(self):
         """Wait until every rank gets here."""
         self.comm.Barrier()
+
+
+def _checksum(batch, rows=4):
+    """CRC-32 of the first ``rows`` rows of the batch's first array (None where it has none or is not numeric)."""
+    while isinstance(batch, (tuple, list, dict)):
+        items = [item for item in (batch.values() if isinstance(batch, dict) else batch) if item is not None]
+        if not items:
+            return None
+        batch = items[0]
+    if isinstance(batch, Tensor):
+        batch = batch.data
+    host = numpy.asarray(backend.to_numpy(batch[:rows])) if hasattr(batch, "shape") else None
+    if host is None or host.dtype.kind not in "biuf":
+        return None
+    return zlib.crc32(numpy.ascontiguousarray(host).tobytes())
 
 
 def _describe(layout):

@@ -92,6 +92,18 @@ def run_all(strategy, out, rank=0):
     return weights, logs
 
 
+def refuses_different_data(strategy, rank):
+    """True when fit on data that differs between the ranks stops with the strategy's ValueError."""
+    x = numpy.random.default_rng(rank).normal(size=(32, 5))  # a different x on every rank
+    model = fl.Sequential([fl.layers.Input((5,)), fl.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    try:
+        model.fit(x, numpy.zeros((32, 1)), batch_size=8, epochs=1, verbose=0, strategy=strategy)
+    except ValueError as error:
+        return "different first batches" in str(error)
+    return False
+
+
 def main(out):
     fl.set_floatx("float64")  # the parity checked is that of the arithmetic, not of float32 rounding
     strategy = fl.distributed.MPIStrategy()
@@ -100,7 +112,8 @@ def main(out):
     weights, logs = run_all(strategy, out, rank)
     numpy.savez(os.path.join(out, f"rank{rank}.npz"), **weights)
     with open(os.path.join(out, f"rank{rank}.json"), "w", encoding="utf-8") as file:
-        json.dump({"logs": logs, "size": strategy.size}, file)
+        json.dump({"logs": logs, "size": strategy.size,
+                   "refused_different_data": refuses_different_data(strategy, rank)}, file)
     sys.stderr.close()
 
 

@@ -54,14 +54,14 @@ def mpirun(args, cwd, ranks=2):
 
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
-    """The worker's results on 2 ranks: (out dir, [weights per rank], [logs per rank])."""
+    """The worker's results on 2 ranks: (out dir, [weights per rank], [logs per rank], [records per rank])."""
     if MPI_MISSING:
         pytest.skip(MPI_MISSING)
     out = tmp_path_factory.mktemp("mpi")
     mpirun([str(WORKER), str(out)], cwd=out)
     weights = [dict(numpy.load(out / f"rank{rank}.npz")) for rank in range(2)]
-    logs = [json.loads((out / f"rank{rank}.json").read_text())["logs"] for rank in range(2)]
-    return out, weights, logs
+    records = [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(2)]
+    return out, weights, [record["logs"] for record in records], records
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def one_process(tmp_path_factory):
 @needs_mpi
 @pytest.mark.parametrize("trainer", sorted(_mpi_worker.TRAINERS))
 def test_two_ranks_match_one_process_with_the_same_global_batch(two_ranks, one_process, trainer):
-    _, weights, _ = two_ranks
+    _, weights, _, _ = two_ranks
     reference, _ = one_process
     names = sorted(name for name in reference if name.startswith(trainer + "|"))
     assert names and names == sorted(name for name in weights[0] if name.startswith(trainer + "|"))
@@ -92,7 +92,7 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(two_ranks, one_p
 @pytest.mark.slow
 @needs_mpi
 def test_ranks_end_with_identical_weights_and_logs(two_ranks, one_process):
-    _, weights, logs = two_ranks
+    _, weights, logs, _ = two_ranks
     assert sorted(weights[0]) == sorted(weights[1])
     for name in weights[0]:
         numpy.testing.assert_array_equal(weights[0][name], weights[1][name], err_msg=name)
@@ -109,7 +109,7 @@ def test_ranks_end_with_identical_weights_and_logs(two_ranks, one_process):
 @pytest.mark.slow
 @needs_mpi
 def test_only_rank_zero_writes_files_and_progress(two_ranks):
-    out, _, _ = two_ranks
+    out, _, _, _ = two_ranks
     assert (out / "seq_rank0.flmodel").exists() and not (out / "seq_rank1.flmodel").exists()
     written = sorted(os.listdir(out / "est_rank0"))
     assert "checkpoint" in written and "model.ckpt-15.npz" in written
@@ -117,6 +117,14 @@ def test_only_rank_zero_writes_files_and_progress(two_ranks):
     assert not (out / "est_rank1").exists()
     assert "Epoch 1/2" in (out / "stderr0.txt").read_text()
     assert "Epoch" not in (out / "stderr1.txt").read_text()
+
+
+@pytest.mark.slow
+@needs_mpi
+def test_ranks_fed_different_data_stop_together(two_ranks):
+    _, _, _, records = two_ranks
+    # Each rank passed fit a different x: both raised the strategy's ValueError (none hung, none trained).
+    assert [record["refused_different_data"] for record in records] == [True, True]
 
 
 @pytest.mark.slow
