@@ -14,18 +14,18 @@ materialised whole. Each pass goes through small stages, each bounded in memory:
 4. *batch*: batches of exactly ``batch_size`` rows, across partition boundaries; the last of each pass keeps
    what is left.
 
-At most ``prefetch + 1`` partitions and the shuffle buffer are held at any time, whatever the size of the data.
+At most ``prefetch + 2`` partitions (the one being batched, up to ``prefetch`` waiting, the one the thread is
+computing) and the shuffle buffer are held at any time, whatever the size of the data.
 dask is imported only when :func:`dask_input_fn` is called (the ``dask`` extra).
 """
-import collections
 import itertools
 import numbers
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
 from ..layers import seeding
 from ..layers.data_adapter import INFINITE, UNKNOWN, describe
+from ._prefetch import prefetched
 from .csv import _batched, _shuffled
 from .inputs import _check_settings, _frame_columns
 
@@ -251,31 +251,19 @@ class DaskInputFn:
                 raise ValueError(f"{_OWNER}: num_epochs=None, but the data holds no rows to repeat.")
 
     def _computed(self, order):
-        """The partitions in ``order``, computed one at a time (``prefetch`` of them ahead, in a thread)."""
+        """The partitions in ``order``, computed one at a time; with ``prefetch``, by a thread reading ahead
+        (the read-ahead stage csv_input_fn and image_input_fn use), at most ``prefetch`` of them waiting."""
         if not self._prefetch:
             for index in order:
                 yield _columns_of(self._compute(index))
             return
-        executor = ThreadPoolExecutor(1, thread_name_prefix=_THREAD_PREFIX)
-        pending = collections.deque()
-        upcoming = iter(order)
-        try:
-            for index in itertools.islice(upcoming, self._prefetch):
-                pending.append(executor.submit(self._compute, index))
-            while pending:
-                future = pending.popleft()
-                following = next(upcoming, None)
-                if following is not None:
-                    pending.append(executor.submit(self._compute, following))
-                computed = future.result()
-                del future  # the partition lives on only in `computed`, released once batched
-                yield _columns_of(computed)
-        finally:
-            # Reached when the consumer stops early too: queued partitions are dropped, the one being computed
-            # finishes (a dask compute cannot be interrupted), and no thread is left behind.
-            for future in pending:
-                future.cancel()
-            executor.shutdown(wait=True, cancel_futures=True)
+
+        def partitions():
+            for index in order:
+                yield None, self._compute(index)
+
+        for _, computed in prefetched(partitions, self._prefetch, _THREAD_PREFIX, _OWNER):
+            yield _columns_of(computed)
 
     def _compute(self, index):
         import dask  # imported where used: flowlearn.io imports this module on machines without dask
