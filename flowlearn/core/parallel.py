@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 __all__ = [
     "get_num_threads", "set_num_threads", "parallel_slices", "release_blas", "release_blas_if_idle", "hands_blas_back",
-    "hold_blas_for_small_product", "in_stretch",
+    "hold_blas_for_small_product", "in_stretch", "on_one_blas_thread",
 ]
 
 _ENV = "FLOWLEARN_NUM_THREADS"
@@ -240,6 +240,13 @@ def in_stretch():
     return getattr(_local, "stretch", 0) > 0
 
 
+def on_one_blas_thread(work):
+    """``work()`` with BLAS held at one thread, as in a split, and the hold kept after it: for a
+    product that flowlearn would split but runs whole this time (see ``_gemm.SplitGain``)."""
+    with _blas.held():
+        return work()
+
+
 def release_blas_if_idle():
     """Before a product that BLAS's own threads should run: :func:`release_blas` if no split has run
     for :data:`RELEASE_AFTER` seconds. Notes the product, so that small products that follow within
@@ -299,7 +306,7 @@ def _slice_count(total, grain, uses_blas):
     return max(count, 1)
 
 
-def parallel_slices(total, work, grain=1, uses_blas=False, serial=False):
+def parallel_slices(total, work, grain=1, uses_blas=False):
     """Run ``work(start, stop)`` over contiguous slices of ``range(total)``, one slice per thread.
 
     Parameters
@@ -314,10 +321,6 @@ def parallel_slices(total, work, grain=1, uses_blas=False, serial=False):
     uses_blas : bool
         True when ``work`` calls BLAS: BLAS runs single-threaded while the slices run (and the
         work stays serial where BLAS threads cannot be set).
-    serial : bool
-        Run the same slices one after another in the calling thread (BLAS held as in a split): for a
-        split that does not pay at the moment (see ``flowlearn.core.ops._gemm.SplitGain``). The calls
-        are those of the split, so the results are too, however the host's load decided.
 
     Returns
     -------
@@ -328,13 +331,6 @@ def parallel_slices(total, work, grain=1, uses_blas=False, serial=False):
     if count == 1:
         return [work(0, total)]
     bounds = [total * k // count for k in range(count + 1)]
-    if serial:
-        with _blas.held() if uses_blas else contextlib.nullcontext():
-            _local.inside = True
-            try:
-                return [work(bounds[k], bounds[k + 1]) for k in range(count)]
-            finally:
-                _local.inside = False
     pool = _worker_pool(count - 1)
     with _blas.held() if uses_blas else contextlib.nullcontext():
         futures = [pool.submit(work, bounds[k], bounds[k + 1]) for k in range(1, count)]

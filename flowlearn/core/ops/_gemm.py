@@ -1,6 +1,6 @@
 """Every 2-D matrix product of the op core, with one policy for who runs it on which threads.
 
-By size (multiply-adds, ``m*n*k``, and bytes moved, ``(m*k + k*n + m*n) * itemsize``):
+By size (multiply-adds, ``m*n*k``):
 
 - products from ``SPLIT`` on are split by flowlearn over rows or columns of the output, one slice per
   thread, each slice on single-threaded BLAS (:func:`flowlearn.core.parallel.parallel_slices`), and so
@@ -11,13 +11,7 @@ By size (multiply-adds, ``m*n*k``, and bytes moved, ``(m*k + k*n + m*n) * itemsi
 - small products (under ``SMALL``) never need BLAS's threads: inside a fit, evaluate or predict call
   they hold BLAS at one thread too. A 200x64 @ 64x128 product is ~35 us of work on one core; a second
   thread saves at most half of that, and waking it costs as much on an idle host and milliseconds on a
-  busy one;
-- except products that move at least ``2 * STREAM`` bytes with fewer multiply-adds than ``SPLIT``: a
-  few rows through a large weight matrix (one image through a CNN's 3136x1024 dense layer: 3.2e6
-  multiply-adds, 12.8 MB of float32 weights). Their time is the time to read the weights, at a few
-  multiply-adds per float, and a core reads them only so fast: they split too, over the output's
-  columns (or rows, when it has more rows than columns), so that each thread streams its own part of
-  the weights, and no slice moves fewer than ``STREAM`` bytes.
+  busy one.
 
 Why flowlearn's split and not BLAS's threads from ``SPLIT`` on: on an idle host OpenBLAS's threads run
 a 128x784 @ 784x256 product (an MNIST MLP's first layer) in ~300 us, flowlearn's split in ~390 and
@@ -31,40 +25,33 @@ Whether a split pays depends on the host: next to a busy process the second slic
 the busy process's time slice too, and the MNIST MLP's splits took 3-4x as long as one thread on average
 (0.55-0.7x on an idle host). So each split of a product under ``LARGE`` measures itself
 (:class:`SplitGain`): while recent splits took longer than their slices' work would on one thread,
-such products run their slices one after another in the calling thread, on one held BLAS thread,
-with one split in every ``SplitGain.PROBE_EVERY`` to notice when the cores are free again. Those are
-the split's own BLAS calls, so the choice changes no number.
+such products run whole on one BLAS thread, with one split in every ``SplitGain.PROBE_EVERY`` to
+notice when the cores are free again. The choice changes no number: see the next paragraph.
 
 A product is split along its inner dimension only when its output is no larger than that dimension
-and its multiply-adds alone make it split (then output slices would be slivers); the partial
-products are added in slice order. Otherwise every output element is one BLAS sum over the same
-inner dimension as unsplit, on single-threaded BLAS. With OpenBLAS that is mostly bit for bit the
-product that ``OPENBLAS_NUM_THREADS=1`` gives, but not always: its kernels for a few rows (a
-matrix-vector product) treat a slice's last columns apart, so a slice boundary that is not a multiple
-of their width can change an element's rounding (about 1e-7 relative in float32). BLAS's own threads
-may sum in another order too. The same product splits the same way on every call, into as many slices
-as threads.
+(then output slices would be slivers); the partial products are added in slice order. Otherwise
+every output element is one BLAS sum over the same inner dimension as unsplit, so with the
+single-threaded BLAS each slice runs on, a split product is, with OpenBLAS, bit for bit the product
+that ``OPENBLAS_NUM_THREADS=1`` gives (BLAS's own threads may sum in another order). Either way the
+same product splits the same way on every call.
 """
 import time
 
 import numpy
 
-from ..parallel import hold_blas_for_small_product, in_stretch, parallel_slices, release_blas_if_idle
+from ..parallel import (hold_blas_for_small_product, in_stretch, on_one_blas_thread, parallel_slices,
+                        release_blas_if_idle)
 
 # Under SMALL multiply-adds a product never needs a second thread. From SPLIT on (about 0.35 ms on one
 # core here) flowlearn splits it: enough work to hide waking a thread (~0.1 ms on an idle host, up to
-# ~0.3 ms on a busy one). No slice has fewer than SMALL (unless it moves STREAM bytes). LARGE was the split threshold before mid-sized
+# ~0.3 ms on a busy one). No slice has fewer than SMALL. LARGE was the split threshold before mid-sized
 # products were split too; it is kept for code that imports it.
 SMALL = 4_000_000
 SPLIT = 16_000_000
 LARGE = 250_000_000
-# From 2 * STREAM bytes moved (operands and output) a product splits whatever its multiply-adds: one core
-# streamed a 1x3136 @ 3136x1024 float32 product (12.8 MB) in ~0.2 ms from the L3 cache and ~0.6 ms from
-# memory, while waking a thread costs ~0.02-0.1 ms; 4 MB is ~0.06 ms of one core's reading even from cache.
-STREAM = 4 << 20
 
 
-def regime(size, split=False, stretch=False, streamed=0):
+def regime(size, split=False, stretch=False):
     """Who runs a product of ``size`` multiply-adds on numpy.
 
     Parameters
@@ -77,21 +64,19 @@ def regime(size, split=False, stretch=False, streamed=0):
     stretch : bool
         The product runs inside a fit, evaluate or predict call
         (:func:`flowlearn.core.parallel.in_stretch`).
-    streamed : int
-        Bytes the product moves, ``(m*k + k*n + m*n) * itemsize``.
 
     Returns
     -------
     str
-        "split" (flowlearn's threads, each slice on single-threaded BLAS; under ``LARGE``, the slices
-        in turn on one held BLAS thread while splits do not pay, see :class:`SplitGain`), "one thread"
-        (BLAS, held at one thread inside a fit/evaluate/predict call) or "blas" (BLAS's own threads: a
-        mid-sized product outside such a call).
+        "split" (flowlearn's threads, each slice on single-threaded BLAS; under ``LARGE``, one held
+        BLAS thread while splits do not pay, see :class:`SplitGain`), "one thread" (BLAS, held at one
+        thread inside a fit/evaluate/predict call) or "blas" (BLAS's own threads: a mid-sized product
+        outside such a call).
     """
-    if size >= (2 * SMALL if split else SPLIT) or streamed >= 2 * STREAM:
-        return "split"
     if size < SMALL:
         return "one thread"
+    if size >= (2 * SMALL if split else SPLIT):
+        return "split"
     return "one thread" if stretch else "blas"
 
 
@@ -99,10 +84,8 @@ class SplitGain:
     """How splitting products from ``SPLIT`` to ``LARGE`` has paid lately: a running mean of a split's
     time over the time its slices' work would take on one thread (the caller's own slice times the
     slice count, so a host busy enough to slow the caller slows the estimate alike). Under 1: split.
-    At 1 or more: run such products' slices one after another in the calling thread, except every
-    ``PROBE_EVERY``-th product, which splits and is measured. Products that split for their bytes, and
-    a convolution's bands of one image's rows, are measured here too: they all ask whether a second
-    core is free now.
+    At 1 or more: run such products whole on one thread, except every ``PROBE_EVERY``-th, which splits
+    and is measured.
 
     Measured in an MNIST MLP's training on the 2-core development machine: on an idle host a split
     takes ~0.55-0.7 of one thread's time, every time; next to one busy process the median was 1.3
@@ -150,24 +133,20 @@ def gemm(xp, a, b, out=None, split=False):
     m, k = a.shape
     n = b.shape[1]
     size = m * n * k
-    itemsize = a.itemsize
-    streamed = (m * k + k * n + m * n) * itemsize
-    if size < SMALL and streamed < 2 * STREAM:
+    if size < SMALL:
         hold_blas_for_small_product()
         return numpy.matmul(a, b, out=out)
-    kind = regime(size, split, in_stretch(), streamed)
+    kind = regime(size, split, in_stretch())
     if kind == "one thread":
         hold_blas_for_small_product()
         return numpy.matmul(a, b, out=out)
     if kind == "blas":
         release_blas_if_idle()  # give BLAS its threads back if flowlearn is done splitting
         return numpy.matmul(a, b, out=out)
-    if m * n <= k and size >= (2 * SMALL if split else SPLIT):
+    if m * n <= k:
         # A small output over a long inner dimension (the kernel gradient of a first convolution:
         # 25x32 over 78,400 rows): output slices would be slivers, so split the inner dimension and
-        # add the partial products in slice order (1.2 ms against 3.0 split by columns). A product
-        # that splits for its bytes alone splits its output instead, whose elements then stay the
-        # same sums as unsplit: with few multiply-adds per byte, slivers cost nothing.
+        # add the partial products in slice order (1.2 ms against 3.0 split by columns).
         def partial(start, stop):
             return numpy.matmul(a[:, start:stop], b[start:stop])
         parts = parallel_slices(k, partial, grain=-(-SMALL // (m * n)), uses_blas=True)
@@ -181,26 +160,24 @@ def gemm(xp, a, b, out=None, split=False):
     if out is None:
         out = numpy.empty((m, n), dtype=numpy.result_type(a, b))
     measured = not split and size < LARGE
-    # While splits have not paid lately, the slices run one after another in this thread, on one held
-    # BLAS thread: the same BLAS calls as the split, so the host's load changes timing, never a number.
-    serial = measured and not split_gain.wanted()
-    # A slice gets SMALL multiply-adds or STREAM bytes of its own rows (columns) of the operand it
-    # splits and of the output, whichever comes first: a memory-bound product (few rows, large weights)
-    # splits by bytes, so that each thread streams its share of the weights.
+    if measured and not split_gain.wanted():
+        # Splits have not paid lately: the whole product on one BLAS thread (held, as a split holds it).
+        # Every output element is the same sum either way, so this changes timing only.
+        return on_one_blas_thread(lambda: numpy.matmul(a, b, out=out))
     if m >= n:
         def work(start, stop):
             began = time.perf_counter()
             numpy.matmul(a[start:stop], b, out=out[start:stop])
             return time.perf_counter() - began
-        total, grain = m, min(-(-SMALL // (n * k)), -(-STREAM // ((k + n) * itemsize)))
+        total, grain = m, -(-SMALL // (n * k))
     else:
         def work(start, stop):
             began = time.perf_counter()
             numpy.matmul(a, b[:, start:stop], out=out[:, start:stop])
             return time.perf_counter() - began
-        total, grain = n, min(-(-SMALL // (m * k)), -(-STREAM // ((k + m) * itemsize)))
+        total, grain = n, -(-SMALL // (m * k))
     began = time.perf_counter()
-    slices = parallel_slices(total, work, grain=grain, uses_blas=True, serial=serial)
-    if measured and not serial:
+    slices = parallel_slices(total, work, grain=grain, uses_blas=True)
+    if measured:
         split_gain.record(time.perf_counter() - began, slices[0], len(slices))  # slice 0 ran in this thread
     return out

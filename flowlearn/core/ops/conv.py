@@ -11,8 +11,6 @@ Each product runs over slices of the batch, one per thread (:mod:`flowlearn.core
 slice builds its own rows of the patch matrix, multiplies them on single-threaded BLAS and
 accumulates its own images' input gradient, so both cores work through the copies and additions
 that sit between the GEMMs, and no BLAS worker has to be woken for each of the 25 small products.
-The forward pass slices the batch's output rows rather than whole images, so that a batch of fewer
-images than threads (one image at prediction) still splits, into bands of rows (:func:`_split_rows`).
 
 The window geometry (output size, TensorFlow's "same" padding, the strided view each offset reads)
 lives in :class:`_Windows`, which pooling uses too.
@@ -21,16 +19,14 @@ import collections
 import math
 import os
 import threading
-import time
 
 import numpy
 
 __all__ = ["conv2d", "conv2d_transpose"]
 
-from ..parallel import get_num_threads, parallel_slices
+from ..parallel import parallel_slices
 from ..primitive import Primitive, apply
 from ..tensor import Tensor, as_tensor
-from . import _gemm
 from ._broadcast import reduce_to_shape
 from ._gemm import SMALL, gemm
 
@@ -253,30 +249,6 @@ def _split_batch(xp, batch, work, per_image, minimum, uses_blas=False):
     return parallel_slices(batch, work, grain=-(-minimum // max(per_image, 1)), uses_blas=uses_blas)
 
 
-def _split_rows(xp, batch, out_h, work, per_row):
-    """``work(start, stop)`` over slices of the batch's ``batch * out_h`` output rows (a convolution's
-    patch rows and their products), threads on numpy, one call on cupy; ``work`` returns its seconds.
-
-    A slice gets a thread of its own with at least ``SMALL`` multiply-adds (``per_row`` per output row).
-    Slices cut the batch between images where it has an image per thread, and images into bands of
-    rows where it has fewer (one image at prediction: the second convolution of an MNIST CNN, 0.2 ms of
-    product, in two bands of 7 rows). Each output row is the same BLAS sum however the rows are cut. A
-    split that cuts images exists only because the batch is small, a prediction of a few images, where
-    waking a thread is a large part of the work: it is timed as ``_gemm.SplitGain`` times a split
-    product, and while such splits have not paid, its bands run one after another in this thread.
-    """
-    total = batch * out_h
-    if xp is not numpy:
-        work(0, total)
-        return
-    measured = batch < get_num_threads()
-    serial = measured and not _gemm.split_gain.wanted()  # the same bands, one after another: the same numbers
-    began = time.perf_counter()
-    slices = parallel_slices(total, work, grain=-(-SMALL // max(per_row, 1)), uses_blas=True, serial=serial)
-    if measured and not serial:
-        _gemm.split_gain.record(time.perf_counter() - began, slices[0], len(slices))
-
-
 def _patch_buffer(xp, batch, channels, win, dtype):
     """A :class:`_Lease` on an uninitialised (recycled) buffer for the patch matrix of ``batch`` images.
 
@@ -291,35 +263,13 @@ def _patch_buffer(xp, batch, channels, win, dtype):
     return _patch_pool.checkout(xp, shape, dtype)
 
 
-def _images(buffer, channels, images, rows=slice(None)):
-    """The part of a patch buffer that holds output rows ``rows`` (a slice) of images ``images`` (a slice)."""
-    return buffer[:, :, images, rows] if channels == 1 else buffer[images, rows]
+def _images(buffer, channels, start, stop):
+    """The part of a patch buffer that holds images ``start:stop``."""
+    return buffer[:, :, start:stop] if channels == 1 else buffer[start:stop]
 
 
-def _row_pieces(start, stop, out_h):
-    """``(images, rows)`` slices that cover the output rows ``start:stop`` of a batch, row ``r`` of image
-    ``i`` counting as ``i * out_h + r``: whole images in one piece, a part of an image in a piece of its own.
-
-    >>> _row_pieces(3, 12, 4)
-    [(slice(0, 1, None), slice(3, 4, None)), (slice(1, 3, None), slice(None, None, None))]
-    """
-    pieces = []
-    while start < stop:
-        image, row = divmod(start, out_h)
-        whole = (stop - start) // out_h if row == 0 else 0
-        if whole:
-            pieces.append((slice(image, image + whole), slice(None)))
-            start += whole * out_h
-        else:
-            end = min(stop, (image + 1) * out_h)
-            pieces.append((slice(image, image + 1), slice(row, end - image * out_h)))
-            start = end
-    return pieces
-
-
-def _fill_patches(xp, x_padded, win, dest, rows=slice(None)):
-    """Copy the windows of output rows ``rows`` of the padded NHWC ``x_padded`` into ``dest`` (the
-    :func:`_images` part for those images and rows).
+def _fill_patches(xp, x_padded, win, dest):
+    """Copy every window of the padded NHWC ``x_padded`` into ``dest`` (a :func:`_images` part).
 
     One copy from an ``as_strided`` view of all windows: with stride and dilation 1 along the
     width, each (kw, C) row of a window is one contiguous run of the input, so the copy streams
@@ -332,8 +282,7 @@ def _fill_patches(xp, x_padded, win, dest, rows=slice(None)):
         shape, strides = (win.kh, win.kw) + outer[0], (s_h * win.dh, s_w * win.dw) + outer[1]
     else:
         shape, strides = outer[0] + (win.kh, win.kw, c), outer[1] + (s_h * win.dh, s_w * win.dw, s_c)
-    windows = xp.lib.stride_tricks.as_strided(x_padded, shape=shape, strides=strides)
-    dest[...] = windows[:, :, :, rows] if c == 1 else windows[:, rows]
+    dest[...] = xp.lib.stride_tricks.as_strided(x_padded, shape=shape, strides=strides)
 
 
 def _patch_matrix(part, channels, win):
@@ -349,8 +298,8 @@ _zero_runs = {}  # dtype -> a read-only run of zeros, grown as needed
 def _zeros(size, dtype):
     """A numpy run of at least ``size`` zeros of ``dtype`` that is never written: the ReLU's other operand.
 
-    numpy's ``maximum`` against an array of zeros runs its SIMD loop; against the scalar 0 it took four
-    times as long (25,088 floats: 2.5 vs 9.9 us; 100x28x28x32: 0.92 ms against a scalar). cupy is as
+    numpy's ``maximum`` against an array of zeros runs its SIMD loop; against the scalar 0 it took three
+    to four times as long (25,088 floats: 2.5 vs 9.9 us; 100x28x28x32: 0.28 vs 0.92 ms). cupy is as
     fast with the scalar.
     """
     run = _zero_runs.get(numpy.dtype(dtype))
@@ -410,22 +359,22 @@ def _convolve(xp, x, kernel, win, bias=None, relu=False):
         buffer = lease.array
         patches = _Patches(lease, c, win)
         output = None if kernel is None else xp.empty((n * rows, kernel.shape[3]), dtype=x.dtype)
-        matrix = _patch_matrix(buffer, c, win)
+        # Rows of the whole batch's matrix: for single-channel patches, laid out transposed, the matrix
+        # of a part of the batch would be a reshaped copy (a slice's 3.9 MB for 50 MNIST images).
+        whole = _patch_matrix(buffer, c, win)
 
-        def work(start, stop):  # output rows start:stop of the batch (image * out_h + row)
-            began = time.perf_counter()
-            for images, image_rows in _row_pieces(start, stop, win.out_h):
-                _fill_patches(xp, win.pad(xp, x[images]), win, _images(buffer, c, images, image_rows), image_rows)
-            if output is not None:
-                for first in range(start * win.out_w, stop * win.out_w, chunk):
-                    last = min(first + chunk, stop * win.out_w)
-                    xp.matmul(matrix[first:last], kernel_matrix, out=output[first:last])
-                    if finishing:
-                        finish(output[first:last])
-            return time.perf_counter() - began
+        def work(start, stop):
+            _fill_patches(xp, win.pad(xp, x[start:stop]), win, _images(buffer, c, start, stop))
+            if output is None:
+                return
+            matrix, block = whole[start * rows:stop * rows], output[start * rows:stop * rows]
+            for first in range(0, len(block), chunk):
+                xp.matmul(matrix[first:first + chunk], kernel_matrix, out=block[first:first + chunk])
+                if finishing:
+                    finish(block[first:first + chunk])
 
         flops = rows * win.kh * win.kw * c * (1 if kernel is None else kernel.shape[3])
-        _split_rows(xp, n, win.out_h, work, flops // win.out_h)
+        _split_batch(xp, n, work, flops, SMALL, uses_blas=True)
     if output is not None:
         output = output.reshape(n, win.out_h, win.out_w, kernel.shape[3])
     return output, patches
