@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy
@@ -302,3 +303,98 @@ def test_gradient_step_under_a_strategy_logs_the_global_batch():
         logs = step(batch)
     assert logs["loss"] == pytest.approx(2.0 * local)  # the strategy's global value, not the shard's
     assert step.tracker._count == 6  # weighted by the global batch's rows in the epoch's running mean
+
+
+class _Group:
+    """What the ranks of an in-process stand-in for an MPI communicator share: a slot per rank and a barrier."""
+
+    def __init__(self, size):
+        self.size = size
+        self.slots = [None] * size
+        self.barrier = threading.Barrier(size, timeout=60)  # a broken protocol fails the test, never hangs it
+
+
+class _ThreadComm:
+    """The mpi4py calls MPIStrategy makes, for ranks that are threads of this process: every collective
+    exchanges one value per rank through the group's slots. Sums run in rank order, so every rank gets the
+    same bits, as MPI guarantees."""
+
+    def __init__(self, group, rank):
+        self.group, self.rank = group, rank
+
+    def Get_rank(self):  # noqa: N802 (mpi4py's names)
+        return self.rank
+
+    def Get_size(self):  # noqa: N802
+        return self.group.size
+
+    def _exchange(self, value):
+        self.group.slots[self.rank] = value
+        self.group.barrier.wait()
+        values = list(self.group.slots)
+        self.group.barrier.wait()  # all have read before anyone writes the next value
+        return values
+
+    def Allreduce(self, _in_place, buffer, op=None):  # noqa: N802
+        values = self._exchange(numpy.array(buffer, copy=True))
+        buffer[...] = sum(values[1:], values[0])
+
+    def allgather(self, value):
+        return self._exchange(value)
+
+    def bcast(self, value, root=0):
+        return self._exchange(value)[root]
+
+    def Bcast(self, buffer, root=0):  # noqa: N802
+        buffer[...] = self._exchange(numpy.array(buffer, copy=True))[root]
+
+    def Barrier(self):  # noqa: N802
+        self._exchange(None)
+
+
+@pytest.fixture
+def float64():
+    previous = fl.floatx()
+    fl.set_floatx("float64")
+    yield
+    fl.set_floatx(previous)
+
+
+def test_two_thread_ranks_match_one_process_without_mpi(monkeypatch, float64):
+    # The strategy's arithmetic (sharding, weighting by sample-weight share, the flat allreduce, the global
+    # loss, the broadcasts) with ranks as threads: the quick suite's check of what the mpirun tests show.
+    from types import SimpleNamespace
+
+    from flowlearn.distributed import mpi_strategy
+    from flowlearn.estimators import DNNClassifier
+
+    monkeypatch.setattr(mpi_strategy, "import_mpi", lambda owner: SimpleNamespace(IN_PLACE=None, SUM=None))
+    rng = numpy.random.default_rng(1)
+    x, y, w = rng.normal(size=(90, 4)), rng.integers(0, 3, 90), rng.uniform(0.5, 2.0, 90)
+
+    def fit(strategy, random_state):
+        model = DNNClassifier(hidden_units=(8,), epochs=3, batch_size=20, n_iter_no_change=None,
+                              random_state=random_state, strategy=strategy)
+        return model.fit(x, y, sample_weight=w)
+
+    group, results, errors = _Group(2), [None, None], []
+
+    def rank(r):
+        try:
+            # Rank 1 is seeded differently: it must take rank 0's weights and shuffling.
+            results[r] = fit(fl.distributed.MPIStrategy(_ThreadComm(group, r)), 3 if r == 0 else 11)
+        except BaseException as error:  # reported below, in the test's thread
+            errors.append(error)
+            group.barrier.abort()
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    reference = fit(None, 3)
+    for ranked in results:
+        numpy.testing.assert_allclose(ranked.loss_curve_, reference.loss_curve_, rtol=1e-10)
+        for a, b in zip(ranked._model.get_weights(), reference._model.get_weights()):
+            numpy.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
