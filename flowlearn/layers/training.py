@@ -9,7 +9,10 @@
   update, gradients cleared, running loss and metrics) and refuses to apply an update computed from
   a non-finite loss; :func:`evaluate_batches` runs the same forward function for evaluation;
 * :func:`run_training` runs epochs of steps, drives the callbacks (History, ProgressBar, user
-  callbacks), runs validation and stops on ``stop_training`` or a NaN/inf loss.
+  callbacks), runs validation and stops on ``stop_training`` or a NaN/inf loss. Given a data-parallel
+  ``strategy`` (:class:`flowlearn.distributed.MPIStrategy`) it is also where the three trainers become
+  distributed: each step gets this rank's shard of the global batch, with the strategy in force so that
+  ``Optimizer.step`` averages the gradients over the ranks.
 
 Non-finite loss policy (``terminate_on_nan``, default True): the step that sees a NaN or infinite
 loss applies no update, and the loop raises :class:`NonFiniteLossError` naming the epoch and batch,
