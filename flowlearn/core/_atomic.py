@@ -88,12 +88,16 @@ def remove_stale_temporaries(folder, base):
 
 
 @contextlib.contextmanager
-def atomic_write(path):
+def atomic_write(path, sync_rename=True):
     """A binary stream whose content replaces ``path`` in one step when the ``with`` block succeeds.
 
     On an exception (or a kill) ``path`` keeps its previous content; the temporary is removed when
     Python still runs, and left for :func:`remove_stale_temporaries` when it does not. The new file
     gets the permissions a plain ``open`` would give (mkstemp's 0600 would make it private).
+
+    The content is always synced before the rename. ``sync_rename=False`` skips the folder sync after
+    it: for a caller that renames another file into the same folder next and syncs the folder then
+    (one directory fsync makes both renames durable); until then a power cut may undo the rename.
 
     >>> with atomic_write("weights.bin") as stream:  # doctest: +SKIP
     ...     stream.write(payload)
@@ -110,7 +114,8 @@ def atomic_write(path):
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
-        sync_folder(folder)
+        if sync_rename:
+            sync_folder(folder)
     except BaseException:
         try:
             os.unlink(temporary)

@@ -238,6 +238,75 @@ def test_crash_before_pruning_leaves_old_files_that_the_next_save_prunes(tmp_pat
     assert sorted(os.listdir(tmp_path)) == ["checkpoint", "model.ckpt-3.npz", "model.ckpt-4.npz"]
 
 
+def _record_durability(monkeypatch):
+    """Log os.fsync (of a file or a folder), os.replace and os.unlink calls as (what, base name) events."""
+    import stat
+
+    events = []
+    real_fsync, real_replace, real_unlink = os.fsync, os.replace, os.unlink
+
+    def fsync(descriptor):
+        kind = "fsync folder" if stat.S_ISDIR(os.fstat(descriptor).st_mode) else "fsync file"
+        events.append((kind, None))
+        return real_fsync(descriptor)
+
+    def replace(source, target, *args, **kwargs):
+        events.append(("replace", os.path.basename(os.fspath(target))))
+        return real_replace(source, target, *args, **kwargs)
+
+    def unlink(path, *args, **kwargs):
+        events.append(("unlink", os.path.basename(os.fspath(path))))
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "unlink", unlink)
+    return events
+
+
+def test_a_save_syncs_each_file_before_its_rename_and_the_folder_once_after_both(tmp_path, monkeypatch):
+    """Three fsyncs per save, pruning included: the checkpoint's content, the index's content, then one
+    folder sync that makes both renames durable before save_checkpoint returns; deletions come after it."""
+    for step in (1, 2):
+        save_checkpoint(tmp_path, step, _variables(step), keep_checkpoint_max=2)
+    events = _record_durability(monkeypatch)
+    save_checkpoint(tmp_path, 3, _variables(3), keep_checkpoint_max=2)  # prunes model.ckpt-1.npz
+    monkeypatch.undo()
+    assert events == [
+        ("fsync file", None), ("replace", "model.ckpt-3.npz"),
+        ("fsync file", None), ("replace", "checkpoint"),
+        ("fsync folder", None),
+        ("unlink", "model.ckpt-1.npz"),
+    ]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "model.ckpt-2.npz", "model.ckpt-3.npz"]
+
+
+def test_a_power_cut_that_kept_only_the_index_rename_loads_the_previous_checkpoint(tmp_path):
+    """The one state the shared folder sync adds (a file system that reorders the two renames): the index
+    names the new file, which never reached the disk, and the previous checkpoint is on disk unpruned.
+    Readers use that one with a warning, and the next save rewrites the index without warning again."""
+    for step in (1, 2):
+        save_checkpoint(tmp_path, step, _variables(step), keep_checkpoint_max=2)
+    index = (tmp_path / "checkpoint").read_bytes()
+    save_checkpoint(tmp_path, 3, _variables(3), keep_checkpoint_max=2)
+    new_index = (tmp_path / "checkpoint").read_bytes()
+    # Rebuild what the disk could hold: the new index, the new file's rename undone, no deletion done.
+    os.unlink(tmp_path / "model.ckpt-3.npz")
+    save_checkpoint(tmp_path / "again", 1, _variables(1))
+    os.replace(tmp_path / "again" / "model.ckpt-1.npz", tmp_path / "model.ckpt-1.npz")
+    (tmp_path / "checkpoint").write_bytes(new_index)
+    assert new_index != index
+    with pytest.warns(CheckpointIndexWarning, match="'model.ckpt-3.npz' as the latest checkpoint, which is missing"):
+        latest = latest_checkpoint(tmp_path)
+    assert latest == os.path.join(tmp_path, "model.ckpt-2.npz")
+    assert int(load_checkpoint(latest)[0]["global_step"]) == 2
+    save_checkpoint(tmp_path, 4, _variables(4), keep_checkpoint_max=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _names(tmp_path) == ["model.ckpt-2.npz", "model.ckpt-4.npz"]
+    assert sorted(os.listdir(tmp_path)) == ["again", "checkpoint", "model.ckpt-2.npz", "model.ckpt-4.npz"]
+
+
 # -- half-written files ----------------------------------------------------------------------------------------
 def test_half_written_temporary_is_ignored_and_cleaned_on_the_next_start(tmp_path):
     save_checkpoint(tmp_path, 1, _variables(1))
