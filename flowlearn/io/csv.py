@@ -18,9 +18,7 @@ prefetch, without TensorFlow):
    model trains.
 """
 import csv
-import glob
 import io
-import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,6 +27,7 @@ import pandas
 
 from ..layers import seeding
 from ..layers.data_adapter import INFINITE, UNKNOWN
+from ._files import resolve_files
 from ._prefetch import prefetched
 
 __all__ = ["CsvBatches", "CsvInputFn", "csv_input_fn"]
@@ -102,7 +101,7 @@ def csv_input_fn(file_pattern, column_names=None, column_defaults=None, label_co
     >>> for features, labels in input_fn():  # doctest: +SKIP
     ...     ...
     """
-    files = _resolve_files(file_pattern)
+    files = resolve_files("csv_input_fn", "file_pattern", file_pattern)
     options = _Options(batch_size, num_epochs, shuffle, shuffle_buffer_size, num_parallel_reads, on_bad_row,
                        chunk_size, field_delim, prefetch_buffer_size, seed, header)
     names = _column_names(files, column_names, header, options.delimiter)
@@ -281,25 +280,6 @@ def _positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 1:
         raise ValueError(f"csv_input_fn: {name} must be a positive integer; got {value!r}.")
     return int(value)
-
-
-def _resolve_files(file_pattern):
-    entries = file_pattern if isinstance(file_pattern, (list, tuple)) else [file_pattern]
-    if not entries:
-        raise ValueError("csv_input_fn: file_pattern is an empty list; expected files or glob patterns.")
-    files = []
-    for entry in entries:
-        entry = os.fspath(entry)
-        if glob.has_magic(entry):
-            matches = sorted(path for path in glob.glob(entry) if os.path.isfile(path))
-            if not matches:
-                raise ValueError(f"csv_input_fn: file_pattern {entry!r} matches no file.")
-            files.extend(matches)
-        elif not os.path.isfile(entry):
-            raise FileNotFoundError(f"csv_input_fn: no such file: {entry!r}")
-        else:
-            files.append(entry)
-    return files
 
 
 def _column_names(files, column_names, header, delimiter):

@@ -19,7 +19,6 @@ and the checksums from the ``crc32c`` package; both are imported on first use (t
 """
 import contextlib
 import functools
-import glob
 import gzip
 import io
 import numbers
@@ -33,6 +32,7 @@ import numpy
 from ..core._atomic import atomic_write
 from ..layers import seeding
 from ..layers.data_adapter import INFINITE, UNKNOWN, describe
+from ._files import resolve_files
 from ._prefetch import prefetched
 from .inputs import _check_settings
 
@@ -760,7 +760,7 @@ def tfrecord_input_fn(files, features, label_key=None, batch_size=32, num_epochs
         raise ValueError(f"{owner}: `map_fn` must be callable or None; got {describe(map_fn)}.")
     compression = _compression(owner, compression_type)
     _crc32c(), _proto()
-    return TFRecordInputFn(_resolve_files(owner, files), features, label_key, batch_size, num_epochs, shuffle,
+    return TFRecordInputFn(resolve_files(owner, "files", files), features, label_key, batch_size, num_epochs, shuffle,
                            seed, compression, map_fn, options)
 
 
@@ -782,25 +782,6 @@ def _positive(owner, name, value, allow_none=False):
         raise ValueError(f"{owner}: received an invalid value for `{name}`, expected a positive integer"
                          f"{' or None' if allow_none else ''}. Received: {name}={value!r}")
     return int(value)
-
-
-def _resolve_files(owner, files):
-    entries = files if isinstance(files, (list, tuple)) else [files]
-    if not entries:
-        raise ValueError(f"{owner}: `files` is an empty list; expected files or glob patterns.")
-    resolved = []
-    for entry in entries:
-        entry = os.fspath(entry)
-        if glob.has_magic(entry):
-            matches = sorted(path for path in glob.glob(entry) if os.path.isfile(path))
-            if not matches:
-                raise ValueError(f"{owner}: the pattern {entry!r} in `files` matches no file.")
-            resolved.extend(matches)
-        elif not os.path.isfile(entry):
-            raise FileNotFoundError(f"{owner}: no such file: {entry!r}")
-        else:
-            resolved.append(entry)
-    return resolved
 
 
 class TFRecordInputFn:

@@ -331,9 +331,9 @@ def test_num_epochs_none_over_no_rows_raises_instead_of_spinning(tmp_path):
 def test_missing_files_and_empty_patterns_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file: '.*nowhere.csv'"):
         csv_input_fn(str(tmp_path / "nowhere.csv"))
-    with pytest.raises(ValueError, match=r"file_pattern '.*train-\*\.csv' matches no file"):
+    with pytest.raises(ValueError, match=r"the pattern '.*train-\*\.csv' in `file_pattern` matches no file"):
         csv_input_fn(str(tmp_path / "train-*.csv"))
-    with pytest.raises(ValueError, match="file_pattern is an empty list"):
+    with pytest.raises(ValueError, match="csv_input_fn: `file_pattern` is an empty list"):
         csv_input_fn([])
 
 
