@@ -3,12 +3,17 @@
 The generator yields ``(kind, item)`` pairs; the consumer's side yields the same pairs in the same order, and
 re-raises the producer's exception (its own type, message and traceback). Stopping early (the consumer's generator
 closed or garbage-collected) tells the producer to stop, closes its generator in its own thread and joins it, so
-no thread outlives the iteration.
+no thread outlives the iteration. :func:`delivered` is the consumer's end: it hands on the batches and issues
+the warnings of a pipeline's pairs.
 """
 import queue
 import threading
+import warnings
 
-__all__ = ["prefetched"]
+__all__ = ["BATCH", "WARNING", "delivered", "prefetched"]
+
+# The kinds of a pipeline's (kind, item) pairs: a batch, or the text of a warning to issue where the user iterates.
+BATCH, WARNING = "batch", "warning"
 
 _DONE, _ERROR = object(), object()
 
@@ -69,3 +74,21 @@ def prefetched(make_items, size, thread_name, owner):
     finally:
         stop.set()
         producer.join()
+
+
+def delivered(pairs):
+    """The items of :data:`BATCH` pairs, each :data:`WARNING` pair's text issued as a ``UserWarning``; closes
+    ``pairs`` when done or abandoned.
+
+    The pipeline's generator runs where the user cannot see it (often a reader thread), so its warnings travel as
+    pairs and are issued here, pointing at the line that iterates: callers must delegate to this generator with
+    ``yield from`` (the warning's ``stacklevel`` counts this frame and the caller's).
+    """
+    try:
+        for kind, item in pairs:
+            if kind == WARNING:
+                warnings.warn(item, UserWarning, stacklevel=3)
+            else:
+                yield item
+    finally:
+        pairs.close()

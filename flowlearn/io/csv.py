@@ -19,7 +19,6 @@ prefetch, without TensorFlow):
 """
 import csv
 import io
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy
@@ -28,7 +27,7 @@ import pandas
 from ..layers import seeding
 from ..layers.data_adapter import INFINITE, UNKNOWN
 from ._files import resolve_files
-from ._prefetch import prefetched
+from ._prefetch import BATCH, WARNING, delivered, prefetched
 
 __all__ = ["CsvBatches", "CsvInputFn", "csv_input_fn"]
 
@@ -36,8 +35,6 @@ _NEWLINE, _QUOTE, _CARRIAGE_RETURN = 10, 34, 13
 _BOM = b"\xef\xbb\xbf"
 _NO_DEFAULT = object()
 _THREAD_PREFIX = "flowlearn-csv"
-# What the producer thread hands the consumer, besides batches.
-_BATCH, _WARNING = "batch", "warning"
 
 
 def csv_input_fn(file_pattern, column_names=None, column_defaults=None, label_column=None, batch_size=128,
@@ -152,14 +149,7 @@ class CsvInputFn:
                                "csv_input_fn")
         else:
             items = self._items(rng)
-        try:
-            for kind, item in items:
-                if kind == _WARNING:
-                    warnings.warn(item, UserWarning, stacklevel=2)
-                else:
-                    yield item
-        finally:
-            items.close()
+        yield from delivered(items)
 
     # -- the pipeline ------------------------------------------------------------------------------------
     def _items(self, rng):
@@ -182,13 +172,13 @@ class CsvInputFn:
                 try:
                     for batch in _batched(pieces, options.batch_size):
                         rows += len(next(iter(batch.values())))
-                        yield _BATCH, self._split(batch)
+                        yield BATCH, self._split(batch)
                 finally:
                     pieces.close()
                     chunks.close()
                 if tally.count:
-                    yield _WARNING, (f"csv_input_fn skipped {tally.count} malformed row(s) in one pass over "
-                                     f"{len(files)} file(s); the first: {tally.first}")
+                    yield WARNING, (f"csv_input_fn skipped {tally.count} malformed row(s) in one pass over "
+                                    f"{len(files)} file(s); the first: {tally.first}")
                 if rows == 0 and options.num_epochs is None:
                     raise ValueError(f"csv_input_fn: num_epochs=None, but the files hold no rows to repeat: "
                                      f"{self.files}")

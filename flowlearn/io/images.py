@@ -22,7 +22,6 @@ import itertools
 import numbers
 import os
 import re
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy
@@ -30,13 +29,12 @@ import numpy
 from ..layers import seeding
 from ..layers.data_adapter import INFINITE, UNKNOWN
 from . import augmentation
-from ._prefetch import prefetched
+from ._prefetch import BATCH, WARNING, delivered, prefetched
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageBatches", "ImageInputFn", "image_input_fn", "load_images"]
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 _THREAD_PREFIX = "flowlearn-images"
-_BATCH, _WARNING = "batch", "warning"
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 _LABEL_MODES = ("int", "categorical", "binary", None)
@@ -245,14 +243,14 @@ class ImageInputFn:
                 try:
                     for (indices, _, _), images in batches:
                         images_seen += len(indices)
-                        yield _BATCH, (images, self._labels(indices))
+                        yield BATCH, (images, self._labels(indices))
                 finally:
                     batches.close()
                     decoded.close()
                 if skipped:
                     path, reason = skipped[0]
-                    yield _WARNING, (f"image_input_fn skipped {len(skipped)} unreadable image file(s) in one pass "
-                                     f"over {n} file(s); the first: {path}: {reason}")
+                    yield WARNING, (f"image_input_fn skipped {len(skipped)} unreadable image file(s) in one pass "
+                                    f"over {n} file(s); the first: {path}: {reason}")
                 if images_seen == 0 and options.num_epochs is None:
                     raise ValueError(f"image_input_fn: num_epochs=None, but none of the {n} files could be read; "
                                      "there is nothing to repeat.")
@@ -335,14 +333,7 @@ class ImageBatches:
             return input_fn._items(self._order_rng, self._augment_rng, self.training)
 
         pairs = prefetched(items, prefetch, f"{_THREAD_PREFIX}-prefetch", "image_input_fn") if prefetch else items()
-        try:
-            for kind, item in pairs:
-                if kind == _WARNING:
-                    warnings.warn(item, UserWarning, stacklevel=2)
-                else:
-                    yield item
-        finally:
-            pairs.close()
+        yield from delivered(pairs)
 
 
 # -- stages ----------------------------------------------------------------------------------------------------

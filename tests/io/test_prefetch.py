@@ -1,9 +1,12 @@
-"""The read-ahead stage shared by csv_input_fn and image_input_fn."""
+"""The read-ahead stage and the consumer's end that the file input_fns share."""
+import inspect
 import threading
+import warnings
 
 import pytest
 
-from flowlearn.io._prefetch import prefetched
+from flowlearn.io import csv_input_fn
+from flowlearn.io._prefetch import BATCH, WARNING, delivered, prefetched
 
 
 def _threads():
@@ -51,3 +54,44 @@ def test_stopping_early_closes_the_producers_generator():
     assert next(pairs) == ("batch", 0)
     pairs.close()
     assert closed.is_set() and not _threads()
+
+
+def test_delivered_hands_on_batches_and_warns_at_the_users_loop():
+    closed = []
+
+    def pairs():
+        try:
+            yield BATCH, 1
+            yield WARNING, "skipped 2 rows"
+            yield BATCH, 2
+        finally:
+            closed.append(True)
+
+    def pipeline():  # as csv_input_fn and image_input_fn delegate to it
+        yield from delivered(pairs())
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1
+        got = [item for item in pipeline()]
+    assert got == [1, 2] and closed == [True]
+    assert [(str(w.message), w.category, w.filename, w.lineno) for w in caught] == [
+        ("skipped 2 rows", UserWarning, __file__, line)]
+    abandoned = pipeline()
+    next(abandoned)
+    abandoned.close()
+    assert closed == [True, True]
+
+
+@pytest.mark.parametrize("prefetch_buffer_size", [0, 2])
+def test_csv_input_fns_skip_warning_points_at_the_loop(tmp_path, prefetch_buffer_size):
+    path = tmp_path / "rows.csv"
+    path.write_text("a,b\n1,2\n3\n5,6\n")
+    input_fn = csv_input_fn(str(path), shuffle=False, on_bad_row="skip", prefetch_buffer_size=prefetch_buffer_size)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1
+        batches = list(input_fn())
+    assert len(batches) == 1
+    assert [(w.filename, w.lineno) for w in caught if "skipped 1 malformed row" in str(w.message)] == [
+        (__file__, line)]
