@@ -7,6 +7,7 @@ so. Run only the GPU cases with ``pytest -m gpu``.
 import numpy
 import pytest
 
+import flowlearn as fl
 from flowlearn.core import backend
 
 
@@ -22,6 +23,15 @@ def device(request):
 @pytest.fixture
 def rng():
     return numpy.random.default_rng(0)
+
+
+@pytest.fixture
+def float64():
+    """Runs the test with float64 as the default float type."""
+    previous = fl.floatx()
+    fl.set_floatx("float64")
+    yield
+    fl.set_floatx(previous)
 
 
 def pytest_report_header(config):

@@ -2,8 +2,6 @@
 import pytest
 from threadpoolctl import threadpool_limits
 
-import flowlearn as fl
-
 
 @pytest.fixture(autouse=True)
 def one_blas_thread():
@@ -19,12 +17,3 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "estimators" in item.path.parts:
             item.add_marker(pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"))
-
-
-@pytest.fixture
-def float64():
-    """Runs the test with float64 as the default float type."""
-    previous = fl.floatx()
-    fl.set_floatx("float64")
-    yield
-    fl.set_floatx(previous)

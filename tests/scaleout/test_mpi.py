@@ -352,14 +352,6 @@ class _ThreadComm:
         self._exchange(None)
 
 
-@pytest.fixture
-def float64():
-    previous = fl.floatx()
-    fl.set_floatx("float64")
-    yield
-    fl.set_floatx(previous)
-
-
 def test_two_thread_ranks_match_one_process_without_mpi(monkeypatch, float64):
     # The strategy's arithmetic (sharding, weighting by sample-weight share, the flat allreduce, the global
     # loss, the broadcasts) with ranks as threads: the quick suite's check of what the mpirun tests show.
