@@ -282,7 +282,14 @@ def _fill_patches(xp, x_padded, win, dest):
         shape, strides = (win.kh, win.kw) + outer[0], (s_h * win.dh, s_w * win.dw) + outer[1]
     else:
         shape, strides = outer[0] + (win.kh, win.kw, c), outer[1] + (s_h * win.dh, s_w * win.dw, s_c)
-    dest[...] = xp.lib.stride_tricks.as_strided(x_padded, shape=shape, strides=strides)
+    if xp is numpy and x_padded.flags.c_contiguous:
+        # The ndarray constructor over the array's own buffer: as_strided's __array_interface__ round trip
+        # cost 2.7 us a call against 0.4, a tenth of one small image's convolution. It also checks that
+        # the windows stay inside the buffer.
+        windows = numpy.ndarray(shape, x_padded.dtype, x_padded, 0, strides)
+    else:
+        windows = xp.lib.stride_tricks.as_strided(x_padded, shape=shape, strides=strides)
+    dest[...] = windows
 
 
 def _patch_matrix(part, channels, win):
