@@ -4,6 +4,10 @@ small rotations of a batch of images.
 Every op takes a batch ``(n, height, width, channels)`` or a single image ``(height, width, channels)`` of values
 in [0, 1], as a numpy (or cupy) array or a flowlearn :class:`~flowlearn.core.tensor.Tensor`, and returns the
 same kind (a Tensor comes back as a new Tensor that records no gradient: augmentation is input preparation).
+A Tensor is augmented only in training mode (:func:`flowlearn.training_mode`, as ``Estimator.train`` and ``fit``
+set it) and comes back as it was in evaluation, prediction and export, as dropout does; ``random_crop`` then
+takes the central window, so the shapes agree. Arrays are always augmented: an input pipeline decides by its own
+mode (``image_input_fn`` augments training batches only). ``training=True`` or ``False`` overrides either default.
 Each image of a batch gets its own random draw. ``seed`` is an int, a ``numpy.random.Generator`` (drawn from, so
 a pipeline passes one generator through its ops) or None (drawn from the stream
 :func:`flowlearn.layers.set_random_seed` seeds). The colour ops clip their results to [0, 1].
@@ -22,6 +26,7 @@ import numbers
 import numpy
 
 from ..core import backend
+from ..core.config import is_training
 from ..core.tensor import Tensor
 from ..layers import seeding
 
@@ -35,8 +40,11 @@ __all__ = [
 class _Images:
     """A batch as an NHWC array of the images' module, and how to hand a result back in the caller's form."""
 
-    def __init__(self, owner, images):
+    def __init__(self, owner, images, training=None):
+        self.original = images
         self.tensor = isinstance(images, Tensor)
+        # Inside a model the mode decides, as for dropout; arrays are input preparation the pipeline gates itself.
+        self.augment = (is_training() if self.tensor else True) if training is None else bool(training)
         data = images.data if self.tensor else images
         if not hasattr(data, "ndim"):
             data = numpy.asarray(data)
@@ -63,15 +71,28 @@ class _Images:
         return Tensor(batch) if self.tensor else batch
 
 
+def _check_seed(owner, seed):
+    if seed is None or isinstance(seed, numpy.random.Generator):
+        return
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"{owner}: received an invalid value for `seed`, expected a non-negative integer, a "
+                         f"numpy.random.Generator or None. Received: seed={seed!r}")
+
+
 def _generator(owner, seed):
+    _check_seed(owner, seed)
     if isinstance(seed, numpy.random.Generator):
         return seed
     if seed is None:
         return numpy.random.default_rng(int(seeding.shuffle_rng().integers(2 ** 63)))
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"{owner}: received an invalid value for `seed`, expected a non-negative integer, a "
-                         f"numpy.random.Generator or None. Received: seed={seed!r}")
     return numpy.random.default_rng(int(seed))
+
+
+def _unchanged(owner, images, seed):
+    """Whether ``images`` (an :class:`_Images`) is to be handed back as it came, ``seed`` checked either way; no
+    random number is drawn for it (the stream set_random_seed seeds moves only when something is augmented)."""
+    _check_seed(owner, seed)
+    return not images.augment
 
 
 def _number(owner, name, value, low=0.0, high=None):
@@ -103,8 +124,10 @@ def _clip(xp, batch):
 
 
 # -- flips -------------------------------------------------------------------------------------------------------
-def _random_flip(owner, images, seed, axis):
-    images = _Images(owner, images)
+def _random_flip(owner, images, seed, axis, training):
+    images = _Images(owner, images, training)
+    if _unchanged(owner, images, seed):
+        return images.original
     rng = _generator(owner, seed)
     chosen = images.xp.asarray(numpy.flatnonzero(rng.random(images.n) < 0.5))
     out = images.batch.copy()
@@ -112,7 +135,7 @@ def _random_flip(owner, images, seed, axis):
     return images.result(out)
 
 
-def random_flip_left_right(images, seed=None):
+def random_flip_left_right(images, seed=None, training=None):
     """Mirror each image left to right with probability 1/2 (``tf.image.random_flip_left_right``).
 
     >>> import numpy
@@ -120,16 +143,16 @@ def random_flip_left_right(images, seed=None):
     >>> sorted({tuple(random_flip_left_right(image, seed=s).ravel().tolist()) for s in range(8)})
     [(0.0, 0.5, 1.0), (1.0, 0.5, 0.0)]
     """
-    return _random_flip("random_flip_left_right", images, seed, axis=2)
+    return _random_flip("random_flip_left_right", images, seed, axis=2, training=training)
 
 
-def random_flip_up_down(images, seed=None):
+def random_flip_up_down(images, seed=None, training=None):
     """Mirror each image top to bottom with probability 1/2 (``tf.image.random_flip_up_down``)."""
-    return _random_flip("random_flip_up_down", images, seed, axis=1)
+    return _random_flip("random_flip_up_down", images, seed, axis=1, training=training)
 
 
 # -- brightness and contrast -------------------------------------------------------------------------------------
-def random_brightness(images, max_delta, seed=None):
+def random_brightness(images, max_delta, seed=None, training=None):
     """Add one value drawn uniformly from ``[-max_delta, max_delta]`` to every pixel of each image, then clip to
     [0, 1] (``tf.image.random_brightness``, clipped).
 
@@ -140,18 +163,24 @@ def random_brightness(images, max_delta, seed=None):
     """
     owner = "random_brightness"
     max_delta = _number(owner, "max_delta", max_delta)
-    images = _Images(owner, images)
-    delta = images.draws(_generator(owner, seed).uniform(-max_delta, max_delta, images.n))
+    images = _Images(owner, images, training)
+    if _unchanged(owner, images, seed):
+        return images.original
+    rng = _generator(owner, seed)
+    delta = images.draws(rng.uniform(-max_delta, max_delta, images.n))
     return images.result(_clip(images.xp, images.batch + _per_image(delta)))
 
 
-def random_contrast(images, lower, upper, seed=None):
+def random_contrast(images, lower, upper, seed=None, training=None):
     """Scale each image's distance from its per-channel mean by a factor drawn uniformly from ``[lower, upper]``,
     then clip to [0, 1] (``tf.image.random_contrast``, clipped)."""
     owner = "random_contrast"
     lower, upper = _range(owner, lower, upper)
-    images = _Images(owner, images)
-    factor = _per_image(images.draws(_generator(owner, seed).uniform(lower, upper, images.n)))
+    images = _Images(owner, images, training)
+    if _unchanged(owner, images, seed):
+        return images.original
+    rng = _generator(owner, seed)
+    factor = _per_image(images.draws(rng.uniform(lower, upper, images.n)))
     n, height, width, channels = images.batch.shape
     # The channel means as one matrix product: a mean over the two strided pixel axes is ~10x slower.
     weights = images.xp.full((1, height * width), 1 / (height * width), images.batch.dtype)
@@ -234,27 +263,33 @@ def _rgb(owner, images):
         raise ValueError(f"{owner}: expected RGB images (3 channels); got {images.batch.shape[-1]} channel(s).")
 
 
-def random_hue(images, max_delta, seed=None):
+def random_hue(images, max_delta, seed=None, training=None):
     """Rotate each image's hue by a value drawn uniformly from ``[-max_delta, max_delta]`` (a full turn is 1, so
     ``max_delta`` is at most 0.5), keeping saturation and value (``tf.image.random_hue``). RGB images only."""
     owner = "random_hue"
     max_delta = _number(owner, "max_delta", max_delta, high=0.5)
-    images = _Images(owner, images)
+    images = _Images(owner, images, training)
     _rgb(owner, images)
-    delta = images.draws(_generator(owner, seed).uniform(-max_delta, max_delta, images.n))
+    if _unchanged(owner, images, seed):
+        return images.original
+    rng = _generator(owner, seed)
+    delta = images.draws(rng.uniform(-max_delta, max_delta, images.n))
     hue, _, value, chroma = _hsv_planes(_planar(images.batch))
     hue += 6 * delta.reshape(-1, 1, 1)  # _rgb_planes takes the hue modulo a turn
     return images.result(_clip(images.xp, _interleaved(_rgb_planes(hue, value, chroma))))
 
 
-def random_saturation(images, lower, upper, seed=None):
+def random_saturation(images, lower, upper, seed=None, training=None):
     """Multiply each image's saturation by a factor drawn uniformly from ``[lower, upper]`` (clipped to [0, 1]),
     keeping hue and value (``tf.image.random_saturation``). RGB images only."""
     owner = "random_saturation"
     lower, upper = _range(owner, lower, upper)
-    images = _Images(owner, images)
+    images = _Images(owner, images, training)
     _rgb(owner, images)
-    factor = images.draws(_generator(owner, seed).uniform(lower, upper, images.n))
+    if _unchanged(owner, images, seed):
+        return images.original
+    rng = _generator(owner, seed)
+    factor = images.draws(rng.uniform(lower, upper, images.n))
     hue, saturation, value, _ = _hsv_planes(_planar(images.batch))
     saturation *= factor.reshape(-1, 1, 1)
     images.xp.minimum(saturation, 1, out=saturation)
@@ -283,7 +318,7 @@ def _crop_at(images, top, left, height, width):
     return images.batch[which, rows[:, :, None], columns[:, None, :]]
 
 
-def random_crop(images, size, seed=None):
+def random_crop(images, size, seed=None, training=None):
     """A window of ``size = (height, width)`` at a uniformly drawn position of each image
     (``tf.image.random_crop``, one position per image).
 
@@ -292,9 +327,11 @@ def random_crop(images, size, seed=None):
     (5, 24, 24, 3)
     """
     owner = "random_crop"
-    images = _Images(owner, images)
+    images = _Images(owner, images, training)
     _, height, width, _ = images.batch.shape
     crop_h, crop_w = _crop_size(owner, size, height, width)
+    if _unchanged(owner, images, seed):
+        return central_crop(images.original, (crop_h, crop_w))
     rng = _generator(owner, seed)
     top = rng.integers(0, height - crop_h + 1, images.n)
     left = rng.integers(0, width - crop_w + 1, images.n)
@@ -312,7 +349,7 @@ def central_crop(images, size):
     return images.result(images.batch[:, top:top + crop_h, left:left + crop_w])
 
 
-def random_rotation(images, max_degrees, seed=None, fill_mode="nearest", fill_value=0.0):
+def random_rotation(images, max_degrees, seed=None, fill_mode="nearest", fill_value=0.0, training=None):
     """Rotate each image about its centre by an angle drawn uniformly from ``[-max_degrees, max_degrees]``
     degrees, sampling bilinearly (Keras' ``RandomRotation``, meant for small angles such as 10-20 degrees).
 
@@ -324,10 +361,13 @@ def random_rotation(images, max_degrees, seed=None, fill_mode="nearest", fill_va
     if fill_mode not in ("nearest", "constant"):
         raise ValueError(f"{owner}: received an invalid value for `fill_mode`, expected 'nearest' or 'constant'. "
                          f"Received: fill_mode={fill_mode!r}")
-    images = _Images(owner, images)
+    images = _Images(owner, images, training)
+    if _unchanged(owner, images, seed):
+        return images.original
+    rng = _generator(owner, seed)
     xp = images.xp
     n, height, width, _ = images.batch.shape
-    angles = numpy.deg2rad(_generator(owner, seed).uniform(-max_degrees, max_degrees, n))
+    angles = numpy.deg2rad(rng.uniform(-max_degrees, max_degrees, n))
     cos, sin = (images.draws(f(angles)).reshape(-1, 1, 1) for f in (numpy.cos, numpy.sin))
     # Each output pixel reads the input where the inverse rotation takes it (coordinates about the centre, y down).
     y = xp.arange(height, dtype=images.batch.dtype).reshape(1, -1, 1) - (height - 1) / 2

@@ -154,13 +154,41 @@ OPS = [
 def test_tensors_single_images_and_bounds(batch, op, arguments):
     out = op(batch, seed=4, **arguments)
     assert out.dtype == numpy.float32 and out.min() >= 0 and out.max() <= 1
-    tensor = op(fl.tensor(batch), seed=4, **arguments)
+    with fl.training_mode(True):
+        tensor = op(fl.tensor(batch), seed=4, **arguments)
     assert isinstance(tensor, fl.Tensor) and not tensor.requires_grad
     numpy.testing.assert_array_equal(tensor.numpy(), out)
     single = op(batch[0], seed=4, **arguments)
     assert single.shape == out.shape[1:]
     numpy.testing.assert_array_equal(single, op(batch[:1], seed=4, **arguments)[0])
     assert fl.image is aug and getattr(fl.io, op.__name__) is op  # fl.image.random_..., fl.io.random_...
+
+
+@pytest.mark.parametrize("op, arguments", OPS, ids=[op.__name__ for op, _ in OPS])
+def test_tensors_are_augmented_in_training_mode_only_as_dropout(batch, op, arguments):
+    # A model_fn's augmentation must not touch evaluation, prediction or an export: outside training mode a
+    # Tensor comes back as it was (random_crop: the central window, so shapes agree), with no random draw.
+    images = fl.tensor(batch)
+    fl.layers.set_random_seed(5)
+    expected_next_draw = fl.layers.seeding.shuffle_rng().integers(2 ** 63)
+    fl.layers.set_random_seed(5)
+    out = op(images, **arguments)
+    if op is aug.random_crop:
+        numpy.testing.assert_array_equal(out.numpy(), aug.central_crop(batch, arguments["size"]))
+    else:
+        assert out is images
+    assert fl.layers.seeding.shuffle_rng().integers(2 ** 63) == expected_next_draw  # the stream did not move
+    with fl.training_mode(True):
+        trained = op(images, seed=4, **arguments)
+    numpy.testing.assert_array_equal(trained.numpy(), op(batch, seed=4, **arguments))
+    assert not numpy.array_equal(trained.numpy(), out.numpy() if op is aug.random_crop else batch)
+    # training= overrides the mode for a Tensor, and turns an array's augmentation off.
+    numpy.testing.assert_array_equal(op(images, seed=4, training=True, **arguments).numpy(), trained.numpy())
+    with fl.training_mode(True):
+        assert op(images, seed=4, training=False, **arguments) is images or op is aug.random_crop
+    assert op(batch, seed=4, training=False, **arguments) is batch or op is aug.random_crop
+    with pytest.raises(ValueError, match="`seed`"):
+        op(images, seed=-1, **arguments)  # checked in evaluation too
 
 
 def test_unseeded_ops_follow_set_random_seed(batch):
