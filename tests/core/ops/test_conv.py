@@ -146,6 +146,22 @@ def test_fused_conv2d_matches_torch(device, x_shape, k_shape, strides, padding, 
         _assert_close(grad, grad_ref)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kernel_size", [1, 3])
+def test_fused_relu_is_exactly_the_maximum_with_zero_of_the_biased_convolution(device, dtype, kernel_size):
+    # The fused ReLU takes the maximum against a kept run of zeros, piece by piece where the output is
+    # longer than the run (a pointwise kernel finishes its whole output at once: here 262,144 values).
+    rng = numpy.random.default_rng(12)
+    x = fl.tensor(rng.standard_normal((8, 32, 32, 4)), dtype=dtype, device=device)
+    k = fl.tensor(rng.standard_normal((kernel_size, kernel_size, 4, 32)), dtype=dtype, device=device)
+    b = fl.tensor(rng.standard_normal(32), dtype=dtype, device=device)
+    with fl.no_grad():
+        fused = conv2d(x, k, padding="same", bias=b, activation="relu").numpy()
+        biased = conv2d(x, k, padding="same", bias=b).numpy()
+    assert fused.dtype == dtype and (biased < 0).any()
+    numpy.testing.assert_array_equal(fused, numpy.maximum(biased, 0))
+
+
 def test_conv2d_layer_fuses_bias_and_relu_and_matches_the_separate_ops(device):
     rng = numpy.random.default_rng(6)
     x = rng.standard_normal((3, 9, 9, 4)).astype(numpy.float32)
