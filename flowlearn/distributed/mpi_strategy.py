@@ -77,14 +77,17 @@ class MPIStrategy:
 
     @property
     def rank(self):
+        """This process's rank in ``comm`` (0 is the chief)."""
         return self.comm.Get_rank()
 
     @property
     def size(self):
+        """The number of ranks in ``comm``."""
         return self.comm.Get_size()
 
     @property
     def is_chief(self):
+        """True on rank 0, the one that writes checkpoints, summaries and exports."""
         return self.comm.Get_rank() == 0
 
     def __repr__(self):

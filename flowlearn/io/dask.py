@@ -285,6 +285,7 @@ class DaskBatches:
         self._input_fn, self._rng = input_fn, rng
 
     def cardinality(self):
+        """Batches per iteration where the rows are counted, else ``INFINITE`` or ``UNKNOWN`` (see above)."""
         return self._input_fn._cardinality()
 
     def __iter__(self):

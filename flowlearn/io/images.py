@@ -198,6 +198,7 @@ class ImageInputFn:
 
     @property
     def num_classes(self):
+        """The number of classes (``len(class_names)``)."""
         return len(self.class_names)
 
     def __repr__(self):
@@ -318,6 +319,8 @@ class ImageBatches:
         self.training = training
 
     def cardinality(self):
+        """Batches per iteration, or :data:`~flowlearn.layers.data_adapter.INFINITE` (``num_epochs=None``) or
+        :data:`~flowlearn.layers.data_adapter.UNKNOWN` (``on_error="skip"``: skipped files change the count)."""
         return self._input_fn._cardinality()
 
     def __len__(self):

@@ -438,6 +438,7 @@ class TFRecordWriter:
         self.write(_encode(features, f"TFRecordWriter({self.path!r}), record {self.records}: "))
 
     def flush(self):
+        """Hand the records written so far to the file's buffers (the file is put in place only by ``close``)."""
         self._check_open()
         self._stream.flush()
 
@@ -912,6 +913,8 @@ class TFRecordBatches:
         self._input_fn, self._rng = input_fn, rng
 
     def cardinality(self):
+        """:data:`~flowlearn.layers.data_adapter.INFINITE` with ``num_epochs=None``, else
+        :data:`~flowlearn.layers.data_adapter.UNKNOWN`."""
         return INFINITE if self._input_fn.num_epochs is None else UNKNOWN
 
     def __iter__(self):
