@@ -26,14 +26,18 @@ the busy process's time slice too, and the MNIST MLP's splits took 3-4x as long 
 (0.55-0.7x on an idle host). So each split of a product under ``LARGE`` measures itself
 (:class:`SplitGain`): while recent splits took longer than their slices' work would on one thread,
 such products run whole on one BLAS thread, with one split in every ``SplitGain.PROBE_EVERY`` to
-notice when the cores are free again. The choice changes no number: see the next paragraph.
+notice when the cores are free again. The choice changes no number for the products flowlearn's layers
+make: see the next paragraph.
 
 A product is split along its inner dimension only when its output is no larger than that dimension
 (then output slices would be slivers); the partial products are added in slice order. Otherwise
-every output element is one BLAS sum over the same inner dimension as unsplit, so with the
-single-threaded BLAS each slice runs on, a split product is, with OpenBLAS, bit for bit the product
-that ``OPENBLAS_NUM_THREADS=1`` gives (BLAS's own threads may sum in another order). Either way the
-same product splits the same way on every call.
+every output element is one BLAS sum over the same inner dimension as unsplit, and with the
+single-threaded BLAS each slice runs on, OpenBLAS gives bit for bit the product that
+``OPENBLAS_NUM_THREADS=1`` gives for the layer shapes checked (MLP and CNN products of 32-256 rows, halves
+of 1-2 rows through 3136x1024; BLAS's own threads may sum in another order). Not for every shape: at some
+column boundaries of products with a few rows (e.g. 999 columns), OpenBLAS's edge kernels round the last
+bit differently, so there the busy-host fallback can move a last bit. The same product splits the same way
+on every call.
 """
 import time
 
@@ -162,7 +166,7 @@ def gemm(xp, a, b, out=None, split=False):
     measured = not split and size < LARGE
     if measured and not split_gain.wanted():
         # Splits have not paid lately: the whole product on one BLAS thread (held, as a split holds it).
-        # Every output element is the same sum either way, so this changes timing only.
+        # Every output element is the same BLAS sum either way: for the layer shapes checked, bit for bit.
         return on_one_blas_thread(lambda: numpy.matmul(a, b, out=out))
     if m >= n:
         def work(start, stop):
