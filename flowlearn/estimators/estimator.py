@@ -185,23 +185,6 @@ def _as_numpy(value):
     return numpy.asarray(backend.to_numpy(value))
 
 
-def _check_batch(batch, where):
-    if not isinstance(batch, tuple) or len(batch) != 2:
-        raise ValueError(
-            f"{where}: input_fn must yield (features, labels) tuples; got {type(batch).__name__}"
-            f"{f' of length {len(batch)}' if isinstance(batch, (tuple, list)) else ''}."
-        )
-    features = batch[0]
-    if isinstance(features, dict):
-        if not features:
-            raise ValueError(f"{where}: input_fn yielded an empty features dict.")
-    elif not hasattr(features, "shape"):
-        raise ValueError(
-            f"{where}: input_fn must yield features as an array or a dict of arrays; got {type(features).__name__}."
-        )
-    return batch
-
-
 class Estimator:
     """Trains, evaluates and predicts with a model_fn, keeping its state in ``model_dir``.
 
@@ -414,7 +397,7 @@ class Estimator:
         logger.info("Estimator: warm-started %d variables from %s", len(wanted), path)
 
     # -- input ------------------------------------------------------------------------------------
-    def _batches(self, input_fn, mode, where):
+    def _batches(self, input_fn, mode):
         # inspect.signature costs more than a one-row prediction: remembered for the last input_fn.
         if self._input_fn_cache[0] is not input_fn:
             self._input_fn_cache = (input_fn, _input_fn_names(input_fn))
@@ -423,8 +406,9 @@ class Estimator:
         from ..layers.data_adapter import iterate_batches
 
         source = input_fn(**kwargs) if kwargs else input_fn
-        for batch in iterate_batches(source):
-            yield _check_batch(batch, where)
+        # iterate_batches checks every batch's structure (a (features, labels) tuple, features a non-empty
+        # dict of arrays or an array, rows alike) as it comes; nothing is left to check here per batch.
+        yield from iterate_batches(source)
 
     # -- train ------------------------------------------------------------------------------------
     def train(self, input_fn, steps=None, max_steps=None, hooks=None):
@@ -473,7 +457,7 @@ class Estimator:
         if strategy is not None:
             # An unseeded numpy_input_fn shuffles from this stream: rank 0's state makes every rank's batches alike.
             strategy.broadcast_generators([seeding.shuffle_rng()])
-        batches = self._batches(input_fn, ModeKeys.TRAIN, "Estimator.train")
+        batches = self._batches(input_fn, ModeKeys.TRAIN)
         first = next(batches, None)
         if first is None:
             raise ValueError("Estimator.train: input_fn yielded no batch.")
@@ -490,7 +474,7 @@ class Estimator:
         step = _TrainStep(self)
         callbacks = hooks + _training_callbacks(self, start, after_save, first[0])
         self._in_memory = None  # the weights are about to move away from every checkpoint
-        run_training(step, _limited(_chain(first, batches), remaining), epochs=1, callbacks=callbacks, model=self,
+        run_training(step, _limited(first, batches, remaining), epochs=1, callbacks=callbacks, model=self,
                      terminate_on_nan=False, steps=remaining, strategy=strategy, variables=self._store.variables)
         return self
 
@@ -507,7 +491,7 @@ class Estimator:
         _check_steps("Estimator.evaluate", "steps", steps)
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"Estimator.evaluate: expected `name` to be a non-empty string without '/'; got {name!r}.")
-        batches = self._batches(input_fn, ModeKeys.EVAL, "Estimator.evaluate")
+        batches = self._batches(input_fn, ModeKeys.EVAL)
         first = next(batches, None)
         if first is None:
             raise ValueError("Estimator.evaluate: input_fn yielded no batch.")
@@ -520,7 +504,7 @@ class Estimator:
             metrics.update(spec.eval_metric_ops)
             return spec.loss, None, None
 
-        logs = evaluate_batches(forward, _limited(_chain(first, batches), steps))
+        logs = evaluate_batches(forward, _limited(first, batches, steps))
         results = {"loss": logs["loss"], **metrics.results(), "global_step": self._global_step()}
         _write_eval_summaries(self, results, name)
         return results
@@ -538,7 +522,7 @@ class Estimator:
         """
         if isinstance(predict_keys, str):
             predict_keys = [predict_keys]
-        batches = self._batches(input_fn, ModeKeys.PREDICT, "Estimator.predict")
+        batches = self._batches(input_fn, ModeKeys.PREDICT)
         first = next(batches, None)
         if first is None:
             return
@@ -702,18 +686,18 @@ def _is_slot_name(name, variables):
     return owner in variables
 
 
-def _chain(first, rest):
+def _limited(first, rest, count):
+    """``first``, then the batches of ``rest``: ``count`` in all (None: every one). One generator, as it is
+    asked for every training step."""
     yield first
-    yield from rest
-
-
-def _limited(batches, count):
     if count is None:
-        yield from batches
+        yield from rest
         return
-    for index, batch in enumerate(batches):
+    if count <= 1:
+        return
+    for index, batch in enumerate(rest, 2):
         yield batch
-        if index + 1 >= count:
+        if index >= count:
             return
 
 

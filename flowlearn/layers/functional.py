@@ -29,9 +29,10 @@ def dense(inputs, units, activation=None, use_bias=True, kernel_initializer="glo
     ...     fl.layers.dense(np.ones((4, 3)), 2, activation="relu").shape
     (4, 2)
     """
-    arguments = dict(units=units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
-                     bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
-                     bias_regularizer=bias_regularizer, trainable=trainable)
+    arguments = {"units": units, "activation": activation, "use_bias": use_bias,
+                 "kernel_initializer": kernel_initializer, "bias_initializer": bias_initializer,
+                 "kernel_regularizer": kernel_regularizer, "bias_regularizer": bias_regularizer,
+                 "trainable": trainable}
     return scoped_layer("layers.dense", "dense", Dense, name, arguments)(inputs)
 
 
@@ -45,10 +46,11 @@ def conv2d(inputs, filters, kernel_size, strides=1, padding="valid", dilation_ra
     ...     fl.layers.conv2d(np.ones((2, 28, 28, 1)), 32, 5, padding="same").shape
     (2, 28, 28, 32)
     """
-    arguments = dict(filters=filters, kernel_size=kernel_size, strides=strides, padding=padding,
-                     dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
-                     kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
-                     kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer, trainable=trainable)
+    arguments = {"filters": filters, "kernel_size": kernel_size, "strides": strides, "padding": padding,
+                 "dilation_rate": dilation_rate, "activation": activation, "use_bias": use_bias,
+                 "kernel_initializer": kernel_initializer, "bias_initializer": bias_initializer,
+                 "kernel_regularizer": kernel_regularizer, "bias_regularizer": bias_regularizer,
+                 "trainable": trainable}
     return scoped_layer("layers.conv2d", "conv2d", Conv2D, name, arguments)(inputs)
 
 
@@ -56,10 +58,10 @@ def conv2d_transpose(inputs, filters, kernel_size, strides=1, padding="valid", a
                      kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
                      bias_regularizer=None, trainable=True, name=None):
     """Transposed 2-D convolution with the scope's layer ``name`` (see :class:`Conv2DTranspose`)."""
-    arguments = dict(filters=filters, kernel_size=kernel_size, strides=strides, padding=padding,
-                     activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
-                     bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
-                     bias_regularizer=bias_regularizer, trainable=trainable)
+    arguments = {"filters": filters, "kernel_size": kernel_size, "strides": strides, "padding": padding,
+                 "activation": activation, "use_bias": use_bias, "kernel_initializer": kernel_initializer,
+                 "bias_initializer": bias_initializer, "kernel_regularizer": kernel_regularizer,
+                 "bias_regularizer": bias_regularizer, "trainable": trainable}
     return scoped_layer("layers.conv2d_transpose", "conv2d_transpose", Conv2DTranspose, name, arguments)(inputs)
 
 
@@ -71,10 +73,10 @@ def batch_normalization(inputs, axis=-1, momentum=0.99, epsilon=1e-3, center=Tru
     ``training=True`` normalises with the batch statistics and updates the moving ones; the default
     (False, as in ``tf.layers``) uses the moving statistics. ``training=None`` reads the global flag.
     """
-    arguments = dict(axis=axis, momentum=momentum, epsilon=epsilon, center=center, scale=scale,
-                     beta_initializer=beta_initializer, gamma_initializer=gamma_initializer,
-                     moving_mean_initializer=moving_mean_initializer,
-                     moving_variance_initializer=moving_variance_initializer, trainable=trainable)
+    arguments = {"axis": axis, "momentum": momentum, "epsilon": epsilon, "center": center, "scale": scale,
+                 "beta_initializer": beta_initializer, "gamma_initializer": gamma_initializer,
+                 "moving_mean_initializer": moving_mean_initializer,
+                 "moving_variance_initializer": moving_variance_initializer, "trainable": trainable}
     layer = scoped_layer("layers.batch_normalization", "batch_normalization", BatchNormalization, name, arguments)
     return layer(inputs, training=training)
 

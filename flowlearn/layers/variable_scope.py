@@ -459,8 +459,29 @@ def _current_frame(caller):
 
 def scoped_layer(caller, kind, cls, name, arguments):
     """The layer of class ``cls`` for a functional call, got or created in the current scope."""
-    frame = _current_frame(caller)
-    return frame.store._layer(frame, frame.layer_name(kind, name), cls, arguments)
+    frames = _state.frames
+    frame = frames[-1] if frames else _current_frame(caller)
+    full = frame.layer_name(kind, name)
+    store = frame.store
+    # A model_fn run once per batch finds every layer again, unclaimed in this run, of the same class and
+    # with equal plain arguments: that case is settled here in a few lookups (it runs for every layer at
+    # every step). Anything else (a new layer, a name already used in this run, another class or changed
+    # arguments) takes VariableStore._layer, which applies the reuse rules and raises their errors.
+    entry = store._layers.get(full)
+    if entry is not None:
+        layer = entry[0]
+        run = frame.run
+        reuse = frame.reuse
+        if type(layer) is cls and (reuse is not None or full not in run):
+            try:
+                same = layer._scope_arguments == arguments
+            except Exception:  # an argument whose == is not a bool (an array): _layer compares signatures
+                same = False
+            if same is True:
+                run.add(full)
+                frame.claimed.add(full)
+                return layer
+    return store._layer(frame, full, cls, arguments)
 
 
 def get_variable(name, shape, initializer="glorot_uniform", trainable=True, regularizer=None, dtype=None):

@@ -131,6 +131,41 @@ def test_resume_gives_the_same_result_as_uninterrupted_training(tmp_path, data):
         numpy.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
+def test_training_equals_the_model_fn_run_by_hand_bit_for_bit(tmp_path, data):
+    """What train() adds per step (the scope entry, the lent generators, the loop, the batches' path, the
+    global step) changes no number: weights, slots and step after 7 + 5 steps (two train calls, with
+    dropout drawing from the Estimator's generator) are those of the model_fn called in a plain loop."""
+    from flowlearn.layers import seeding
+
+    x, y = data
+    params = {"units": 16, "rate": 0.3}
+    estimator = make(tmp_path, params=params, seed=3)
+    estimator.train(batches_fn(x, y, epochs=None), steps=7)
+    estimator.train(batches_fn(x, y, epochs=None), steps=5)
+
+    weights, dropout = numpy.random.SeedSequence(3).spawn(2)
+    store = fl.VariableStore()
+    store._rng = numpy.random.default_rng(weights)
+    store.create_global_step()
+    saved = seeding._generators["dropout"]
+    seeding._generators["dropout"] = numpy.random.default_rng(dropout)
+    try:
+        for steps in (7, 5):
+            batches = batches_fn(x, y, epochs=None)()
+            for _ in range(steps):
+                features, labels = next(batches)
+                with fl.variable_scope(store), fl.training_mode(True):
+                    mlp_fn(features, labels, ModeKeys.TRAIN, params)
+    finally:
+        seeding._generators["dropout"] = saved
+    expected = store.get_weights()
+    expected.update(store.slots)
+    got = estimator._state()
+    assert sorted(got) == sorted(expected) and int(got["global_step"]) == 12
+    for name, array in expected.items():
+        numpy.testing.assert_array_equal(got[name], array, err_msg=name, strict=True)
+
+
 def test_a_second_train_call_continues_from_memory_without_reloading(tmp_path, data, monkeypatch):
     x, y = data
     est = make(tmp_path)

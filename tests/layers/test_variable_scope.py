@@ -45,6 +45,30 @@ def test_a_repeated_name_in_one_run_raises_and_auto_names_skip_explicit_ones():
     assert [layer.name for layer in store.layers] == ["shared", "dense", "dense_1"]
 
 
+def test_a_layer_found_again_in_a_later_run_is_still_claimed_once_per_run():
+    """The path that finds existing layers again (every step of an Estimator) keeps the per-run rules."""
+    store = fl.VariableStore()
+    with fl.variable_scope(store):
+        expected = layers.dense(X, 3, name="shared").numpy()
+    with fl.variable_scope(store):
+        numpy.testing.assert_array_equal(layers.dense(X, 3, name="shared").numpy(), expected)
+        with pytest.raises(ValueError, match=r"^Variable shared/kernel already exists in this run of the scope"):
+            layers.dense(X, 3, name="shared")
+    for reuse in (True, fl.AUTO_REUSE):
+        with fl.variable_scope(store, reuse=reuse):
+            for _ in range(2):
+                numpy.testing.assert_array_equal(layers.dense(X, 3, name="shared").numpy(), expected)
+    for _ in range(2):  # automatic names count per run: dense, then dense_1, in every run
+        with fl.variable_scope(store):
+            layers.dense(X, 3)
+            layers.dense(X, 3)
+    with fl.variable_scope(store):
+        layers.dense(X, 3)
+        with pytest.raises(ValueError, match=r"'dense_1' already holds a Dense created with units=3; got units=4"):
+            layers.dense(X, 4)
+    assert [layer.name for layer in store.layers] == ["shared", "dense", "dense_1"]
+
+
 def _block(x):
     with fl.variable_scope("block"):
         return layers.dense(x, 3, activation="relu")
