@@ -27,12 +27,13 @@ as the face examples of issue 11 do with their photos.
    network's build and the pipeline's first batch are left out. Goal: the augmenting pipeline within 10% of the
    arrays (decoding hidden behind the training step by the prefetch).
 
-Every variant runs in this one process, interleaved, ``--rounds`` times; medians are printed with the spread of
-the rounds and the ratios, and next to them the CPU time (user + system, all the process's threads) each image
-or step took: on a loaded host, where the wall-clock times swing with the neighbours, the CPU times stay
-comparable, and the system share shows page faults. ``--busy`` also runs each round next to one competing busy
-process (a ``while True: pass`` loop pinned to the same CPUs, as in ``busy_host_bench.py``), interleaved with the
-quiet runs. Timings on a busy machine are noisy: compare ratios, and rerun on a quiet host for absolute numbers.
+Every variant runs in this one process, interleaved (each round starting with the next one), ``--rounds`` times;
+medians are printed with the spread of the rounds and the ratios, and next to them the CPU time (user + system, all
+the process's threads) each image or step took: on a loaded host, where the wall-clock times swing with the
+neighbours, the CPU times stay comparable, the system share shows page faults, and CPU / wall time says how many
+cores a variant kept busy. ``--busy`` also runs each round next to one competing busy process (a ``while True:
+pass`` loop pinned to the same CPUs, as in ``busy_host_bench.py``), interleaved with the quiet runs. Timings on a
+busy machine are noisy: compare ratios, and rerun on a quiet host for absolute numbers.
 
 Run: ``python benchmarks/image_bench.py`` (about two minutes on 2 quiet cores; twice that with ``--busy``), or
 ``--quick`` for a look in about half a minute (600 images, 12 steps, 2 rounds). ``--cores N`` pins the process
@@ -56,7 +57,8 @@ IMAGE_SIZE = (96, 96)
 AUGMENT = {"flip_left_right": True, "brightness": 0.2, "contrast": (0.8, 1.2), "saturation": (0.8, 1.2),
            "hue": 0.05}
 PLAIN, AUGMENTED = "decode only", "decode + augment"
-PIL_LOOP, ARRAYS = "PIL loop, 1 thread", "in-memory arrays (decoded before)"
+PIL_LOOP, PIPELINE = "PIL loop, 1 thread", "image_input_fn (defaults)"
+ARRAYS, AUGMENTING_FEED = "in-memory arrays (decoded before)", "image_input_fn + augment (defaults)"
 
 
 # -- the files ---------------------------------------------------------------------------------------------------
@@ -127,8 +129,7 @@ def throughput_variants(directory, batch_size):
     variants = {}
     for kind, augment in ((AUGMENTED, True), (PLAIN, False)):
         variants[(kind, PIL_LOOP)] = lambda augment=augment: pil_loop(paths, labels, batch_size, augment)
-        variants[(kind, "image_input_fn (defaults)")] = lambda augment=augment: pipeline(directory, batch_size,
-                                                                                         augment)
+        variants[(kind, PIPELINE)] = lambda augment=augment: pipeline(directory, batch_size, augment)
         variants[(kind, "image_input_fn, 1 thread, no prefetch")] = lambda augment=augment: pipeline(
             directory, batch_size, augment, num_parallel_calls=1, prefetch_buffer_size=0)
     return variants, len(paths)
@@ -149,8 +150,8 @@ def cnn():
 
 def step_time(fit, steps):
     """``(wall, cpu)`` seconds per step of ``fit(model, steps, callbacks)``, from the end of its first step to the
-    end of its last (the network's build and the pipeline's first batch left out); cpu is the process's user +
-    system time, all threads."""
+    end of its last (the network's build and the pipeline's first batch left out); cpu is the process's
+    (user, system) time, all threads."""
     import flowlearn as fl
 
     ends = []
@@ -180,7 +181,7 @@ def training_variants(directory, batch_size, x, y):
 
     return {
         ARRAYS: from_arrays,
-        "image_input_fn + augment (defaults)": from_pipeline(True),
+        AUGMENTING_FEED: from_pipeline(True),
         "image_input_fn, no augment": from_pipeline(False),
         "image_input_fn + augment, 1 thread, no prefetch": from_pipeline(
             True, num_parallel_calls=1, prefetch_buffer_size=0),
@@ -189,8 +190,25 @@ def training_variants(directory, batch_size, x, y):
 
 # -- running and printing ------------------------------------------------------------------------------------------
 def _cpu():
+    """The process's (user, system) CPU seconds so far, all threads, as an array (so that two subtract)."""
     times = os.times()
-    return times.user + times.system
+    return numpy.array([times.user, times.system])
+
+
+def _cpu_cells(cpus, walls, scale, digits):
+    """Median user + system time over rounds, with the system part (page faults, thread hand-offs), and the
+    median number of cores kept busy (CPU time / wall time)."""
+    user, system = (statistics.median(sample[k] for sample in cpus) * scale for k in (0, 1))
+    cores = statistics.median(sum(cpu) / wall for cpu, wall in zip(cpus, walls))
+    return f"{user + system:.{digits}f} ({system:.{digits}f} sys) {cores:5.2f}"
+
+
+def _rotated(items, shift):
+    """``items`` starting at ``shift`` (modulo their number): each round starts with another variant, so that
+    none always runs first (after the previous section) or always follows the same one."""
+    items = list(items)
+    shift %= len(items)
+    return items[shift:] + items[:shift]
 
 
 class _Quiet:
@@ -209,27 +227,37 @@ def _spread(values, scale=1.0, digits=0):
 def print_throughput(state, walls, cpus, n_images, rounds):
     print(f"\n1. {state} host: one pass over {n_images:,} JPEGs to 96x96x3 float32 batches, median (min-max) of "
           f"{rounds} rounds; ratio: the PIL loop's median time of the same kind / this one's; CPU: user + system "
-          "time of all the process's threads")
+          "time of all the process's threads; cores: CPU time / wall time")
     for kind in (AUGMENTED, PLAIN):
         base = statistics.median(walls[(state, kind, PIL_LOOP)])
-        print(f"  {kind:38s} {'images/s':>22s} {'ratio':>6s} {'CPU ms/image':>13s}")
+        print(f"  {kind:38s} {'images/s':>22s} {'ratio':>6s} {'CPU ms/image':>20s} {'cores':>5s}")
         for (state_, kind_, name), times in walls.items():
             if (state_, kind_) == (state, kind):
-                cpu = statistics.median(cpus[(state, kind, name)]) / n_images
                 print(f"    {name:36s} {_spread([n_images / t for t in times]):>22s} "
-                      f"{base / statistics.median(times):5.2f}x {cpu * 1000:13.2f}")
+                      f"{base / statistics.median(times):5.2f}x "
+                      f"{_cpu_cells(cpus[(state, kind, name)], times, 1000 / n_images, 2):>26s}")
 
 
 def print_steps(state, walls, cpus, steps, batch_size, rounds):
     print(f"\n2. {state} host: Sequential CNN step time, batches of {batch_size}, {steps} steps a fit, median "
-          f"(min-max) of {rounds} rounds; ratio: this / in-memory arrays (goal <= 1.10 with the defaults)")
+          f"(min-max) of {rounds} rounds; ratio: this / in-memory arrays (goal <= 1.10 with the defaults); "
+          "cores: CPU time / wall time (what the arrays' step leaves of the CPUs is what a prefetch can hide "
+          "decoding in)")
     base = statistics.median(walls[(state, ARRAYS)])
-    print(f"    {'':48s} {'ms/step':>22s} {'ratio':>6s} {'CPU ms/step':>12s}")
+    print(f"    {'':48s} {'ms/step':>22s} {'ratio':>6s} {'CPU ms/step':>20s} {'cores':>5s}")
     for (state_, name), times in walls.items():
         if state_ == state:
-            cpu = statistics.median(cpus[(state, name)])
             print(f"    {name:48s} {_spread(times, 1000, 1):>22s} {statistics.median(times) / base:5.2f}x "
-                  f"{cpu * 1000:12.1f}")
+                  f"{_cpu_cells(cpus[(state, name)], times, 1000, 1):>26s}")
+
+
+def print_goals(state, pass_walls, step_walls):
+    speedup = (statistics.median(pass_walls[(state, AUGMENTED, PIL_LOOP)])
+               / statistics.median(pass_walls[(state, AUGMENTED, PIPELINE)]))
+    slowdown = statistics.median(step_walls[(state, AUGMENTING_FEED)]) / statistics.median(step_walls[(state, ARRAYS)])
+    print(f"\ngoals, {state} host: decode + augment {speedup:.2f}x the PIL loop (wanted >= 1.6: "
+          f"{'met' if speedup >= 1.6 else 'not met'}); step fed by the augmenting pipeline {slowdown:.2f}x the "
+          f"arrays' (wanted <= 1.10: {'met' if slowdown <= 1.10 else 'not met'})")
 
 
 def main():
@@ -278,12 +306,12 @@ def main():
         for round_ in range(args.rounds):
             for state in states:
                 with _BusyProcess() if state == "busy" else _Quiet():
-                    for key, run in passes.items():
+                    for key, run in _rotated(passes.items(), round_):
                         wall, cpu = time.perf_counter(), _cpu()
                         assert run() == n_images
                         pass_walls.setdefault((state,) + key, []).append(time.perf_counter() - wall)
                         pass_cpus.setdefault((state,) + key, []).append(_cpu() - cpu)
-                    for name, fit in fits.items():
+                    for name, fit in _rotated(fits.items(), round_):
                         wall, cpu = step_time(fit, args.steps)
                         step_walls.setdefault((state, name), []).append(wall)
                         step_cpus.setdefault((state, name), []).append(cpu)
@@ -291,6 +319,7 @@ def main():
     for state in states:
         print_throughput(state, pass_walls, pass_cpus, n_images, args.rounds)
         print_steps(state, step_walls, step_cpus, args.steps, args.batch, args.rounds)
+        print_goals(state, pass_walls, step_walls)
 
 
 if __name__ == "__main__":
