@@ -20,12 +20,12 @@ as the face examples of issue 11 do with their photos.
    the pipeline (threads, batched augmentation, prefetch), not two implementations of HSV. Goal: >= 1.6x the
    PIL loop with augmentation on 2 cores (both cores busy).
 2. Step time of ``Sequential.fit`` on a small CNN (conv3x3x16 - pool - conv3x3x32 - pool - conv3x3x64 - pool -
-   dense64 - dense2, Adam, batches of ``--batch``) over ``--steps`` steps: fed by ``image_input_fn``
-   (``num_epochs=None``, with and without augmentation, and the augmenting pipeline synchronous on one thread),
-   against the same network on in-memory arrays of the already decoded images (``load_images``, before the
-   clock starts). The step time is the mean interval between the ends of the first and the last step, so the
-   network's build and the pipeline's first batch are left out. Goal: the augmenting pipeline within 10% of the
-   arrays (decoding hidden behind the training step by the prefetch).
+   dense64 - dense2, Adam, batches of ``--batch``; ``--filters 32,64,128`` for a heavier one) over ``--steps``
+   steps: fed by ``image_input_fn`` (``num_epochs=None``, with and without augmentation, and the augmenting
+   pipeline synchronous on one thread), against the same network on in-memory arrays of the already decoded images
+   (``load_images``, before the clock starts). The step time is the mean interval between the ends of the first and
+   the last step, so the network's build and the pipeline's first batch are left out. Goal: the augmenting pipeline
+   within 10% of the arrays (decoding hidden behind the training step by the prefetch).
 
 Every variant runs in this one process, interleaved (each round starting with the next one), ``--rounds`` times;
 medians are printed with the spread of the rounds and the ratios, and next to them the CPU time (user + system, all
@@ -136,19 +136,22 @@ def throughput_variants(directory, batch_size):
 
 
 # -- 2. training step time ---------------------------------------------------------------------------------------
-def cnn():
+FILTERS = (16, 32, 64)
+
+
+def cnn(filters=FILTERS):
     import flowlearn as fl
 
     fl.layers.set_random_seed(0)
     layers = [fl.layers.Input(IMAGE_SIZE + (3,))]
-    for filters in (16, 32, 64):
+    for filters in filters:
         layers += [fl.layers.Conv2D(filters, 3, padding="same", activation="relu"), fl.layers.MaxPooling2D(2)]
     model = fl.Sequential(layers + [fl.layers.Flatten(), fl.layers.Dense(64, activation="relu"), fl.layers.Dense(2)])
     model.compile("adam", "sparse_categorical_crossentropy")
     return model
 
 
-def step_time(fit, steps):
+def step_time(fit, steps, filters=FILTERS):
     """``(wall, cpu)`` seconds per step of ``fit(model, steps, callbacks)``, from the end of its first step to the
     end of its last (the network's build and the pipeline's first batch left out); cpu is the process's
     (user, system) time, all threads."""
@@ -160,7 +163,7 @@ def step_time(fit, steps):
         def on_train_batch_end(self, batch, logs=None):
             ends.append((time.perf_counter(), _cpu()))
 
-    fit(cnn(), steps, [StepClock()])
+    fit(cnn(filters), steps, [StepClock()])
     (wall_0, cpu_0), (wall_1, cpu_1) = ends[0], ends[-1]
     return (wall_1 - wall_0) / (len(ends) - 1), (cpu_1 - cpu_0) / (len(ends) - 1)
 
@@ -266,6 +269,9 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=30, help="training steps a timed fit")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--filters", type=lambda text: tuple(int(f) for f in text.split(",")), default=FILTERS,
+                        help="filters of the CNN's conv blocks, e.g. 32,64,128 for a heavier step (default "
+                             "16,32,64)")
     parser.add_argument("--busy", action="store_true", help="also run every round next to a busy process")
     parser.add_argument("--cores", type=int, default=2, help="CPUs to pin this process to (0: all it may use)")
     parser.add_argument("--quick", action="store_true", help="600 images, 12 steps, 2 rounds")
@@ -291,7 +297,7 @@ def main():
 
     print(machine_line())
     print(f"pinned to {len(os.sched_getaffinity(0))} CPUs; {args.images} images, batches of {args.batch}, "
-          f"{args.steps} steps a fit, {args.rounds} rounds, hosts: {', '.join(states)}")
+          f"{args.steps} steps a fit, CNN filters {args.filters}, {args.rounds} rounds, hosts: {', '.join(states)}")
     with tempfile.TemporaryDirectory() as directory:
         start = time.perf_counter()
         write_images(directory, args.images)
@@ -301,7 +307,7 @@ def main():
         passes, n_images = throughput_variants(directory, args.batch)
         fits = training_variants(directory, args.batch, x, y)
         for fit in fits.values():  # warm-up: imports, thread pools, first-touch allocations
-            step_time(fit, 3)
+            step_time(fit, 3, args.filters)
         pass_walls, pass_cpus, step_walls, step_cpus = {}, {}, {}, {}
         for round_ in range(args.rounds):
             for state in states:
@@ -312,7 +318,7 @@ def main():
                         pass_walls.setdefault((state,) + key, []).append(time.perf_counter() - wall)
                         pass_cpus.setdefault((state,) + key, []).append(_cpu() - cpu)
                     for name, fit in _rotated(fits.items(), round_):
-                        wall, cpu = step_time(fit, args.steps)
+                        wall, cpu = step_time(fit, args.steps, args.filters)
                         step_walls.setdefault((state, name), []).append(wall)
                         step_cpus.setdefault((state, name), []).append(cpu)
             print(f"round {round_ + 1} done at {time.perf_counter() - start:.0f} s", file=sys.stderr)
