@@ -395,3 +395,20 @@ def test_dataframes_and_series_are_data_in_memory():
     fed = _model()  # reseeds weights and the shuffling stream alike
     fed.fit(frame, pandas.Series(y), batch_size=16, epochs=2, verbose=0)
     assert _same_weights(arrays, fed)
+
+
+def test_batches_of_plain_arrays_skip_the_dataframe_and_series_probes(monkeypatch):
+    """A training loop checks every batch: numpy arrays (and dicts of them) take the short path, whose
+    result is the same (a batch of mismatched rows is still refused by name)."""
+    from flowlearn.layers import data_adapter
+
+    def probe(value):
+        raise AssertionError(f"probed {type(value).__name__}")
+
+    monkeypatch.setattr(data_adapter, "_is_dataframe", probe)
+    monkeypatch.setattr(data_adapter, "_is_series", probe)
+    x, y = numpy.ones((4, 3), "float32"), numpy.arange(4)
+    (features, labels), = list(data_adapter.iterate_batches([({"x": x}, y)]))
+    assert features["x"] is x and labels is y
+    with pytest.raises(ValueError, match=r"same number of rows; batch 1 has features\['x'\] 4, labels 3"):
+        list(data_adapter.iterate_batches([({"x": x}, y[:3])]))

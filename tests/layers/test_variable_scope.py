@@ -69,6 +69,19 @@ def test_a_layer_found_again_in_a_later_run_is_still_claimed_once_per_run():
     assert [layer.name for layer in store.layers] == ["shared", "dense", "dense_1"]
 
 
+def test_a_layer_found_again_skips_the_general_lookup(monkeypatch):
+    """An Estimator's model_fn finds every layer again at every step: that takes the short path (the
+    general one, VariableStore._layer, is only for new layers and errors)."""
+    store = fl.VariableStore()
+    expected = _model(store, X).numpy()
+
+    def general(*args):
+        raise AssertionError("VariableStore._layer was called for a layer found again")
+
+    monkeypatch.setattr(fl.VariableStore, "_layer", general)
+    numpy.testing.assert_array_equal(_model(store, X).numpy(), expected)
+
+
 def _block(x):
     with fl.variable_scope("block"):
         return layers.dense(x, 3, activation="relu")
