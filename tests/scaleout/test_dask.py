@@ -165,7 +165,9 @@ def test_abandoning_an_iteration_leaves_no_thread(local):
     next(iterator)
     iterator.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("flowlearn-dask")]
-    assert len(blocks.made) <= 3
+    # The stated bound, prefetch + 2: the partition batched, 2 waiting and the one the thread was computing when
+    # the iteration stopped (it was <= 3, which failed whenever the thread had started the 4th before close).
+    assert len(blocks.made) <= 2 + 2
 
 
 def test_reads_several_csv_files_through_dd_read_csv(local, tmp_path):
