@@ -19,7 +19,6 @@ computing) and the shuffle buffer are held at any time, whatever the size of the
 dask is imported only when :func:`dask_input_fn` is called (the ``dask`` extra).
 """
 import itertools
-import numbers
 
 import numpy
 
@@ -27,7 +26,7 @@ from ..layers import seeding
 from ..layers.data_adapter import INFINITE, UNKNOWN, describe
 from ._prefetch import prefetched
 from .csv import _batched, _shuffled
-from .inputs import _check_settings, _frame_columns
+from .inputs import _check_settings, _count, _frame_columns
 
 __all__ = ["DaskBatches", "DaskInputFn", "dask_input_fn"]
 
@@ -95,8 +94,8 @@ def dask_input_fn(data, label=None, batch_size=128, num_epochs=1, shuffle=True, 
     """
     dask = _import_dask()
     batch_size, num_epochs, shuffle, seed = _check_settings(_OWNER, batch_size, num_epochs, shuffle, seed)
-    shuffle_buffer_size = _count("shuffle_buffer_size", shuffle_buffer_size, minimum=1)
-    prefetch = _count("prefetch", prefetch, minimum=0)
+    shuffle_buffer_size = _count(_OWNER, "shuffle_buffer_size", shuffle_buffer_size)
+    prefetch = _count(_OWNER, "prefetch", prefetch, minimum=0)
     if isinstance(data, dask.array.Array):
         partitions, n_rows = _array_partitions(dask, data, label)
         split = _split_array
@@ -107,14 +106,6 @@ def dask_input_fn(data, label=None, batch_size=128, num_epochs=1, shuffle=True, 
                         "For data in memory use flowlearn.io.numpy_input_fn or pandas_input_fn.")
     return DaskInputFn(partitions, split, n_rows, batch_size, num_epochs, shuffle, seed, shuffle_buffer_size,
                        prefetch)
-
-
-def _count(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        what = "a positive integer" if minimum == 1 else "a non-negative integer"
-        raise ValueError(f"{_OWNER}: received an invalid value for `{name}`, expected {what}. "
-                         f"Received: {name}={value!r}")
-    return int(value)
 
 
 # -- partitions ------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from ..layers import seeding
 from ..layers.data_adapter import INFINITE, UNKNOWN
 from . import augmentation
 from ._prefetch import BATCH, WARNING, delivered, prefetched
+from .inputs import _count
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageBatches", "ImageInputFn", "image_input_fn", "load_images"]
 
@@ -597,13 +598,6 @@ def _names_of_codes(owner, path, labels, given, first_line, class_names):
 
 
 # -- options --------------------------------------------------------------------------------------------------------
-def _positive_int(owner, name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{owner}: received an invalid value for `{name}`, expected a positive integer. "
-                         f"Received: {name}={value!r}")
-    return int(value)
-
-
 def _default_workers():
     try:
         return len(os.sched_getaffinity(0))
@@ -617,13 +611,13 @@ class _Options:
         if not isinstance(image_size, (tuple, list)) or len(image_size) != 2:
             raise ValueError(f"{owner}: received an invalid value for `image_size`, expected (height, width). "
                              f"Received: image_size={image_size!r}")
-        self.image_size = tuple(_positive_int(owner, "image_size", side) for side in image_size)
+        self.image_size = tuple(_count(owner, "image_size", side) for side in image_size)
         if channels not in _MODES or isinstance(channels, bool):
             raise ValueError(f"{owner}: received an invalid value for `channels`, expected 1, 3 or 4. "
                              f"Received: channels={channels!r}")
         self.channels = int(channels)
-        self.batch_size = _positive_int(owner, "batch_size", batch_size)
-        self.num_epochs = None if num_epochs is None else _positive_int(owner, "num_epochs", num_epochs)
+        self.batch_size = _count(owner, "batch_size", batch_size)
+        self.num_epochs = None if num_epochs is None else _count(owner, "num_epochs", num_epochs)
         if not isinstance(shuffle, (bool, numpy.bool_)):
             raise ValueError(f"{owner}: received an invalid value for `shuffle`, expected True or False. "
                              f"Received: shuffle={shuffle!r}")
@@ -633,7 +627,7 @@ class _Options:
                              f"None. Received: seed={seed!r}")
         self.seed = seed
         self.workers = (_default_workers() if num_parallel_calls is None
-                        else _positive_int(owner, "num_parallel_calls", num_parallel_calls))
+                        else _count(owner, "num_parallel_calls", num_parallel_calls))
         if label_mode not in _LABEL_MODES:
             raise ValueError(f"{owner}: received an invalid value for `label_mode`, expected 'int', 'categorical', "
                              f"'binary' or None. Received: label_mode={label_mode!r}")
@@ -647,5 +641,4 @@ class _Options:
             raise ValueError(f"{owner}: received an invalid value for `interpolation`, expected one of "
                              f"{list(_INTERPOLATIONS)}. Received: interpolation={interpolation!r}")
         self.interpolation = interpolation
-        self.prefetch = 0 if prefetch_buffer_size == 0 else _positive_int(owner, "prefetch_buffer_size",
-                                                                          prefetch_buffer_size)
+        self.prefetch = 0 if prefetch_buffer_size == 0 else _count(owner, "prefetch_buffer_size", prefetch_buffer_size)

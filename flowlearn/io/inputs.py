@@ -90,6 +90,18 @@ def _check_settings(owner, batch_size, num_epochs, shuffle, seed):
     return int(batch_size), None if num_epochs is None else int(num_epochs), bool(shuffle), seed
 
 
+
+def _count(owner, name, value, minimum=1, allow_none=False):
+    """``value`` as an int of at least ``minimum`` (1 or 0; None passes where ``allow_none``), else a ValueError
+    naming ``owner``'s argument, what it takes and what it received."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        what = "a positive integer" if minimum == 1 else "a non-negative integer"
+        raise ValueError(f"{owner}: received an invalid value for `{name}`, expected {what}"
+                         f"{' or None' if allow_none else ''}. Received: {name}={value!r}")
+    return int(value)
+
 def _check_lengths(owner, named):
     """The common number of rows of the named arrays, or a ValueError listing them."""
     lengths = {name: len(array) for name, array in named.items()}

@@ -34,7 +34,7 @@ from ..layers import seeding
 from ..layers.data_adapter import INFINITE, UNKNOWN, describe
 from ._files import resolve_files
 from ._prefetch import prefetched
-from .inputs import _check_settings
+from .inputs import _check_settings, _count
 
 __all__ = ["FixedLenFeature", "TFRecordBatches", "TFRecordInputFn", "TFRecordWriter", "VarLenFeature",
            "decode_example", "encode_example", "masked_crc32c", "parse_example", "read_tfrecord",
@@ -751,11 +751,10 @@ def tfrecord_input_fn(files, features, label_key=None, batch_size=32, num_epochs
     if label_key is not None and label_key not in features:
         raise ValueError(f"{owner}: label_key={label_key!r} is not one of the features {list(features)}.")
     options = {
-        "shuffle_buffer_size": _positive(owner, "shuffle_buffer_size", shuffle_buffer_size),
-        "num_parallel_reads": _positive(owner, "num_parallel_reads", num_parallel_reads, allow_none=True) or 1,
-        "num_parallel_calls": _positive(owner, "num_parallel_calls", num_parallel_calls, allow_none=True) or 1,
-        "prefetch": 0 if prefetch_buffer_size == 0 else _positive(owner, "prefetch_buffer_size",
-                                                                    prefetch_buffer_size),
+        "shuffle_buffer_size": _count(owner, "shuffle_buffer_size", shuffle_buffer_size),
+        "num_parallel_reads": _count(owner, "num_parallel_reads", num_parallel_reads, allow_none=True) or 1,
+        "num_parallel_calls": _count(owner, "num_parallel_calls", num_parallel_calls, allow_none=True) or 1,
+        "prefetch": 0 if prefetch_buffer_size == 0 else _count(owner, "prefetch_buffer_size", prefetch_buffer_size),
     }
     if map_fn is not None and not callable(map_fn):
         raise ValueError(f"{owner}: `map_fn` must be callable or None; got {describe(map_fn)}.")
@@ -774,15 +773,6 @@ def _check_spec(owner, features):
             raise ValueError(f"{owner}: features[{name!r}] must be a FixedLenFeature or a VarLenFeature; got "
                              f"{describe(spec)}.")
     return dict(features)
-
-
-def _positive(owner, name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{owner}: received an invalid value for `{name}`, expected a positive integer"
-                         f"{' or None' if allow_none else ''}. Received: {name}={value!r}")
-    return int(value)
 
 
 class TFRecordInputFn:
