@@ -745,8 +745,10 @@ def _training_callbacks(estimator, start, after_save, example_features):
     config = estimator.config
     callbacks = [_CheckpointSaver(estimator, config.save_checkpoints_steps, config.save_checkpoints_secs, after_save)]
     histogram_steps = config.save_histogram_steps if config.save_summary_steps is not None else None
-    callbacks.append(_StepLogger(estimator, config.save_summary_steps, config.log_step_count_steps, start,
-                                 histogram_steps, example_features))
+    if config.save_summary_steps is not None or config.log_step_count_steps is not None:
+        # (With summaries and step logging both off it would do nothing, yet be called twice a step.)
+        callbacks.append(_StepLogger(estimator, config.save_summary_steps, config.log_step_count_steps, start,
+                                     histogram_steps, example_features))
     return callbacks
 
 

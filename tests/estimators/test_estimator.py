@@ -166,6 +166,20 @@ def test_training_equals_the_model_fn_run_by_hand_bit_for_bit(tmp_path, data):
         numpy.testing.assert_array_equal(got[name], array, err_msg=name, strict=True)
 
 
+def test_with_summaries_and_step_logging_off_no_step_logger_runs(tmp_path, data, monkeypatch):
+    """It would have nothing to do and still be called twice a step."""
+    from flowlearn.estimators import estimator as estimator_module
+
+    def refused(*args, **kwargs):
+        raise AssertionError("a _StepLogger was created")
+
+    x, y = data
+    estimator = make(tmp_path, log_step_count_steps=None)
+    monkeypatch.setattr(estimator_module, "_StepLogger", refused)
+    estimator.train(batches_fn(x, y), steps=3)
+    assert estimator.get_variable_value("global_step") == 3
+
+
 def test_a_second_train_call_continues_from_memory_without_reloading(tmp_path, data, monkeypatch):
     x, y = data
     est = make(tmp_path)
