@@ -211,7 +211,7 @@ def _rotated(items, shift):
     """``items`` starting at ``shift`` (modulo their number): each round starts with another variant, so that
     none always runs first (after the previous section) or always follows the same one."""
     items = list(items)
-    shift %= len(items)
+    shift %= max(len(items), 1)
     return items[shift:] + items[:shift]
 
 
@@ -276,6 +276,7 @@ def main():
     parser.add_argument("--busy", action="store_true", help="also run every round next to a busy process")
     parser.add_argument("--cores", type=int, default=2, help="CPUs to pin this process to (0: all it may use)")
     parser.add_argument("--quick", action="store_true", help="600 images, 12 steps, 2 rounds")
+    parser.add_argument("--parts", default="1,2", help="which comparisons to run: 1 (throughput), 2 (step time)")
     args = parser.parse_args()
     if args.quick:
         args.images, args.steps, args.rounds = 600, 12, 2
@@ -305,8 +306,10 @@ def main():
         # Decoding every file once also warms the page cache for both sides.
         x, y, _ = load_images(directory, image_size=IMAGE_SIZE)
         print(f"wrote and read {args.images} JPEGs in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        parts = set(args.parts.split(","))
         passes, n_images = throughput_variants(directory, args.batch)
-        fits = training_variants(directory, args.batch, x, y)
+        passes = passes if "1" in parts else {}
+        fits = training_variants(directory, args.batch, x, y) if "2" in parts else {}
         for fit in fits.values():  # warm-up: imports, thread pools, first-touch allocations
             step_time(fit, 3, args.filters)
         pass_walls, pass_cpus, step_walls, step_cpus = {}, {}, {}, {}
@@ -324,9 +327,12 @@ def main():
                         step_cpus.setdefault((state, name), []).append(cpu)
             print(f"round {round_ + 1} done at {time.perf_counter() - start:.0f} s", file=sys.stderr)
     for state in states:
-        print_throughput(state, pass_walls, pass_cpus, n_images, args.rounds)
-        print_steps(state, step_walls, step_cpus, args.steps, args.batch, args.rounds)
-        print_goals(state, pass_walls, step_walls)
+        if passes:
+            print_throughput(state, pass_walls, pass_cpus, n_images, args.rounds)
+        if fits:
+            print_steps(state, step_walls, step_cpus, args.steps, args.batch, args.rounds)
+        if passes and fits:
+            print_goals(state, pass_walls, step_walls)
 
 
 if __name__ == "__main__":
