@@ -586,9 +586,13 @@ class Estimator:
 
         Returns
         -------
-        str
-            The new export's folder.
+        str or None
+            The new export's folder. Under ``RunConfig(train_distribute=...)`` only the chief (rank 0)
+            exports; the other ranks write nothing and return None, so that a script run on every rank
+            exports once.
         """
+        if not _is_chief(self):
+            return None
         return _export_saved_model(self, export_dir_base, serving_input_receiver_fn=serving_input_receiver_fn,
                                    as_text=as_text, debug_outputs=debug_outputs)
 
@@ -876,8 +880,16 @@ def _summary_writer(logdir):
         return None
 
 
+def _is_chief(estimator):
+    """Whether this process writes model_dir's files: always, unless a data-parallel strategy says another rank."""
+    strategy = estimator.config.train_distribute
+    return strategy is None or strategy.is_chief
+
+
 def _write_eval_summaries(estimator, results, name):
     if estimator.config.save_summary_steps is None:  # summaries turned off: none for evaluations either
+        return
+    if not _is_chief(estimator):  # every rank evaluates the whole input; one writes what it found
         return
     logdir = os.path.join(estimator.model_dir, "eval" if name is None else f"eval_{name}")
     writer = _summary_writer(logdir)

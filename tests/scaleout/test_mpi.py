@@ -390,3 +390,35 @@ def test_two_thread_ranks_match_one_process_without_mpi(monkeypatch, float64):
         numpy.testing.assert_allclose(ranked.loss_curve_, reference.loss_curve_, rtol=1e-10)
         for a, b in zip(ranked._model.get_weights(), reference._model.get_weights()):
             numpy.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_an_estimator_on_another_rank_writes_no_eval_summaries_and_no_export(tmp_path):
+    # Every rank runs the user's script; only the chief writes model_dir's files and exports.
+    pytest.importorskip("tensorboardX")
+    from flowlearn.estimators import Estimator, EstimatorSpec, ModeKeys, RunConfig
+    from flowlearn.io import build_raw_serving_input_receiver_fn, numpy_input_fn
+
+    def model_fn(features, labels, mode):
+        y = fl.layers.dense(features["x"], 1)
+        if mode == ModeKeys.PREDICT:
+            return EstimatorSpec(mode, predictions=y)
+        loss = fl.core.losses.mean_squared_error(labels, y)
+        return EstimatorSpec(mode, loss=loss, train_op=fl.train.GradientDescentOptimizer(0.1).minimize(
+            loss, global_step=fl.train.get_global_step()))
+
+    x = numpy.linspace(0, 1, 16, dtype="float32").reshape(8, 2)
+    y = x.sum(axis=1, keepdims=True)
+    receiver = build_raw_serving_input_receiver_fn({"x": ("float32", (2,))})
+    outcomes = {}
+    for chief in (True, False):
+        strategy = _OneRank()
+        strategy.is_chief = chief
+        model_dir = tmp_path / ("chief" if chief else "other")
+        est = Estimator(model_fn, str(model_dir), RunConfig(train_distribute=strategy, save_summary_steps=1))
+        est.train(numpy_input_fn({"x": x}, y, batch_size=4, shuffle=False), steps=2)
+        if not chief:
+            est._save(2)  # the chief's checkpoint, as a shared model_dir would hold it
+        est.evaluate(numpy_input_fn({"x": x}, y, batch_size=4, shuffle=False))
+        outcomes[chief] = (os.path.isdir(model_dir / "eval"), est.export_saved_model(tmp_path / "exports", receiver))
+    assert outcomes[True][0] and outcomes[True][1] is not None and os.path.isdir(outcomes[True][1])
+    assert outcomes[False] == (False, None)
