@@ -125,7 +125,7 @@ def pipeline(directory, batch_size, augment, **options):
 def throughput_variants(directory, batch_size):
     from flowlearn.io import image_input_fn
 
-    listing = image_input_fn(directory, image_size=IMAGE_SIZE)
+    listing = image_input_fn(directory, image_size=IMAGE_SIZE)  # the same files and labels for both sides
     paths, labels = listing.file_paths, listing.labels
     variants = {}
     for kind, augment in ((AUGMENTED, True), (PLAIN, False)):
@@ -145,8 +145,8 @@ def cnn(filters=FILTERS):
 
     fl.layers.set_random_seed(0)
     layers = [fl.layers.Input(IMAGE_SIZE + (3,))]
-    for filters in filters:
-        layers += [fl.layers.Conv2D(filters, 3, padding="same", activation="relu"), fl.layers.MaxPooling2D(2)]
+    for width in filters:
+        layers += [fl.layers.Conv2D(width, 3, padding="same", activation="relu"), fl.layers.MaxPooling2D(2)]
     model = fl.Sequential(layers + [fl.layers.Flatten(), fl.layers.Dense(64, activation="relu"), fl.layers.Dense(2)])
     model.compile("adam", "sparse_categorical_crossentropy")
     return model
