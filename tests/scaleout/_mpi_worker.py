@@ -27,8 +27,10 @@ def sequential(strategy, out, rank=0):
     rng = numpy.random.default_rng(0)
     x, y = rng.normal(size=(97, 5)), rng.integers(0, 3, 97)
     seeding.set_random_seed(_seed(rank))
-    model = fl.Sequential([fl.layers.Input((5,)), fl.layers.Dense(8, activation="relu"),
-                           fl.layers.Dense(3, activation="softmax")])
+    # Named layers: the weights are compared by name with a run in the test process, whose automatic layer
+    # names count every layer the other tests made before.
+    model = fl.Sequential([fl.layers.Input((5,)), fl.layers.Dense(8, activation="relu", name="hidden"),
+                           fl.layers.Dense(3, activation="softmax", name="out")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     checkpoint = fl.callbacks.ModelCheckpoint(os.path.join(out, f"seq_rank{rank}.flmodel"), monitor="loss")
     history = model.fit(x, y, batch_size=16, epochs=2, validation_data=(x[:20], y[:20]), callbacks=[checkpoint],
