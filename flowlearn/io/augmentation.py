@@ -123,16 +123,65 @@ def _clip(xp, batch):
     return xp.minimum(batch, 1.0, out=batch)
 
 
+# -- per-image ops in two parts: the batch's draws, then the arithmetic over a few images at a time ----------------
+# A whole 32x96x96x3 batch's temporaries are megabytes each: the allocator hands them back to the system and the
+# next batch faults them in again (system time the size of the arithmetic). Applied to SUB_BATCH images at a time
+# the temporaries stay small and in cache. The random values are still drawn for the whole batch first, in the
+# same calls, so a seed gives the same result as arithmetic on the whole batch would.
+SUB_BATCH = 4
+
+
+class _PerImage:
+    """One op as ``draw(rng, n) -> tuple of host arrays of length n`` and ``apply(xp, images, out, *values)``,
+    which writes the op's result on ``images`` (a run of the batch, given with the same run of each value array)
+    into ``out`` (which may be ``images`` itself)."""
+
+    def __init__(self, draw, apply):
+        self.draw, self.apply = draw, apply
+
+    def __call__(self, images, rng):
+        """The op on ``images`` (an :class:`_Images`) with draws from ``rng``: a new batch."""
+        values = [images.draws(v) for v in self.draw(rng, images.n)]
+        out = images.xp.empty_like(images.batch)
+        apply_in_runs(images.xp, [self], [values], images.batch, out)
+        return images.result(out)
+
+
+def apply_in_runs(xp, ops, values, batch, out, size=None):
+    """Apply each :class:`_PerImage` op of ``ops`` in turn (``values``: each op's drawn arrays, device side) to
+    ``batch``, writing into ``out`` (``batch`` itself allowed), ``size`` images (default SUB_BATCH) at a time."""
+    size = SUB_BATCH if size is None else size
+    for start in range(0, batch.shape[0], size):
+        run = slice(start, start + size)
+        source = batch[run]
+        for op, drawn in zip(ops, values):
+            op.apply(xp, source, out[run], *(v[run] for v in drawn))
+            source = out[run]
+    return out
+
+
 # -- flips -------------------------------------------------------------------------------------------------------
+def _flip_draw(rng, n):
+    return (rng.random(n) < 0.5,)
+
+
+def _flip_apply(axis):
+    def apply(xp, images, out, chosen):
+        chosen = xp.flatnonzero(chosen)  # fancy indexing copies, so out may be images
+        if out is not images:
+            out[...] = images
+        out[chosen] = xp.flip(images[chosen], axis=axis)
+    return apply
+
+
+_FLIPS = {axis: _PerImage(_flip_draw, _flip_apply(axis)) for axis in (1, 2)}
+
+
 def _random_flip(owner, images, seed, axis, training):
     images = _Images(owner, images, training)
     if _unchanged(owner, images, seed):
         return images.original
-    rng = _generator(owner, seed)
-    chosen = images.xp.asarray(numpy.flatnonzero(rng.random(images.n) < 0.5))
-    out = images.batch.copy()
-    out[chosen] = images.xp.flip(images.batch[chosen], axis=axis)
-    return images.result(out)
+    return _FLIPS[axis](images, _generator(owner, seed))
 
 
 def random_flip_left_right(images, seed=None, training=None):
@@ -166,9 +215,17 @@ def random_brightness(images, max_delta, seed=None, training=None):
     images = _Images(owner, images, training)
     if _unchanged(owner, images, seed):
         return images.original
-    rng = _generator(owner, seed)
-    delta = images.draws(rng.uniform(-max_delta, max_delta, images.n))
-    return images.result(_clip(images.xp, images.batch + _per_image(delta)))
+    return _brightness(max_delta)(images, _generator(owner, seed))
+
+
+def _brightness(max_delta):
+    def draw(rng, n):
+        return (rng.uniform(-max_delta, max_delta, n),)
+
+    def apply(xp, images, out, delta):
+        xp.add(images, _per_image(delta), out=out)
+        _clip(xp, out)
+    return _PerImage(draw, apply)
 
 
 def random_contrast(images, lower, upper, seed=None, training=None):
@@ -179,15 +236,23 @@ def random_contrast(images, lower, upper, seed=None, training=None):
     images = _Images(owner, images, training)
     if _unchanged(owner, images, seed):
         return images.original
-    rng = _generator(owner, seed)
-    factor = _per_image(images.draws(rng.uniform(lower, upper, images.n)))
-    n, height, width, channels = images.batch.shape
-    # The channel means as one matrix product: a mean over the two strided pixel axes is ~10x slower.
-    weights = images.xp.full((1, height * width), 1 / (height * width), images.batch.dtype)
-    mean = (weights @ images.batch.reshape(n, height * width, channels)).reshape(n, 1, 1, channels)
-    out = images.batch * factor
-    out += mean * (1 - factor)  # (x - mean) * factor + mean, in two passes over the batch
-    return images.result(_clip(images.xp, out))
+    return _contrast(lower, upper)(images, _generator(owner, seed))
+
+
+def _contrast(lower, upper):
+    def draw(rng, n):
+        return (rng.uniform(lower, upper, n),)
+
+    def apply(xp, images, out, factor):
+        factor = _per_image(factor)
+        n, height, width, channels = images.shape
+        # The channel means as one matrix product: a mean over the two strided pixel axes is ~10x slower.
+        weights = xp.full((1, height * width), 1 / (height * width), images.dtype)
+        mean = (weights @ images.reshape(n, height * width, channels)).reshape(n, 1, 1, channels)
+        xp.multiply(images, factor, out=out)
+        out += mean * (1 - factor)  # (x - mean) * factor + mean, in two passes over the images
+        _clip(xp, out)
+    return _PerImage(draw, apply)
 
 
 # -- colour: hue and saturation through HSV ----------------------------------------------------------------------
@@ -272,11 +337,24 @@ def random_hue(images, max_delta, seed=None, training=None):
     _rgb(owner, images)
     if _unchanged(owner, images, seed):
         return images.original
-    rng = _generator(owner, seed)
-    delta = images.draws(rng.uniform(-max_delta, max_delta, images.n))
-    hue, _, value, chroma = _hsv_planes(_planar(images.batch))
-    hue += 6 * delta.reshape(-1, 1, 1)  # _rgb_planes takes the hue modulo a turn
-    return images.result(_clip(images.xp, _interleaved(_rgb_planes(hue, value, chroma))))
+    return _hue(max_delta)(images, _generator(owner, seed))
+
+
+def _to_interleaved(xp, planes, out):
+    """RGB ``planes`` (3, n, h, w) written into the NHWC ``out``, clipped to [0, 1]."""
+    out[...] = xp.moveaxis(planes, 0, -1)
+    _clip(xp, out)
+
+
+def _hue(max_delta):
+    def draw(rng, n):
+        return (rng.uniform(-max_delta, max_delta, n),)
+
+    def apply(xp, images, out, delta):
+        hue, _, value, chroma = _hsv_planes(_planar(images))
+        hue += 6 * delta.reshape(-1, 1, 1)  # _rgb_planes takes the hue modulo a turn
+        _to_interleaved(xp, _rgb_planes(hue, value, chroma), out)
+    return _PerImage(draw, apply)
 
 
 def random_saturation(images, lower, upper, seed=None, training=None):
@@ -288,12 +366,20 @@ def random_saturation(images, lower, upper, seed=None, training=None):
     _rgb(owner, images)
     if _unchanged(owner, images, seed):
         return images.original
-    rng = _generator(owner, seed)
-    factor = images.draws(rng.uniform(lower, upper, images.n))
-    hue, saturation, value, _ = _hsv_planes(_planar(images.batch))
-    saturation *= factor.reshape(-1, 1, 1)
-    images.xp.minimum(saturation, 1, out=saturation)
-    return images.result(_clip(images.xp, _interleaved(_rgb_planes(hue, value, value * saturation))))
+    return _saturation(lower, upper)(images, _generator(owner, seed))
+
+
+def _saturation(lower, upper):
+    def draw(rng, n):
+        return (rng.uniform(lower, upper, n),)
+
+    def apply(xp, images, out, factor):
+        hue, saturation, value, _ = _hsv_planes(_planar(images))
+        saturation *= factor.reshape(-1, 1, 1)
+        xp.minimum(saturation, 1, out=saturation)
+        saturation *= value
+        _to_interleaved(xp, _rgb_planes(hue, value, saturation), out)
+    return _PerImage(draw, apply)
 
 
 # -- geometry: crops and rotations -------------------------------------------------------------------------------

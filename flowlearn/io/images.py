@@ -269,8 +269,7 @@ class ImageInputFn:
     def _prepare(self, chunk):
         """One batch from ``(indices, pixels, rng)``: float32 in [0, 1], augmented in training; runs in a worker."""
         _, pixels, rng = chunk
-        images = numpy.divide(numpy.stack(pixels), numpy.float32(255), dtype=numpy.float32)
-        return self._augmenter(images, rng, training=rng is not None)
+        return self._augmenter.from_pixels(pixels, rng, training=rng is not None)
 
     def _kept(self, decoded, skipped):
         """The decoded ``(index, pixels)``; an unreadable file raises, or with on_error="skip" is recorded."""
@@ -438,25 +437,80 @@ class _Augmenter:
         self(probe, numpy.random.default_rng(0), training=True)
 
     def _step(self, owner, key, value, options):
+        """The op for ``augment[key]``: an ``augmentation._PerImage`` (drawn for the whole batch, applied a few
+        images at a time), a whole-batch callable ``(images, rng) -> images``, or None for a flip set to False."""
         ops = augmentation
         if key in ("flip_left_right", "flip_up_down"):
             if not isinstance(value, (bool, numpy.bool_)):
                 raise ValueError(f"{owner}: augment[{key!r}] must be True or False; received {value!r}.")
-            op = ops.random_flip_left_right if key == "flip_left_right" else ops.random_flip_up_down
-            return (lambda images, rng: op(images, seed=rng)) if value else None
+            return ops._FLIPS[2 if key == "flip_left_right" else 1] if value else None
         if key in ("contrast", "saturation"):
             if not isinstance(value, (tuple, list)) or len(value) != 2:
                 raise ValueError(f"{owner}: augment[{key!r}] must be a (lower, upper) pair of factors; received "
                                  f"{value!r}.")
-            op = ops.random_contrast if key == "contrast" else ops.random_saturation
-            return lambda images, rng: op(images, value[0], value[1], seed=rng)
+            name = f"random_{key}"
+            lower, upper = ops._range(name, value[0], value[1])
+            return ops._contrast(lower, upper) if key == "contrast" else ops._saturation(lower, upper)
         if key == "crop":
             height, width = options.image_size
             size = ops._crop_size(f"{owner}: augment['crop']", value, height, width)
             self._central = size
             return lambda images, rng: ops.random_crop(images, size, seed=rng)
-        op = {"brightness": ops.random_brightness, "hue": ops.random_hue, "rotation": ops.random_rotation}[key]
-        return lambda images, rng: op(images, value, seed=rng)
+        if key == "rotation":
+            return lambda images, rng: ops.random_rotation(images, value, seed=rng)
+        if key == "brightness":
+            return ops._brightness(ops._number("random_brightness", "max_delta", value))
+        return ops._hue(ops._number("random_hue", "max_delta", value, high=0.5))
+
+    def from_pixels(self, pixels, rng, training):
+        """The float32 batch in [0, 1] of a list of uint8 images, augmented in training.
+
+        Where the ops from the first on are per-image ones (no crop or rotation), each few images are converted
+        and augmented while they are in cache, with no uint8 or float batch-sized temporary; the random values
+        are drawn for the whole batch first, in the ops' order, so the result is the same as converting the
+        whole batch and then applying the ops one by one.
+        """
+        batch = numpy.empty((len(pixels),) + pixels[0].shape, numpy.float32)
+        leading = []
+        if training and self._callable is None:
+            for step in self._steps:
+                if not isinstance(step, augmentation._PerImage):
+                    break
+                leading.append(step)
+        values = self._draws(leading, rng, len(pixels))
+        for start in range(0, len(pixels), augmentation.SUB_BATCH):
+            run = slice(start, start + augmentation.SUB_BATCH)
+            for i in range(run.start, min(run.stop, len(pixels))):
+                numpy.divide(pixels[i], numpy.float32(255), out=batch[i], dtype=numpy.float32)
+            augmentation.apply_in_runs(numpy, leading, [[v[run] for v in drawn] for drawn in values], batch[run],
+                                       batch[run])
+        if not training:
+            return self(batch, rng, training=False)
+        if self._callable is not None:
+            return self(batch, rng, training=True)
+        return self._apply(self._steps[len(leading):], batch, rng)
+
+    @staticmethod
+    def _draws(ops, rng, n):
+        return [[numpy.asarray(v, numpy.float32) for v in op.draw(rng, n)] for op in ops]
+
+    def _apply(self, steps, images, rng):
+        """``steps`` in order on ``images`` (a batch of this pipeline's own, overwritten): runs of per-image ops
+        together, a few images at a time."""
+        i = 0
+        while i < len(steps):
+            if not isinstance(steps[i], augmentation._PerImage):
+                images = steps[i](images, rng)
+                i += 1
+                continue
+            j = i
+            while j < len(steps) and isinstance(steps[j], augmentation._PerImage):
+                j += 1
+            if not images.flags.writeable or not images.flags.c_contiguous:
+                images = numpy.array(images, numpy.float32, order="C")  # a callable's or a view: ours to write
+            augmentation.apply_in_runs(numpy, steps[i:j], self._draws(steps[i:j], rng, len(images)), images, images)
+            i = j
+        return images
 
     def __call__(self, images, rng, training):
         if not training:
@@ -468,9 +522,7 @@ class _Augmenter:
                 raise ValueError(f"image_input_fn: the augment callable must return a batch of {len(images)} "
                                  f"images (n, height, width, channels); it returned shape {result.shape}.")
             return result
-        for step in self._steps:
-            images = step(images, rng)
-        return images
+        return self._apply(self._steps, images, rng)
 
 
 # -- listing the files ----------------------------------------------------------------------------------------------
