@@ -106,6 +106,52 @@ def test_saturation_scales_the_saturation_and_keeps_hue_and_value(batch):
     numpy.testing.assert_allclose(desaturated, desaturated[..., :1].repeat(3, axis=-1), atol=1e-6)  # grey
 
 
+# -- the ops apply their draws a few images at a time: the same numbers as arithmetic on the whole batch ----------
+def _whole_batch(name, batch, arguments, seed):
+    """What each op computes, written plainly over the whole batch at once, with the same draws in the same order."""
+    rng = numpy.random.default_rng(seed)
+    n = len(batch)
+    if name.startswith("random_flip"):
+        chosen = numpy.flatnonzero(rng.random(n) < 0.5)
+        out = batch.copy()
+        out[chosen] = numpy.flip(batch[chosen], axis=2 if name.endswith("left_right") else 1)
+        return out
+    draws = rng.uniform(-arguments[0], arguments[0], n) if len(arguments) == 1 else rng.uniform(*arguments, n)
+    draws = draws.astype(batch.dtype)
+    if name == "random_brightness":
+        return numpy.clip(batch + draws.reshape(-1, 1, 1, 1), 0, 1)
+    if name == "random_contrast":
+        _, height, width, channels = batch.shape
+        weights = numpy.full((1, height * width), 1 / (height * width), batch.dtype)
+        mean = (weights @ batch.reshape(n, -1, channels)).reshape(n, 1, 1, channels)
+        factor = draws.reshape(-1, 1, 1, 1)
+        return numpy.clip(batch * factor + mean * (1 - factor), 0, 1)
+    hue, saturation, value, chroma = aug._hsv_planes(numpy.ascontiguousarray(numpy.moveaxis(batch, -1, 0)))
+    if name == "random_hue":
+        planes = aug._rgb_planes(hue + 6 * draws.reshape(-1, 1, 1), value, chroma)
+    else:
+        planes = aug._rgb_planes(hue, value, value * numpy.minimum(saturation * draws.reshape(-1, 1, 1), 1))
+    return numpy.clip(numpy.moveaxis(planes, 0, -1), 0, 1)
+
+
+_PER_IMAGE_OPS = [("random_flip_left_right", ()), ("random_flip_up_down", ()), ("random_brightness", (0.3,)),
+                  ("random_contrast", (0.5, 1.5)), ("random_hue", (0.4,)), ("random_saturation", (0.2, 1.8))]
+
+
+@pytest.mark.parametrize("name, arguments", _PER_IMAGE_OPS)
+@pytest.mark.parametrize("sub_batch", [1, 3, 4, 64])
+def test_applied_a_few_images_at_a_time_equals_the_whole_batch_bit_for_bit(name, arguments, sub_batch, monkeypatch):
+    monkeypatch.setattr(aug, "SUB_BATCH", sub_batch)
+    batch = numpy.random.default_rng(7).random((13, 9, 11, 3), dtype=numpy.float32)  # 13: a short last run
+    batch[0] = 0.5  # a grey image: hue and saturation 0
+    for seed in (0, 1):
+        out = getattr(aug, name)(batch, *arguments, seed=seed)
+        expected = _whole_batch(name, batch, arguments, seed)
+        assert out.dtype == numpy.float32 and out.flags.c_contiguous
+        numpy.testing.assert_array_equal(out, expected)
+    assert not numpy.array_equal(out, batch)  # the op did something
+
+
 # -- geometry ------------------------------------------------------------------------------------------------------
 def test_random_crop_takes_a_window_of_each_image():
     height, width = 10, 12

@@ -287,6 +287,34 @@ def test_augmentation_changes_training_batches_never_evaluation_batches(shapes):
                                      _all(image_input_fn(shapes, **unshuffled))[0])
 
 
+@pytest.mark.parametrize("augment", [
+    {"flip_left_right": True, "brightness": 0.2, "contrast": (0.8, 1.2), "saturation": (0.8, 1.2), "hue": 0.05},
+    {"crop": (12, 10), "flip_up_down": True, "hue": 0.3, "brightness": 0.1, "flip_left_right": False},
+    {"rotation": 15, "contrast": (0.5, 1.5), "saturation": (0.2, 1.9), "flip_left_right": True}])
+def test_augmented_batches_equal_the_ops_on_whole_batches_bit_for_bit(shapes, augment):
+    """The pipeline converts and augments a few images at a time; the batches are those of converting whole
+    batches and applying the public ops one by one, in the documented order, with the same generator."""
+    from flowlearn.io import augmentation as aug
+    arguments = {"crop": lambda v: (v,), "rotation": lambda v: (v,), "brightness": lambda v: (v,),
+                 "hue": lambda v: (v,), "contrast": tuple, "saturation": tuple}
+    order = ("crop", "rotation", "flip_left_right", "flip_up_down", "brightness", "contrast", "saturation", "hue")
+
+    def whole(images, rng):
+        for key in order:
+            if augment.get(key, False) is not False:
+                images = getattr(aug, f"random_{key}")(images, *arguments.get(key, lambda v: ())(augment[key]),
+                                                       seed=rng)
+        return images
+
+    common = dict(image_size=(16, 14), batch_size=23, seed=5)  # 120 images: a short last batch and run
+    expected = _all(image_input_fn(shapes, augment=whole, **common), mode="train")[0]
+    got = _all(image_input_fn(shapes, augment=augment, **common), mode="train")[0]
+    assert got.dtype == numpy.float32 and got.shape == expected.shape
+    numpy.testing.assert_array_equal(got, expected)
+    assert not numpy.array_equal(got, _all(image_input_fn(shapes, **common), mode="train")[0][:, :got.shape[1],
+                                                                                             :got.shape[2]])
+
+
 def test_crop_is_random_in_training_and_central_otherwise(shapes):
     input_fn = image_input_fn(shapes, image_size=(32, 32), batch_size=40, seed=0, augment={"crop": (24, 24)},
                               shuffle=False)
