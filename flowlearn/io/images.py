@@ -381,14 +381,18 @@ def _read_image(path, options):
     Image = _pillow("image_input_fn")
     height, width = options.image_size
     with Image.open(path) as image:
-        image = image.convert(_MODES[options.channels])  # decodes the whole file: a truncated one fails here
-    box = None
-    if options.crop_to_aspect_ratio:
-        box = _central_box(image.width, image.height, width / height)
-    if box is not None or image.size != (width, height):
-        resample = getattr(Image.Resampling, options.interpolation.upper())
-        image = image.resize((width, height), resample=resample, box=box)
-    pixels = numpy.asarray(image, dtype=numpy.uint8)
+        image.load()  # decodes the whole file: a truncated one fails here
+        # Pillow's convert to the mode an image already has is a copy: a JPEG photo is RGB already. Everything
+        # is read before the file is closed, which frees the decoded image.
+        if image.mode != _MODES[options.channels]:
+            image = image.convert(_MODES[options.channels])
+        box = None
+        if options.crop_to_aspect_ratio:
+            box = _central_box(image.width, image.height, width / height)
+        if box is not None or image.size != (width, height):
+            resample = getattr(Image.Resampling, options.interpolation.upper())
+            image = image.resize((width, height), resample=resample, box=box)
+        pixels = numpy.asarray(image, dtype=numpy.uint8)
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
 
 
