@@ -125,10 +125,10 @@ def _clip(xp, batch):
 
 # -- per-image ops in two parts: the batch's draws, then the arithmetic over a few images at a time ----------------
 # A whole 32x96x96x3 batch's temporaries are megabytes each: the allocator hands them back to the system and the
-# next batch faults them in again (system time the size of the arithmetic). Applied to SUB_BATCH images at a time
+# next batch faults them in again (system time the size of the arithmetic). Applied to _SUB_BATCH images at a time
 # the temporaries stay small and in cache. The random values are still drawn for the whole batch first, in the
 # same calls, so a seed gives the same result as arithmetic on the whole batch would.
-SUB_BATCH = 4
+_SUB_BATCH = 4
 
 
 class _PerImage:
@@ -143,14 +143,14 @@ class _PerImage:
         """The op on ``images`` (an :class:`_Images`) with draws from ``rng``: a new batch."""
         values = [images.draws(v) for v in self.draw(rng, images.n)]
         out = images.xp.empty_like(images.batch)
-        apply_in_runs(images.xp, [self], [values], images.batch, out)
+        _apply_in_runs(images.xp, [self], [values], images.batch, out)
         return images.result(out)
 
 
-def apply_in_runs(xp, ops, values, batch, out, size=None):
+def _apply_in_runs(xp, ops, values, batch, out, size=None):
     """Apply each :class:`_PerImage` op of ``ops`` in turn (``values``: each op's drawn arrays, device side) to
-    ``batch``, writing into ``out`` (``batch`` itself allowed), ``size`` images (default SUB_BATCH) at a time."""
-    size = SUB_BATCH if size is None else size
+    ``batch``, writing into ``out`` (``batch`` itself allowed), ``size`` images (default _SUB_BATCH) at a time."""
+    size = _SUB_BATCH if size is None else size
     for start in range(0, batch.shape[0], size):
         run = slice(start, start + size)
         source = batch[run]

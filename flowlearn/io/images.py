@@ -482,11 +482,11 @@ class _Augmenter:
                     break
                 leading.append(step)
         values = self._draws(leading, rng, len(pixels))
-        for start in range(0, len(pixels), augmentation.SUB_BATCH):
-            run = slice(start, start + augmentation.SUB_BATCH)
+        for start in range(0, len(pixels), augmentation._SUB_BATCH):
+            run = slice(start, start + augmentation._SUB_BATCH)
             for i in range(run.start, min(run.stop, len(pixels))):
                 numpy.divide(pixels[i], numpy.float32(255), out=batch[i], dtype=numpy.float32)
-            augmentation.apply_in_runs(numpy, leading, [[v[run] for v in drawn] for drawn in values], batch[run],
+            augmentation._apply_in_runs(numpy, leading, [[v[run] for v in drawn] for drawn in values], batch[run],
                                        batch[run])
         if not training:
             return self(batch, rng, training=False)
@@ -512,7 +512,7 @@ class _Augmenter:
                 j += 1
             if not images.flags.writeable or not images.flags.c_contiguous:
                 images = numpy.array(images, numpy.float32, order="C")  # a callable's or a view: ours to write
-            augmentation.apply_in_runs(numpy, steps[i:j], self._draws(steps[i:j], rng, len(images)), images, images)
+            augmentation._apply_in_runs(numpy, steps[i:j], self._draws(steps[i:j], rng, len(images)), images, images)
             i = j
         return images
 

@@ -141,7 +141,7 @@ _PER_IMAGE_OPS = [("random_flip_left_right", ()), ("random_flip_up_down", ()), (
 @pytest.mark.parametrize("name, arguments", _PER_IMAGE_OPS)
 @pytest.mark.parametrize("sub_batch", [1, 3, 4, 64])
 def test_applied_a_few_images_at_a_time_equals_the_whole_batch_bit_for_bit(name, arguments, sub_batch, monkeypatch):
-    monkeypatch.setattr(aug, "SUB_BATCH", sub_batch)
+    monkeypatch.setattr(aug, "_SUB_BATCH", sub_batch)
     batch = numpy.random.default_rng(7).random((13, 9, 11, 3), dtype=numpy.float32)  # 13: a short last run
     batch[0] = 0.5  # a grey image: hue and saturation 0
     for seed in (0, 1):
