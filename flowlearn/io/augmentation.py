@@ -272,15 +272,36 @@ def _hsv_planes(planes):
     """Hue (in sextants, [0, 6)), saturation, value and chroma (value - min) of RGB ``planes`` (3, ...)."""
     xp = backend.array_module(planes)
     r, g, b = planes
-    value = xp.maximum(xp.maximum(r, g), b)
-    chroma = value - xp.minimum(xp.minimum(r, g), b)
-    grey = chroma == 0
+    # Written with out= into few buffers (the ops run on a few images at a time, so these stay in cache); each
+    # step is the same float32 operation, in the same order, as the plain expression in its comment.
+    value = xp.maximum(r, g)
+    xp.maximum(value, b, out=value)  # max(r, g, b)
+    chroma = xp.minimum(r, g)
+    xp.minimum(chroma, b, out=chroma)
+    xp.subtract(value, chroma, out=chroma)  # value - min(r, g, b)
     # The sextant follows the largest channel (ties go to red, then green, as in colorsys): one division.
-    is_r, is_g = value == r, value == g
-    hue = xp.where(is_r, g - b, xp.where(is_g, b - r + 2 * chroma, r - g + 4 * chroma))
-    hue /= chroma + grey  # greys: 0 / 1
-    hue += 6 * (hue < 0)  # red's sextant runs from -1 to 1
-    saturation = chroma / (value + (value == 0))  # chroma is 0 where value is
+    # hue = where(value == r, g - b, where(value == g, b - r + 2 * chroma, r - g + 4 * chroma))
+    hue = xp.subtract(r, g)
+    scratch = xp.multiply(chroma, 4)
+    hue += scratch
+    other = xp.subtract(b, r)
+    xp.multiply(chroma, 2, out=scratch)
+    other += scratch
+    mask = xp.equal(value, g)
+    xp.copyto(hue, other, where=mask)
+    xp.subtract(g, b, out=other)
+    xp.equal(value, r, out=mask)
+    xp.copyto(hue, other, where=mask)
+    xp.equal(chroma, 0, out=mask)
+    xp.add(chroma, mask, out=scratch)
+    hue /= scratch  # greys: 0 / 1
+    # Red's sextant runs from -1 to 1: hue += 6 where negative. Exact either way: hue + 6 is a float32 sum.
+    xp.less(hue, 0, out=mask)
+    xp.add(hue, 6, out=other)
+    xp.copyto(hue, other, where=mask)
+    xp.equal(value, 0, out=mask)
+    xp.add(value, mask, out=scratch)
+    saturation = xp.divide(chroma, scratch, out=other)  # chroma / (value + (value == 0)): chroma is 0 there
     return hue, saturation, value, chroma
 
 
@@ -291,12 +312,20 @@ def _rgb_planes(sextant, value, chroma):
     3, 1 for red, green, blue: the piecewise-linear form of the six sextants, with no per-sextant selection.
     """
     xp = backend.array_module(sextant)
-    base = sextant - 6 * xp.floor(sextant / 6)  # in [0, 6)
+    base = xp.divide(sextant, 6)
+    xp.floor(base, out=base)
+    base *= 6
+    xp.subtract(sextant, base, out=base)  # sextant - 6 * floor(sextant / 6), in [0, 6)
     planes = xp.empty((3,) + sextant.shape, sextant.dtype)
+    k, scratch = xp.empty_like(base), xp.empty_like(base)
+    wrap = xp.empty(base.shape, bool)
     for channel, n in enumerate((5, 3, 1)):
-        k = base + n
-        k -= 6 * (k >= 6)
-        ramp = xp.minimum(k, 4 - k, out=k)
+        xp.add(base, n, out=k)
+        xp.greater_equal(k, 6, out=wrap)
+        xp.subtract(k, 6, out=scratch)  # exact: k is in [6, 12) there
+        xp.copyto(k, scratch, where=wrap)
+        xp.subtract(4, k, out=scratch)
+        ramp = xp.minimum(k, scratch, out=k)
         xp.maximum(ramp, 0, out=ramp)
         xp.minimum(ramp, 1, out=ramp)
         ramp *= chroma

@@ -126,12 +126,42 @@ def _whole_batch(name, batch, arguments, seed):
         mean = (weights @ batch.reshape(n, -1, channels)).reshape(n, 1, 1, channels)
         factor = draws.reshape(-1, 1, 1, 1)
         return numpy.clip(batch * factor + mean * (1 - factor), 0, 1)
-    hue, saturation, value, chroma = aug._hsv_planes(numpy.ascontiguousarray(numpy.moveaxis(batch, -1, 0)))
+    hue, saturation, value, chroma = _plain_hsv(numpy.moveaxis(batch, -1, 0))
     if name == "random_hue":
-        planes = aug._rgb_planes(hue + 6 * draws.reshape(-1, 1, 1), value, chroma)
+        planes = _plain_rgb(hue + 6 * draws.reshape(-1, 1, 1), value, chroma)
     else:
-        planes = aug._rgb_planes(hue, value, value * numpy.minimum(saturation * draws.reshape(-1, 1, 1), 1))
+        planes = _plain_rgb(hue, value, value * numpy.minimum(saturation * draws.reshape(-1, 1, 1), 1))
     return numpy.clip(numpy.moveaxis(planes, 0, -1), 0, 1)
+
+
+def _plain_hsv(planes):
+    """Hue in sextants, saturation, value and chroma of RGB planes, as plain whole-array expressions."""
+    r, g, b = planes
+    value = numpy.maximum(numpy.maximum(r, g), b)
+    chroma = value - numpy.minimum(numpy.minimum(r, g), b)
+    hue = numpy.where(value == r, g - b, numpy.where(value == g, b - r + 2 * chroma, r - g + 4 * chroma))
+    hue = hue / (chroma + (chroma == 0))
+    hue += 6 * (hue < 0)  # in place: float32 (hue + 6 * (hue < 0) alone would be float64)
+    return hue, chroma / (value + (value == 0)), value, chroma
+
+
+def _plain_rgb(sextant, value, chroma):
+    base = sextant - 6 * numpy.floor(sextant / 6)
+    ks = [base + n for n in (5, 3, 1)]
+    for k in ks:
+        k -= 6 * (k >= 6)
+    return numpy.stack([value - chroma * numpy.clip(numpy.minimum(k, 4 - k), 0, 1) for k in ks])
+
+
+def test_hsv_conversions_equal_plain_expressions_bit_for_bit(batch):
+    pixels = numpy.concatenate([batch.reshape(-1, 3), [[0, 0, 0], [1, 1, 1], [0.5, 0.5, 0.5], [1, 0, 0],
+                                                       [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 1],
+                                                       [0.2, 0.7, 0.7], [0.7, 0.7, 0.2]]]).astype(numpy.float32)
+    hue, saturation, value, _ = _plain_hsv(pixels.T)
+    hsv = aug.rgb_to_hsv(pixels)
+    numpy.testing.assert_array_equal(hsv, numpy.stack([hue / 6, saturation, value], axis=-1))
+    expected = _plain_rgb(hsv[:, 0] * 6, hsv[:, 2], hsv[:, 2] * hsv[:, 1]).T
+    numpy.testing.assert_array_equal(aug.hsv_to_rgb(hsv), expected)
 
 
 _PER_IMAGE_OPS = [("random_flip_left_right", ()), ("random_flip_up_down", ()), ("random_brightness", (0.3,)),
