@@ -517,10 +517,15 @@ def test_a_model_dir_always_resumes_after_the_trainer_is_killed_while_checkpoint
     assert mid_write >= 1  # kills left half-written temporaries behind (2-5 of 5 in trial runs): inside writes
 
 
-@pytest.mark.slow  # importing tensorboardX (which imports torch where installed) takes seconds
-def test_training_and_evaluation_write_tensorboard_scalars(tmp_path, data):
+@pytest.fixture
+def event_accumulator():
+    """tensorboard's event reader, for the tests that read the Estimator's event files back."""
     pytest.importorskip("tensorboardX")
-    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    return pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+
+
+@pytest.mark.slow  # importing tensorboardX (which imports torch where installed) takes seconds
+def test_training_and_evaluation_write_tensorboard_scalars(tmp_path, data, event_accumulator):
     x, y = data
     est = make(tmp_path, save_summary_steps=2)
     est.train(batches_fn(x, y, epochs=None), steps=6)
@@ -541,9 +546,7 @@ def test_training_and_evaluation_write_tensorboard_scalars(tmp_path, data):
 
 
 @pytest.mark.slow  # importing tensorboardX (which imports torch where installed) takes seconds
-def test_training_writes_the_inference_graph_once(tmp_path, data):
-    pytest.importorskip("tensorboardX")
-    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+def test_training_writes_the_inference_graph_once(tmp_path, data, event_accumulator):
     x, y = data
     est = make(tmp_path, save_summary_steps=2)
     est.train(batches_fn(x, y, epochs=None), steps=4)
@@ -588,9 +591,7 @@ def test_a_model_fn_that_cannot_be_traced_trains_with_a_warning_and_no_graph(tmp
 
 
 @pytest.mark.slow  # importing tensorboardX (which imports torch where installed) takes seconds
-def test_weight_histograms_every_save_histogram_steps(tmp_path, data):
-    pytest.importorskip("tensorboardX")
-    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+def test_weight_histograms_every_save_histogram_steps(tmp_path, data, event_accumulator):
     x, y = data
     est = make(tmp_path, save_summary_steps=2, save_histogram_steps=3)
     est.train(batches_fn(x, y, epochs=None), steps=6)
