@@ -300,14 +300,14 @@ class _BaseNetwork(BaseEstimator):
         if first_call:
             self._fit_input_statistics(X, weights)
             self._initialize(X.shape[1], n_outputs)
-        if self.strategy is not None:
-            # Rank 0's streams everywhere: all ranks hold out the same rows and cut the same batches.
-            self.strategy.broadcast_generators([self._dropout_rng, self._batch_rng, self._split_rng])
         elif n_outputs != self._n_outputs:
             raise ValueError(
                 f"{type(self).__name__} was fitted with {self._n_outputs} output(s); y has {n_outputs}. "
                 "Fit anew (warm_start=False) to change the number of outputs."
             )
+        if self.strategy is not None:
+            # Rank 0's streams everywhere: all ranks hold out the same rows and cut the same batches.
+            self.strategy.broadcast_generators([self._dropout_rng, self._batch_rng, self._split_rng])
 
         train_rows = validation_rows = validate = None
         if self.early_stopping:

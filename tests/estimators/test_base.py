@@ -119,6 +119,33 @@ def test_partial_fit_class_errors(digits):
         small(DNNClassifier, early_stopping=True).partial_fit(X, y, classes=numpy.arange(10))
 
 
+class _RecordingStrategy:
+    """Stands in for an MPIStrategy of one rank up to the training loop: records the broadcast only."""
+
+    def __init__(self):
+        self.broadcasts = 0
+
+    def shard(self, *args):
+        raise AssertionError("training should not start")
+
+    def reduce_gradients(self, *args):
+        raise AssertionError("training should not start")
+
+    def broadcast_generators(self, generators):
+        self.broadcasts += 1
+
+
+@pytest.mark.parametrize("strategy", [None, _RecordingStrategy()], ids=["alone", "with a strategy"])
+def test_a_warm_start_refuses_a_y_with_another_number_of_outputs(digits, strategy):
+    X, _ = digits
+    y = X @ numpy.linspace(-1, 1, X.shape[1])
+    model = small(DNNRegressor, warm_start=True).fit(X, y)
+    model.set_params(strategy=strategy)
+    with pytest.raises(ValueError, match=r"DNNRegressor was fitted with 1 output\(s\); y has 2"):
+        model.fit(X, numpy.stack([y, y], axis=1))
+    assert strategy is None or strategy.broadcasts == 0
+
+
 def test_early_stopping_records_scores_and_keeps_the_best_epoch(digits):
     X, y = digits
     model = small(DNNClassifier, epochs=40, early_stopping=True, n_iter_no_change=3, random_state=0).fit(X, y)
