@@ -172,10 +172,10 @@ def save_estimator(estimator, path):
     path = os.fspath(path)
     if os.path.isdir(path):
         raise ValueError(f"save: expected a file path; {path!r} is a directory.")
-    params = estimator.get_params(deep=False)
-    if params.get("strategy") is not None:
-        params["strategy"] = None  # a handle on the processes of this run (MPI ranks), not part of the model
-    state = {key: value for key, value in estimator.__getstate__().items() if key not in params}
+    # The pickling state holds the parameters too (strategy already None there: a handle on this run's
+    # processes, not part of the model); split them off so the header lists them apart.
+    state = estimator.__getstate__()
+    params = {key: state.pop(key) for key in estimator._get_param_names()}
     encoder = _Encoder()
     header = {
         "format": FORMAT,
@@ -215,7 +215,7 @@ def _read(archive, path):
     state = decoder.decode(header.get("state"))
     if not isinstance(params, dict) or not isinstance(state, dict):
         raise ValueError(f"load: {path!r} is damaged: its params or state is not a JSON object.")
-    unknown = sorted(set(params) - set(cls().get_params(deep=False)))
+    unknown = sorted(set(params) - set(cls._get_param_names()))
     if unknown:
         raise ValueError(f"load: {path!r} gives {name} parameters it does not have: {unknown}.")
     estimator = cls(**params)
