@@ -329,9 +329,8 @@ def test_a_large_product_always_splits(threads, monkeypatch):
     assert (_gemm.gemm(numpy, *ones) == 2500).all() and len(seen) == 2
 
 
-def test_an_mlp_with_mid_sized_products_fits_on_one_blas_thread_and_hands_it_back(threads, fresh_blas_clock,
-                                                                                   count_slices):
-    threads(2)
+def _blas_threads_seen_in_a_fit(features, rows, hidden, batch_size, epochs):
+    """The BLAS thread counts seen after each training batch of an MLP on random data (skips without BLAS)."""
     if not blas_threads():
         pytest.skip("no BLAS library that threadpoolctl can see")
     seen = set()
@@ -341,33 +340,24 @@ def test_an_mlp_with_mid_sized_products_fits_on_one_blas_thread_and_hands_it_bac
             seen.update(blas_threads())
 
     rng = numpy.random.default_rng(6)
-    x, y = rng.standard_normal((256, 784)).astype(numpy.float32), rng.integers(0, 10, 256)
-    model = fl.Sequential([fl.layers.Dense(256, activation="relu"), fl.layers.Dense(128, activation="relu"),
-                           fl.layers.Dense(10)])
+    x, y = rng.standard_normal((rows, features)).astype(numpy.float32), rng.integers(0, 10, rows)
+    model = fl.Sequential([fl.layers.Dense(units, activation="relu") for units in hidden] + [fl.layers.Dense(10)])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    model.fit(x, y, batch_size=128, epochs=1, verbose=0, callbacks=[Record()])
-    assert seen == {1}
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[Record()])
+    return seen
+
+
+def test_an_mlp_with_mid_sized_products_fits_on_one_blas_thread_and_hands_it_back(threads, fresh_blas_clock,
+                                                                                   count_slices):
+    threads(2)
+    assert _blas_threads_seen_in_a_fit(784, 256, (256, 128), batch_size=128, epochs=1) == {1}
     assert count_slices  # the first layer's products were split
     assert set(blas_threads()) == {4}
 
 
 def test_a_small_network_fits_on_one_blas_thread_and_hands_it_back(threads, fresh_blas_clock):
     threads(2)
-    if not blas_threads():
-        pytest.skip("no BLAS library that threadpoolctl can see")
-    seen = set()
-
-    class Record(fl.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            seen.update(blas_threads())
-
-    rng = numpy.random.default_rng(6)
-    x, y = rng.standard_normal((400, 64)).astype(numpy.float32), rng.integers(0, 10, 400)
-    model = fl.Sequential([fl.layers.Dense(128, activation="relu"), fl.layers.Dense(64, activation="relu"),
-                           fl.layers.Dense(10)])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    model.fit(x, y, batch_size=200, epochs=2, verbose=0, callbacks=[Record()])
-    assert seen == {1}
+    assert _blas_threads_seen_in_a_fit(64, 400, (128, 64), batch_size=200, epochs=2) == {1}
     assert set(blas_threads()) == {4}
 
 
