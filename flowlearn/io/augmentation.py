@@ -28,7 +28,7 @@ import numpy
 from ..core import backend
 from ..core.config import is_training
 from ..core.tensor import Tensor
-from ..layers import seeding
+from .inputs import _seed_or_drawn
 
 __all__ = [
     "central_crop", "hsv_to_rgb", "random_brightness", "random_contrast", "random_crop", "random_flip_left_right",
@@ -83,9 +83,7 @@ def _generator(owner, seed):
     _check_seed(owner, seed)
     if isinstance(seed, numpy.random.Generator):
         return seed
-    if seed is None:
-        return numpy.random.default_rng(int(seeding.shuffle_rng().integers(2 ** 63)))
-    return numpy.random.default_rng(int(seed))
+    return numpy.random.default_rng(int(_seed_or_drawn(seed)))
 
 
 def _unchanged(owner, images, seed):

@@ -24,10 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy
 import pandas
 
-from ..layers import seeding
 from ..layers.data_adapter import INFINITE, UNKNOWN
 from ._files import resolve_files
 from ._prefetch import BATCH, WARNING, delivered, prefetched
+from .inputs import _seed_or_drawn
 
 __all__ = ["CsvBatches", "CsvInputFn", "csv_input_fn"]
 
@@ -134,10 +134,7 @@ class CsvInputFn:
         return f"CsvInputFn({len(self.files)} files, columns={self.column_names}, label_column={self._label!r})"
 
     def __call__(self):
-        seed = self._options.seed
-        if seed is None and self._options.shuffle:
-            # Unseeded: drawn from the stream flowlearn.layers.set_random_seed seeds (as numpy_input_fn).
-            seed = int(seeding.shuffle_rng().integers(2 ** 63))
+        seed = _seed_or_drawn(self._options.seed, self._options.shuffle)
         return CsvBatches(self, numpy.random.default_rng(seed))
 
     # -- the consumer's side -----------------------------------------------------------------------------

@@ -22,11 +22,10 @@ import itertools
 
 import numpy
 
-from ..layers import seeding
 from ..layers.data_adapter import INFINITE, UNKNOWN, describe
 from ._prefetch import prefetched
 from .csv import _batched, _shuffled
-from .inputs import _check_settings, _count, _frame_columns
+from .inputs import _check_settings, _count, _frame_columns, _seed_or_drawn
 
 __all__ = ["DaskBatches", "DaskInputFn", "dask_input_fn"]
 
@@ -211,10 +210,7 @@ class DaskInputFn:
                 f"num_epochs={self.num_epochs}, shuffle={self.shuffle})")
 
     def __call__(self):
-        seed = self._seed
-        if seed is None and self.shuffle:
-            # Unseeded: drawn from the stream flowlearn.layers.set_random_seed seeds (as numpy_input_fn).
-            seed = int(seeding.shuffle_rng().integers(2 ** 63))
+        seed = _seed_or_drawn(self._seed, self.shuffle)
         return DaskBatches(self, numpy.random.default_rng(seed))
 
     def _cardinality(self):

@@ -26,11 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
-from ..layers import seeding
 from ..layers.data_adapter import INFINITE, UNKNOWN
 from . import augmentation
 from ._prefetch import BATCH, WARNING, delivered, prefetched
-from .inputs import _count
+from .inputs import _count, _seed_or_drawn
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageBatches", "ImageInputFn", "image_input_fn", "load_images"]
 
@@ -214,10 +213,7 @@ class ImageInputFn:
                              f"or 'infer' (flowlearn.estimators.ModeKeys). Received: mode={mode!r}")
         options = self._options
         training = mode == _TRAIN or (mode is None and options.shuffle)
-        seed = options.seed
-        if seed is None and (options.shuffle or (training and self._augmenter.active)):
-            # Unseeded: drawn from the stream flowlearn.layers.set_random_seed seeds (as numpy_input_fn).
-            seed = int(seeding.shuffle_rng().integers(2 ** 63))
+        seed = _seed_or_drawn(options.seed, options.shuffle or (training and self._augmenter.active))
         # Two streams, so that augmenting or not never changes the order of the files.
         order_seed, augment_seed = numpy.random.SeedSequence(seed).spawn(2)
         return ImageBatches(self, numpy.random.default_rng(order_seed), numpy.random.default_rng(augment_seed),

@@ -34,10 +34,7 @@ class ArrayBatches:
         self._features, self._labels = features, labels
         self._n = n_rows
         self.batch_size, self.num_epochs, self.shuffle = batch_size, num_epochs, shuffle
-        if shuffle and seed is None:
-            # Unseeded: drawn from the stream flowlearn.layers.set_random_seed seeds, so a script that
-            # calls it is reproducible end to end.
-            seed = int(seeding.shuffle_rng().integers(2 ** 63))
+        seed = _seed_or_drawn(seed, shuffle)
         self._rng = numpy.random.default_rng(seed) if shuffle else None
 
     def cardinality(self):
@@ -58,6 +55,18 @@ class ArrayBatches:
             for start in range(0, self._n, self.batch_size):
                 rows = slice(start, start + self.batch_size) if order is None else order[start:start + self.batch_size]
                 yield _take(self._features, rows), _take(self._labels, rows)
+
+
+def _seed_or_drawn(seed, needed=True):
+    """``seed``, or, when it is None and something random is ``needed``, a seed drawn from the stream
+    flowlearn.layers.set_random_seed seeds, so that an unseeded script calling it is reproducible end to end.
+
+    Every input_fn and the augmentation ops resolve their ``seed`` here; when nothing random is needed the
+    stream does not move, so adding an unshuffled input_fn never changes the draws of the others.
+    """
+    if seed is None and needed:
+        seed = int(seeding.shuffle_rng().integers(2 ** 63))
+    return seed
 
 
 def _take(data, rows):

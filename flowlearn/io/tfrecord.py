@@ -30,11 +30,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy
 
 from ..core._atomic import atomic_write
-from ..layers import seeding
 from ..layers.data_adapter import INFINITE, UNKNOWN, describe
 from ._files import resolve_files
 from ._prefetch import prefetched
-from .inputs import _check_settings, _count
+from .inputs import _check_settings, _count, _seed_or_drawn
 
 __all__ = ["FixedLenFeature", "TFRecordBatches", "TFRecordInputFn", "TFRecordWriter", "VarLenFeature",
            "decode_example", "encode_example", "masked_crc32c", "parse_example", "read_tfrecord",
@@ -797,10 +796,7 @@ class TFRecordInputFn:
                 f"label_key={self.label_key!r}, batch_size={self.batch_size})")
 
     def __call__(self):
-        seed = self.seed
-        if seed is None and self.shuffle:
-            # Unseeded: drawn from the stream flowlearn.layers.set_random_seed seeds (as numpy_input_fn).
-            seed = int(seeding.shuffle_rng().integers(2 ** 63))
+        seed = _seed_or_drawn(self.seed, self.shuffle)
         return TFRecordBatches(self, numpy.random.default_rng(seed))
 
     # -- stages -----------------------------------------------------------------------------------------------

@@ -195,3 +195,15 @@ def test_pandas_errors():
         pandas_input_fn(pandas.DataFrame([[1, 2]], columns=["a", "a"]), shuffle=False)
     with pytest.raises(ValueError, match=r"same number of rows; got x 5, y 4"):
         pandas_input_fn(frame, numpy.zeros(4), shuffle=False)
+
+
+def test_seed_or_drawn_draws_only_when_unseeded_and_needed():
+    # The one place every input_fn and augmentation op resolves `seed`: an explicit seed or an unneeded one
+    # leaves the set_random_seed stream where it was; an unseeded, needed one follows it.
+    fl.layers.set_random_seed(11)
+    assert inputs._seed_or_drawn(7, True) == 7
+    assert inputs._seed_or_drawn(None, False) is None
+    first = inputs._seed_or_drawn(None)
+    fl.layers.set_random_seed(11)
+    assert inputs._seed_or_drawn(None, True) == first
+    assert inputs._seed_or_drawn(None, True) != first
