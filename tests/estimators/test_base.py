@@ -2,9 +2,6 @@
 progress, memory, and device placement."""
 import io
 import pickle
-import subprocess
-import sys
-import textwrap
 import tracemalloc
 
 import joblib
@@ -19,7 +16,7 @@ from flowlearn.core import backend
 from flowlearn.estimators import (
     AutoEncoder, CNNClassifier, DNNClassifier, DNNRegressor, LinearClassifier, LinearRegressor,
 )
-from tests.estimators._helpers import fit, small
+from tests.estimators._helpers import assert_loads_without_cupy, fit, small
 
 
 
@@ -182,19 +179,7 @@ def test_pickle_holds_no_tensors_and_loads_without_cupy(digits, tmp_path):
     model.set_params(device="gpu")
     path = tmp_path / "model.pkl"
     path.write_bytes(pickle.dumps(model))
-    numpy.save(tmp_path / "x.npy", X[:20])
-    numpy.save(tmp_path / "expected.npy", model.predict_proba(X[:20]))
-    script = textwrap.dedent(f"""
-        import sys, pickle, numpy
-        sys.modules["cupy"] = None  # any import of cupy now fails, as on a machine without it
-        model = pickle.loads(open({str(path)!r}, "rb").read())
-        got = model.predict_proba(numpy.load({str(tmp_path / 'x.npy')!r}))
-        numpy.testing.assert_array_equal(got, numpy.load({str(tmp_path / 'expected.npy')!r}))
-        assert model._model.device == "cpu"
-        print("ok")
-    """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+    assert_loads_without_cupy(model, X[:20], tmp_path, f"pickle.loads(open({str(path)!r}, 'rb').read())")
 
 
 def test_clone_of_a_fitted_estimator_is_unfitted(digits):
