@@ -428,6 +428,12 @@ def _answered(driver):
     return prediction if prediction and not status.startswith("asking") else None
 
 
+def _ready_canvas(driver):
+    """Wait until the page offers its canvas for drawing (its status says "draw..."); return the canvas."""
+    _wait(driver, lambda d: d.find_element("id", "status").text.startswith("draw"), "the canvas to be ready")
+    return driver.find_element("id", "canvas")
+
+
 def _stroke(driver, canvas, points):
     """Drag the mouse through ``points`` (offsets from the canvas' centre), a few pixels per pointermove."""
     from selenium.webdriver.common.action_chains import ActionChains
@@ -474,8 +480,7 @@ def test_browser_draws_digits_on_the_mnist_cnn(browser, mnist_base, artifacts):
     try:
         origin = f"http://127.0.0.1:{server.port}"
         browser.get(origin + "/ui/mnist")
-        _wait(browser, lambda d: d.find_element("id", "status").text.startswith("draw"), "the canvas to be ready")
-        canvas = browser.find_element("id", "canvas")
+        canvas = _ready_canvas(browser)
         assert _canvas_ink(browser) == 0
 
         # A vertical stroke through the middle of the 280 x 280 canvas: a one.
@@ -591,8 +596,7 @@ def test_browser_shows_a_value_a_reconstruction_and_a_colour_model(browser, tmp_
 
     server, origin = open_page("colour")
     try:
-        _wait(browser, lambda d: d.find_element("id", "status").text.startswith("draw"), "the canvas to be ready")
-        _stroke(browser, browser.find_element("id", "canvas"), [(x, x // 2) for x in range(-80, 81, 8)])
+        _stroke(browser, _ready_canvas(browser), [(x, x // 2) for x in range(-80, 81, 8)])
         assert _wait(browser, _answered, "the colour model's answer") in ("0", "1", "2", "3")
         assert len(browser.find_elements("css selector", "#chart svg rect.bar")) == 4
         assert len(browser.find_elements("css selector", "#feature-maps canvas")) == 2
@@ -618,8 +622,7 @@ def test_browser_shows_a_value_a_reconstruction_and_a_colour_model(browser, tmp_
     # An AutoEncoder of flattened 28 x 28 digits: drawn on the canvas, its reconstruction shown beside the input.
     server, origin = open_page("flat")
     try:
-        _wait(browser, lambda d: d.find_element("id", "status").text.startswith("draw"), "the canvas to be ready")
-        _stroke(browser, browser.find_element("id", "canvas"), [(0, y) for y in range(-90, 91, 6)])
+        _stroke(browser, _ready_canvas(browser), [(0, y) for y in range(-90, 91, 6)])
         assert float(_wait(browser, _answered, "the anomaly score")) > 0
         painted = browser.execute_script(
             "const c = document.getElementById('reconstruction'); const d = c.getContext('2d').getImageData(0, 0, "
