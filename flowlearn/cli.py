@@ -128,8 +128,9 @@ def _demo_arguments(parser):
                         help="then serve the export with the playground of 'flowlearn serve' (draw a digit, see the "
                              "prediction) and print its URL; an export already under BASE is served without "
                              "training again")
-    parser.add_argument("--port", type=_port, default=8501, help="with --serve: the port (default: 8501)")
-    parser.add_argument("--host", default="127.0.0.1", help="with --serve: the address (default: 127.0.0.1)")
+    # No argparse defaults: a --port or --host given without --serve is refused, even one that names the default.
+    parser.add_argument("--port", type=_port, help="with --serve: the port (default: 8501)")
+    parser.add_argument("--host", help="with --serve: the address (default: 127.0.0.1)")
 
 
 def _port(text):
@@ -144,6 +145,9 @@ def _port(text):
 def _demo(args):
     from .examples import demo
 
+    given = [f"--{name} {getattr(args, name)}" for name in ("port", "host") if getattr(args, name) is not None]
+    if given and not args.serve:
+        raise ValueError(f"{' and '.join(given)}: apply to --serve only, and --serve was not given")
     if args.serve:
         import importlib
 
@@ -154,12 +158,12 @@ def _demo(args):
             importlib.import_module("flowlearn.io.serving")
         except ImportError as error:
             return fail_missing_extra("demo", "serve", error)
-        _check_port_free(args.host, args.port)
-        demo.serve_playground(export_dir=args.export_dir, host=args.host, port=args.port, epochs=args.epochs,
+        host = "127.0.0.1" if args.host is None else args.host
+        port = 8501 if args.port is None else args.port
+        _check_port_free(host, port)
+        demo.serve_playground(export_dir=args.export_dir, host=host, port=port, epochs=args.epochs,
                               quick=args.quick, seed=args.seed, batch_size=args.batch_size)
         return None
-    if args.port != 8501 or args.host != "127.0.0.1":
-        raise ValueError("--port and --host: apply to --serve only")
     demo.run(epochs=args.epochs, quick=args.quick, seed=args.seed, batch_size=args.batch_size,
              export_dir=args.export_dir)
 

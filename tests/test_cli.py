@@ -71,6 +71,18 @@ def test_bad_demo_argument_is_one_line(capsys, args, named):
         assert repr(args[1]) in line  # says what it received
 
 
+@pytest.mark.parametrize("args, named", [
+    (["--port", "8501"], "--port 8501"),  # the default port, given: still a mistake without --serve
+    (["--host", "0.0.0.0"], "--host 0.0.0.0"),
+    (["--port", "9000", "--host", "::"], "--port 9000 and --host ::"),
+])
+def test_port_or_host_without_serve_is_refused_before_training(capsys, monkeypatch, args, named):
+    monkeypatch.setattr(demo, "run", lambda **options: pytest.fail("the demo trained"))
+    assert cli.main(["demo", *args]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("flowlearn demo: error:") and named in line and "--serve was not given" in line
+
+
 def test_bad_argument_in_a_fresh_process_has_no_traceback():
     result = flowlearn("demo", "--epochs", "abc")
     assert result.returncode == 2
