@@ -6,7 +6,14 @@ in the messages, so a user sees the function they called.
 import glob
 import os
 
-__all__ = ["resolve_files"]
+__all__ = ["pass_order", "resolve_files"]
+
+
+def pass_order(files, shuffle, rng):
+    """The files of one pass: a new list, in order, or permuted by the generator ``rng`` when ``shuffle``."""
+    if not shuffle:
+        return list(files)
+    return [files[i] for i in rng.permutation(len(files))]
 
 
 def resolve_files(owner, argument, files):

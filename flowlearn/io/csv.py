@@ -25,9 +25,9 @@ import numpy
 import pandas
 
 from ..layers.data_adapter import INFINITE, UNKNOWN
-from ._files import resolve_files
+from ._files import pass_order, resolve_files
 from ._prefetch import BATCH, WARNING, delivered, prefetched
-from .inputs import _seed_or_drawn
+from .inputs import _passes, _seed_or_drawn
 
 __all__ = ["CsvBatches", "CsvInputFn", "csv_input_fn"]
 
@@ -156,12 +156,8 @@ class CsvInputFn:
         if options.parallel_reads > 1:
             executor = ThreadPoolExecutor(options.parallel_reads, thread_name_prefix=f"{_THREAD_PREFIX}-read")
         try:
-            epoch = 0
-            while options.num_epochs is None or epoch < options.num_epochs:
-                epoch += 1
-                files = list(self.files)
-                if options.shuffle:
-                    files = [files[i] for i in rng.permutation(len(files))]
+            for _ in _passes(options.num_epochs):
+                files = pass_order(self.files, options.shuffle, rng)
                 tally = _BadRowTally()
                 chunks = tally.counting(_interleave(files, options.parallel_reads, executor, self._reader()))
                 pieces = _shuffled(chunks, options.buffer_size, rng) if options.shuffle else chunks

@@ -18,14 +18,12 @@ At most ``prefetch + 2`` partitions (the one being batched, up to ``prefetch`` w
 computing) and the shuffle buffer are held at any time, whatever the size of the data.
 dask is imported only when :func:`dask_input_fn` is called (the ``dask`` extra).
 """
-import itertools
-
 import numpy
 
 from ..layers.data_adapter import INFINITE, UNKNOWN, describe
 from ._prefetch import prefetched
 from .csv import _batched, _shuffled
-from .inputs import _check_settings, _count, _frame_columns, _seed_or_drawn
+from .inputs import _check_settings, _count, _frame_columns, _passes, _seed_or_drawn
 
 __all__ = ["DaskBatches", "DaskInputFn", "dask_input_fn"]
 
@@ -221,8 +219,7 @@ class DaskInputFn:
         return self.num_epochs * -(-self._n_rows // self.batch_size)
 
     def _iterate(self, rng):
-        epochs = itertools.count() if self.num_epochs is None else range(self.num_epochs)
-        for _ in epochs:
+        for _ in _passes(self.num_epochs):
             order = rng.permutation(self.n_partitions) if self.shuffle else range(self.n_partitions)
             chunks = self._computed(order)
             pieces = _shuffled(chunks, self._buffer_size, rng) if self.shuffle else chunks

@@ -29,7 +29,7 @@ import numpy
 from ..layers.data_adapter import INFINITE, UNKNOWN
 from . import augmentation
 from ._prefetch import BATCH, WARNING, delivered, prefetched
-from .inputs import _count, _seed_or_drawn
+from .inputs import _count, _passes, _seed_or_drawn
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageBatches", "ImageInputFn", "image_input_fn", "load_images"]
 
@@ -225,9 +225,7 @@ class ImageInputFn:
         options = self._options
         executor = ThreadPoolExecutor(options.workers, thread_name_prefix=f"{_THREAD_PREFIX}-decode")
         try:
-            epoch = 0
-            while options.num_epochs is None or epoch < options.num_epochs:
-                epoch += 1
+            for _ in _passes(options.num_epochs):
                 n = len(self.file_paths)
                 order = order_rng.permutation(n) if options.shuffle else numpy.arange(n)
                 skipped = []

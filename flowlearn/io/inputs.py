@@ -69,6 +69,11 @@ def _seed_or_drawn(seed, needed=True):
     return seed
 
 
+def _passes(num_epochs):
+    """One item per pass over the data: ``num_epochs`` of them, or without end when it is None."""
+    return itertools.count() if num_epochs is None else range(num_epochs)
+
+
 def _take(data, rows):
     if data is None:
         return None

@@ -31,9 +31,9 @@ import numpy
 
 from ..core._atomic import atomic_write
 from ..layers.data_adapter import INFINITE, UNKNOWN, describe
-from ._files import resolve_files
+from ._files import pass_order, resolve_files
 from ._prefetch import prefetched
-from .inputs import _check_settings, _count, _seed_or_drawn
+from .inputs import _check_settings, _count, _passes, _seed_or_drawn
 
 __all__ = ["FixedLenFeature", "TFRecordBatches", "TFRecordInputFn", "TFRecordWriter", "VarLenFeature",
            "decode_example", "encode_example", "masked_crc32c", "parse_example", "read_tfrecord",
@@ -805,12 +805,8 @@ class TFRecordInputFn:
         calls = self._options["num_parallel_calls"]
         executor = ThreadPoolExecutor(calls, thread_name_prefix=f"{_THREAD_PREFIX}-map") if calls > 1 else None
         try:
-            epoch = 0
-            while self.num_epochs is None or epoch < self.num_epochs:
-                epoch += 1
-                files = list(self.files)
-                if self.shuffle:
-                    files = [files[i] for i in rng.permutation(len(files))]
+            for _ in _passes(self.num_epochs):
+                files = pass_order(self.files, self.shuffle, rng)
                 records = _interleaved(files, self._options["num_parallel_reads"], self._compression)
                 if self.shuffle:
                     records = _shuffled(records, self._options["shuffle_buffer_size"], rng)
