@@ -93,6 +93,14 @@ def _unchanged(owner, images, seed):
     return not images.augment
 
 
+def _randomly(owner, images, seed, op):
+    """``images`` (an :class:`_Images`) through ``op`` (a :class:`_PerImage`) with the generator ``seed`` gives, or
+    as they came when not augmenting (``seed`` checked either way)."""
+    if _unchanged(owner, images, seed):
+        return images.original
+    return op(images, _generator(owner, seed))
+
+
 def _number(owner, name, value, low=0.0, high=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not numpy.isfinite(value) or value < low \
             or (high is not None and value > high):
@@ -177,9 +185,7 @@ _FLIPS = {axis: _PerImage(_flip_draw, _flip_apply(axis)) for axis in (1, 2)}
 
 def _random_flip(owner, images, seed, axis, training):
     images = _Images(owner, images, training)
-    if _unchanged(owner, images, seed):
-        return images.original
-    return _FLIPS[axis](images, _generator(owner, seed))
+    return _randomly(owner, images, seed, _FLIPS[axis])
 
 
 def random_flip_left_right(images, seed=None, training=None):
@@ -211,9 +217,7 @@ def random_brightness(images, max_delta, seed=None, training=None):
     owner = "random_brightness"
     max_delta = _number(owner, "max_delta", max_delta)
     images = _Images(owner, images, training)
-    if _unchanged(owner, images, seed):
-        return images.original
-    return _brightness(max_delta)(images, _generator(owner, seed))
+    return _randomly(owner, images, seed, _brightness(max_delta))
 
 
 def _brightness(max_delta):
@@ -232,9 +236,7 @@ def random_contrast(images, lower, upper, seed=None, training=None):
     owner = "random_contrast"
     lower, upper = _range(owner, lower, upper)
     images = _Images(owner, images, training)
-    if _unchanged(owner, images, seed):
-        return images.original
-    return _contrast(lower, upper)(images, _generator(owner, seed))
+    return _randomly(owner, images, seed, _contrast(lower, upper))
 
 
 def _contrast(lower, upper):
@@ -362,9 +364,7 @@ def random_hue(images, max_delta, seed=None, training=None):
     max_delta = _number(owner, "max_delta", max_delta, high=0.5)
     images = _Images(owner, images, training)
     _rgb(owner, images)
-    if _unchanged(owner, images, seed):
-        return images.original
-    return _hue(max_delta)(images, _generator(owner, seed))
+    return _randomly(owner, images, seed, _hue(max_delta))
 
 
 def _to_interleaved(xp, planes, out):
@@ -391,9 +391,7 @@ def random_saturation(images, lower, upper, seed=None, training=None):
     lower, upper = _range(owner, lower, upper)
     images = _Images(owner, images, training)
     _rgb(owner, images)
-    if _unchanged(owner, images, seed):
-        return images.original
-    return _saturation(lower, upper)(images, _generator(owner, seed))
+    return _randomly(owner, images, seed, _saturation(lower, upper))
 
 
 def _saturation(lower, upper):
