@@ -45,12 +45,11 @@ def _max_windows(xp, x, win, out, index):
         if index is not None:
             index[...] = 0
         return
+    xp.maximum(views[0], views[1], out=out)
     if index is None:  # the maxima alone: a third of the passes (one image's 28x28x32 pooling: 27 -> 12 us)
-        xp.maximum(views[0], views[1], out=out)
         for view in views[2:]:
             xp.maximum(out, view, out=out)
         return
-    xp.maximum(views[0], views[1], out=out)
     index[...] = views[1] > views[0]
     for k in range(2, len(views)):
         larger = (views[k] > out).view(xp.int8)
