@@ -525,3 +525,31 @@ def test_serve_answers_a_real_http_predict(data, classifier, exported):
             server.kill()
             server.communicate()
     assert server.returncode is not None
+
+
+def test_evaluate_and_predict_pass_the_data_through_the_network_once(capsys, data, tmp_path, monkeypatch):
+    """A regressor's R^2 and loss, an autoencoder's loss and outlier count, and its prediction and score columns
+    each come from one forward pass (every number from the same pass, as the estimator's own methods give them)."""
+    from flowlearn.estimators import _base
+
+    forward, calls = _base._BaseNetwork._forward, []
+
+    def counted(self, *args, **kwargs):
+        calls.append(type(self).__name__)
+        return forward(self, *args, **kwargs)
+
+    for estimator, extra in (("linear-regressor", ["--label", "target"]),
+                             ("autoencoder", ["--hidden-units", "8,3"])):
+        ok(capsys, "train", "--data", data / "diabetes.csv", "--estimator", estimator, *extra, "--epochs", "2",
+           "--random-state", "0", "--model-dir", tmp_path / estimator)
+        monkeypatch.setattr(_base._BaseNetwork, "_forward", counted)
+        out = ok(capsys, "evaluate", "--model", tmp_path / estimator, "--data", data / "diabetes.csv")
+        assert len(calls) == 1, (estimator, calls)
+        assert stdout_value(out, "loss") > 0
+        if estimator == "autoencoder":
+            calls.clear()
+            ok(capsys, "predict", "--model", tmp_path / estimator, "--data", data / "diabetes.csv",
+               "--output", tmp_path / "p.csv")
+            assert len(calls) == 1, calls
+        calls.clear()
+        monkeypatch.setattr(_base._BaseNetwork, "_forward", forward)

@@ -186,6 +186,15 @@ def kind_of(estimator):
     return "classifier" if hasattr(estimator, "classes_") else "regressor"
 
 
+def autoencoder_outputs(estimator, features):
+    """``(predictions, scores)`` of an AutoEncoder from one pass through the network: ``score_samples`` and
+    the +1/-1 that ``predict`` derives from it (``score_samples - offset_ >= 0``), bit for bit."""
+    import numpy
+
+    scores = estimator.score_samples(features)
+    return numpy.where(scores - estimator.offset_ >= 0, 1, -1), scores
+
+
 def model_features(frame, record, label, path):
     """The feature columns of ``frame`` the model was trained on, in training order.
 

@@ -1,6 +1,6 @@
 """``flowlearn evaluate``: the score (accuracy or R^2) and the loss of a trained model on a labelled CSV file."""
 from ..cli import command
-from ._common import kind_of, load_model, model_inputs, read_csv, split_label
+from ._common import autoencoder_outputs, kind_of, load_model, model_inputs, read_csv, split_label
 
 
 def add_arguments(parser):
@@ -12,12 +12,16 @@ def add_arguments(parser):
 
 
 def scores(estimator, kind, features, labels):
-    """[(name, value, note)] for the model on these rows: its score first, then its loss."""
+    """[(name, value, note)] for the model on these rows: its score first, then its loss.
+
+    Regressors and autoencoders take one pass through the network for both (not one per number).
+    """
     import numpy
 
     if kind == "autoencoder":
-        errors = -estimator.score_samples(features)
-        outliers = int((estimator.predict(features) == -1).sum())
+        predictions, scores = autoencoder_outputs(estimator, features)
+        errors = -scores
+        outliers = int((predictions == -1).sum())
         return [("loss", float(errors.mean()), "mean squared reconstruction error"),
                 ("outliers", outliers, f"of {len(errors):,} rows")]
     if kind == "classifier":
@@ -30,10 +34,11 @@ def scores(estimator, kind, features, labels):
         probabilities = estimator.predict_proba(features)
         return [("accuracy", float(estimator.score(features, labels)), None),
                 ("loss", float(log_loss(labels, probabilities, labels=estimator.classes_)), "log loss")]
-    from sklearn.metrics import mean_squared_error
+    from sklearn.metrics import mean_squared_error, r2_score
 
     predictions = estimator.predict(features)
-    return [("R^2", float(estimator.score(features, labels)), None),
+    # What estimator.score returns (RegressorMixin: r2_score of predict), without predicting a second time.
+    return [("R^2", float(r2_score(labels, predictions)), None),
             ("loss", float(mean_squared_error(labels, predictions)), "mean squared error")]
 
 

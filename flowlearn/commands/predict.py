@@ -4,7 +4,7 @@ import os
 import sys
 
 from ..cli import command
-from ._common import kind_of, load_model, model_inputs, read_csv
+from ._common import autoencoder_outputs, kind_of, load_model, model_inputs, read_csv
 
 
 def add_arguments(parser):
@@ -23,12 +23,13 @@ def prediction_frame(estimator, kind, features):
     """The output table: ``prediction``, then ``probability_<class>`` (classifiers) or ``score`` (autoencoder)."""
     import pandas
 
+    if kind == "autoencoder":  # both columns from one pass through the network
+        predictions, scores = autoencoder_outputs(estimator, features)
+        return pandas.DataFrame({"prediction": predictions, "score": scores})
     columns = {"prediction": estimator.predict(features)}
     if kind == "classifier":
         for label, column in zip(estimator.classes_.tolist(), estimator.predict_proba(features).T):
             columns[f"probability_{label}"] = column
-    elif kind == "autoencoder":
-        columns["score"] = estimator.score_samples(features)
     return pandas.DataFrame(columns)
 
 
