@@ -45,6 +45,18 @@ def median_time(fn, repeats):
     return {"median_s": statistics.median(times), "times": times}
 
 
+def interleaved_times(variants, repeats):
+    """``{name: [seconds, ...]}`` of ``repeats`` rounds in which every callable of ``variants`` (``{name: fn}``)
+    runs once, in turn, so that a noisy host slows them all alike (warm-up calls are the caller's)."""
+    times = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
 def report(name, result):
     """Print a worker's result as the JSON line :func:`run_worker` reads, with the process's peak RSS."""
     print(json.dumps({"name": name, **result, "peak_rss_mb": result.get("peak_rss_mb", peak_rss_mb())}))

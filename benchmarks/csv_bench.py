@@ -30,7 +30,7 @@ import numpy
 import pandas
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line  # noqa: E402
+from _common import interleaved_times, machine_line  # noqa: E402
 
 FEATURES = [f"f{i}" for i in range(8)]
 
@@ -74,15 +74,8 @@ def throughput(paths, repeats):
         "csv_input_fn, no shuffle, synchronous": lambda: read_input_fn(
             make(shuffle=False, num_parallel_reads=1, prefetch_buffer_size=0)),
     }
-    times = {name: [] for name in variants}
-    rows = {}
-    for name, run in variants.items():  # warm-up: page cache, imports
-        rows[name] = run()
-    for _ in range(repeats):
-        for name, run in variants.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
+    rows = {name: run() for name, run in variants.items()}  # warm-up: page cache, imports
+    times = interleaved_times(variants, repeats)
     assert len(set(rows.values())) == 1, rows
     base = statistics.median(times["pandas.read_csv (whole files)"])
     print(f"\n1. One pass over {len(paths)} files, {rows[next(iter(rows))]:,} rows, "

@@ -24,13 +24,12 @@ import statistics
 import struct
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line  # noqa: E402
+from _common import interleaved_times, machine_line  # noqa: E402
 
 
 def framing_only(path):
@@ -82,12 +81,7 @@ def bench(path, width, repeats):
     }
     counts = {name: run() for name, run in variants.items()}  # warm-up: page cache, imports
     assert len(set(counts.values())) == 1, counts
-    times = {name: [] for name in variants}
-    for _ in range(repeats):
-        for name, run in variants.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
+    times = interleaved_times(variants, repeats)
     n = next(iter(counts.values()))
     base = statistics.median(times["framing only (struct + crc32c loop)"])
     print(f"{'':44s} {'s':>7s} {'records/s':>11s} {'time vs framing':>16s}")
