@@ -32,7 +32,7 @@ import numpy
 from ..core._atomic import atomic_write
 from ..layers.data_adapter import INFINITE, UNKNOWN, describe
 from ._files import pass_order, resolve_files
-from ._prefetch import prefetched
+from ._prefetch import BATCH, delivered, prefetched
 from .inputs import _check_settings, _count, _passes, _seed_or_drawn
 
 __all__ = ["FixedLenFeature", "TFRecordBatches", "TFRecordInputFn", "TFRecordWriter", "VarLenFeature",
@@ -49,7 +49,6 @@ _COMPRESSIONS = {None: None, "": None, "NONE": None, "GZIP": "GZIP", "ZLIB": "ZL
 _READ_PIECE = 1 << 24
 _THREAD_PREFIX = "flowlearn-tfrecord"
 _DTYPES = {"float32": "float_list", "int64": "int64_list", "string": "bytes_list"}
-_BATCH = "batch"
 
 
 # -- dependencies, imported on first use --------------------------------------------------------------------
@@ -870,16 +869,12 @@ class TFRecordInputFn:
             batches = self._batches(rng)
             try:
                 for batch in batches:
-                    yield _BATCH, batch
+                    yield BATCH, batch
             finally:
                 batches.close()  # its files and map threads, in the producer thread, now
 
-        pairs = prefetched(produce, self._options["prefetch"], f"{_THREAD_PREFIX}-prefetch", "tfrecord_input_fn")
-        try:
-            for _, batch in pairs:
-                yield batch
-        finally:
-            pairs.close()
+        yield from delivered(prefetched(produce, self._options["prefetch"], f"{_THREAD_PREFIX}-prefetch",
+                                        "tfrecord_input_fn"))
 
 
 class TFRecordBatches:
