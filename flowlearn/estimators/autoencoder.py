@@ -10,7 +10,7 @@ import numbers
 import numpy
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted
 
 from ..layers import Dense
 from ._base import (HIDDEN_ACTIVATIONS, _BaseNetwork, check_unit_tuple, column_moments, dense_layers, fill_doc,
@@ -168,7 +168,10 @@ class AutoEncoder(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixi
     def score(self, X, y=None, sample_weight=None):
         """Mean of :meth:`score_samples` over X (weighted by ``sample_weight``): the higher, the better the
         reconstruction; what model selection (GridSearchCV, dask-ml's searches) maximises by default."""
-        return float(numpy.average(self.score_samples(X), weights=sample_weight))
+        scores = self.score_samples(X)
+        if sample_weight is not None:  # checked as fit checks it: one non-negative weight per row of X
+            sample_weight = _check_sample_weight(sample_weight, scores, ensure_non_negative=True)
+        return float(numpy.average(scores, weights=sample_weight))
 
     def transform(self, X):
         """The bottleneck codes of X, shape (n_samples, hidden_units[-1])."""

@@ -50,6 +50,18 @@ def test_scores_follow_the_outlier_detector_conventions(manifold, fitted):
     numpy.testing.assert_allclose(-scores, ((fitted.reconstruct(X) - X) ** 2).mean(axis=1), rtol=1e-10)
 
 
+def test_score_is_the_weighted_mean_of_score_samples_and_checks_the_weights(manifold, fitted):
+    X, _ = manifold
+    weights = numpy.arange(len(X), dtype=float)
+    assert fitted.score(X) == pytest.approx(fitted.score_samples(X).mean())
+    assert fitted.score(X, sample_weight=weights) == pytest.approx(numpy.average(fitted.score_samples(X),
+                                                                                 weights=weights))
+    with pytest.raises(ValueError, match=r"sample_weight.shape == \(1999,\), expected \(2000,\)"):
+        fitted.score(X, sample_weight=weights[1:])
+    with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
+        fitted.score(X, sample_weight=-weights)
+
+
 def test_transform_and_inverse_transform(manifold, fitted):
     X, _ = manifold
     codes = fitted.transform(X)
