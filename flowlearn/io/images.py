@@ -286,7 +286,10 @@ class ImageInputFn:
             return labels
         if mode == "binary":
             return labels.astype(numpy.float32).reshape(-1, 1)
-        return numpy.eye(self.num_classes, dtype=numpy.float32)[labels]
+        # One-hot rows written in place: indexing an identity matrix would build num_classes**2 floats per batch.
+        one_hot = numpy.zeros((len(labels), self.num_classes), numpy.float32)
+        one_hot[numpy.arange(len(labels)), labels] = 1
+        return one_hot
 
     def _cardinality(self):
         options = self._options
