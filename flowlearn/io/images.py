@@ -323,7 +323,10 @@ class ImageBatches:
     def __len__(self):
         size = self.cardinality()
         if size < 0:
-            raise TypeError("the number of batches is not known (num_epochs=None or on_error='skip')")
+            options = self._input_fn._options
+            raise TypeError(f"image_input_fn: len() needs a known number of batches, which num_epochs=None or "
+                            f"on_error='skip' leaves unknown; got num_epochs={options.num_epochs!r}, "
+                            f"on_error={options.on_error!r} (cardinality() is {size}).")
         return size
 
     def __iter__(self):

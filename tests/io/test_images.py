@@ -239,6 +239,9 @@ def test_epochs_cardinality_and_reshuffling(shapes):
     assert not numpy.array_equal(first, again)  # iterating again reshuffles (reshuffle_each_iteration)
     forever = image_input_fn(shapes, image_size=(8, 8), num_epochs=None)
     assert forever().cardinality() == INFINITE
+    with pytest.raises(TypeError, match=r"^image_input_fn: len\(\) needs a known number of batches.*got "
+                                        r"num_epochs=None, on_error='raise' \(cardinality\(\) is -1\)\.$"):
+        len(forever())
 
 
 def test_same_seed_same_batches_whatever_the_threads(shapes):
