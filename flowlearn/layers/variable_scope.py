@@ -192,14 +192,8 @@ class VariableStore:
                 f"variable_scope: {name!r} already holds a {type(layer).__name__}; got a request for a "
                 f"{cls.__name__}. Pass a different name= to create another layer."
             )
-        # A model_fn run once per batch asks for every layer with the same plain arguments each time:
-        # comparing the dicts is a few times cheaper than building the signature (initializer objects
-        # compare by identity, so a fresh one takes the signature's path).
-        try:
-            if layer._scope_arguments == arguments:
-                return layer
-        except Exception:  # an argument whose == is not a bool (an array)
-            pass
+        # Equal plain arguments were settled by the fast path of scoped_layer, the only caller; here
+        # they differ by ==, or are objects (a fresh initializer) that only their configs can compare.
         requested = _signature(arguments)
         if requested != signature:
             old, new = dict(signature), dict(requested)

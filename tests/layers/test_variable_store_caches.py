@@ -286,3 +286,27 @@ def test_a_store_holding_a_layer_of_layers_is_walked_every_time():
     assert _names(store) == ["dense/kernel", "dense/bias", "inner/kernel", "inner/bias"]
     outer.extra.trainable = False
     assert _names(store) == ["dense/kernel", "dense/bias"]
+
+
+def test_a_fresh_initializer_each_run_is_compared_once_per_lookup():
+    """A model_fn that builds its initializer anew every run finds its layer again through the configs; the
+    arguments are compared by == once per lookup (scoped_layer's fast path), not again inside the store."""
+    from flowlearn.core.initializers import GlorotUniform
+
+    compared = []
+
+    class Counted(GlorotUniform):
+        def __eq__(self, other):
+            compared.append(1)
+            return self is other
+
+        __hash__ = GlorotUniform.__hash__
+
+    store = fl.VariableStore()
+    build = lambda: ((layers.dense(X, 1, kernel_initializer=Counted()) - Y) ** 2).mean()  # noqa: E731
+    _run(store, build)
+    kernel = store.trainable_variables[0]
+    compared.clear()
+    _run(store, build)
+    assert store.trainable_variables[0] is kernel  # found again, not recreated
+    assert len(compared) == 1
