@@ -36,6 +36,8 @@ tf.data's datasets; :data:`INFINITE` means it repeats forever), else from ``len(
 """
 import inspect
 import itertools
+import math
+import numbers
 import warnings
 from collections.abc import Iterable, Iterator
 
@@ -152,7 +154,10 @@ def array_batches(arrays, batch_size, shuffle=False, rng=None, indices=None):
 
 
 def _positive_steps(what, name, steps):
-    if steps is not None and (isinstance(steps, bool) or int(steps) != steps or steps < 1):
+    """``steps`` as an int >= 1 (a whole float such as 2.0 too), or None; anything else (a string, NaN,
+    infinity) is refused by name rather than by whatever ``int()`` happens to raise."""
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, numbers.Real)
+                              or not math.isfinite(steps) or int(steps) != steps or steps < 1):
         raise ValueError(f"{what}: received an invalid value for `{name}`, expected a positive integer or None. "
                          f"Received: {name}={steps!r}")
     return None if steps is None else int(steps)

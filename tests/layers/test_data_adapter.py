@@ -378,6 +378,18 @@ def test_bad_batches_from_a_source_are_named():
         model.fit(lambda: [(x, y)], steps_per_epoch=0, verbose=0)
 
 
+@pytest.mark.parametrize("steps", [float("inf"), float("nan"), "3", "three", 2.5])
+def test_a_steps_count_that_is_no_whole_number_is_refused_by_name(steps):
+    x, y = _data()
+    model = _model()
+    with pytest.raises(ValueError, match=r"^fit: received an invalid value for `steps_per_epoch`, expected a positive "
+                                         r"integer or None\. Received: steps_per_epoch="):
+        model.fit(lambda: [(x, y)], steps_per_epoch=steps, verbose=0)
+    with pytest.raises(ValueError, match=r"^fit: received an invalid value for `validation_steps`"):
+        model.fit(x, y, validation_data=lambda: [(x, y)], validation_steps=steps, verbose=0)
+    assert len(model.fit(x, y, batch_size=30, steps_per_epoch=2.0, verbose=0).history["loss"]) == 1  # still taken
+
+
 def test_a_refused_fit_takes_no_batch_from_a_generator():
     x, y = _data()
     generator = iter([(x[:30], y[:30]), (x[30:], y[30:])])
