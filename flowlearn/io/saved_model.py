@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import shutil
 import threading
 import time
 import zipfile
@@ -283,19 +284,9 @@ def _write(signatures, export_dir, *, as_text=None, debug_outputs=False):
         os.rename(temporary, export_dir)
         sync_folder(parent)
     except BaseException:
-        _remove_tree(temporary)
+        shutil.rmtree(temporary, ignore_errors=True)  # ours alone: nothing else writes there
         raise
     return export_dir
-
-
-def _remove_tree(path):
-    for root, folders, files in os.walk(path, topdown=False):
-        for name in files:
-            os.unlink(os.path.join(root, name))
-        for name in folders:
-            os.rmdir(os.path.join(root, name))
-    if os.path.isdir(path):
-        os.rmdir(path)
 
 
 def export_saved_model(obj, export_dir_base, *, serving_input_receiver_fn=None, as_text=None, debug_outputs=False):

@@ -485,3 +485,19 @@ def test_sequential_cnn_round_trip(tmp_path):
     assert loaded.signatures["serving_default"].inputs == [{"name": "inputs", "dtype": "float32",
                                                            "shape": [None, 8, 8, 1]}]
     assert loaded.signatures["serving_default"].outputs == [{"name": "outputs", "dtype": "float32", "shape": [None, 3]}]
+
+
+def test_a_write_that_fails_midway_leaves_neither_the_export_nor_its_temporary(tmp_path, monkeypatch):
+    from flowlearn.io import saved_model
+
+    model = fl.Sequential([fl.layers.Input((3,)), fl.layers.Dense(2)])
+
+    def broken(name):
+        raise OSError(f"disk full writing {name}")
+
+    real_write = saved_model.atomic_write
+    monkeypatch.setattr(saved_model, "atomic_write",
+                        lambda path: broken(path) if path.endswith(saved_model.MODEL_FILE) else real_write(path))
+    with pytest.raises(OSError, match="disk full"):
+        saved_model.write_saved_model(model, tmp_path / "exports" / "1")
+    assert os.listdir(tmp_path / "exports") == []  # the variables and the folders written before went too
