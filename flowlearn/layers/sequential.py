@@ -21,6 +21,7 @@ from .base import InputSpec, Layer, _shape_repr
 from .data_adapter import (
     ArrayAdapter, BatchSourceAdapter, check_finite, describe, first_steps, host_array, is_batch_source,
 )
+from .inference import replay_forward
 from .input_layer import InputLayer
 from .serialization import deserialize, serialize
 from .training import (
@@ -609,8 +610,12 @@ class Sequential(Layer):
         result = None
         with no_grad(), training_mode(False):
             for start in range(0, len(x), batch_size):
-                output = backend.to_numpy(self._forward(tensor(x[start:start + batch_size], device=self._device),
-                                                        logits=False).data)
+                output = None
+                if self._autocast and isinstance(x, numpy.ndarray):
+                    output = replay_forward(self, x[start:start + batch_size].astype(self.dtype, copy=False))
+                if output is None:
+                    output = backend.to_numpy(self._forward(tensor(x[start:start + batch_size],
+                                                                   device=self._device), logits=False).data)
                 if result is None:
                     result = numpy.empty((len(x),) + output.shape[1:], dtype=output.dtype)
                 result[start:start + len(output)] = output

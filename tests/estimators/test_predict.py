@@ -54,9 +54,24 @@ def outputs(model, X):
     return {name: getattr(model, name)(X) for name in names if hasattr(model, name)}
 
 
-def spy_batches(model):
-    """Record the number of rows each layer of the fitted ``model`` is called with."""
+def replay_spy(network, record):
+    """A stand-in for the ``run`` of ``network``'s traced replay plan that calls ``record(x)`` first."""
+    original = network._inference_plan.graph.run
+
+    def run(x):
+        record(x)
+        return original(x)
+
+    return run
+
+
+def spy_batches(model, X):
+    """Record the number of rows each layer of the fitted ``model`` is called with, and those its traced
+    replay (flowlearn/layers/inference.py), which runs the layers' ops without calling the layers, is run on."""
     seen = []
+    model._forward(model._validate_input(X[:2]))  # traces the replay plan (on two rows) before the spying
+    network = model._model
+    network._inference_plan.graph.run = replay_spy(network, lambda x: seen.append((network.layers[0].name, len(x))))
     for layer in model._model.layers:
         original = layer.call
 
@@ -73,7 +88,7 @@ def spy_batches(model):
 def test_every_layer_sees_the_real_number_of_rows(cls, digits):
     X, y = digits
     model = fitted(cls, X, y)
-    seen = spy_batches(model)
+    seen = spy_batches(model, X)
     model.predict(X[:1])
     assert seen and {rows for _, rows in seen} == {1}  # one row is one row's work, never a padded batch
     seen.clear()
@@ -85,7 +100,7 @@ def test_more_rows_than_a_chunk_go_in_unpadded_chunks(digits):
     X, y = digits
     model = fitted(DNNClassifier, X, y)
     model._predict_batch_size = 64  # the smallest chunk the estimators use
-    seen = spy_batches(model)
+    seen = spy_batches(model, X)
     model.predict(X[:150])
     first_layer = [rows for name, rows in seen if name == model._model.layers[0].name]
     assert first_layer == [64, 64, 22]
@@ -171,7 +186,7 @@ def test_early_stopping_validates_through_the_prediction_forward(digits, weighte
     # The logged score is accuracy_score's on the held-out rows, and the network saw them unpadded.
     expected = accuracy_score(y[rows], model.predict(X[rows]), sample_weight=None if weights is None else weights[rows])
     assert model.validation_scores_[-1] == pytest.approx(expected, rel=1e-9)
-    seen = spy_batches(model)
+    seen = spy_batches(model, X)
     model._validation_score(X.astype(numpy.float32), numpy.searchsorted(model.classes_, y), None, rows)
     assert {count for _, count in seen} == {80}
 
@@ -210,9 +225,9 @@ def test_a_lone_row_runs_on_one_blas_thread(digits, monkeypatch):
     model = fitted(CNNClassifier, X, y)
     monkeypatch.setattr(parallel._blas, "last_threaded", float("-inf"))  # no mid-sized product ran lately
     held = []
-    layer = model._model.layers[1]  # the convolution: one image cannot split over a batch
-    original = layer.call
-    layer.call = lambda inputs, *a, **k: held.append(parallel._blas.holding) or original(inputs, *a, **k)
+    # The network's traced replay runs one image's convolutions, which cannot split over a batch.
+    model._forward(model._validate_input(X[:2]))
+    model._model._inference_plan.graph.run = replay_spy(model._model, lambda x: held.append(parallel._blas.holding))
     model.predict(X[:1])
     assert held == [True] and not parallel._blas.holding  # held through the call, handed back at its end
 
@@ -271,9 +286,9 @@ def test_predict_on_each_device(cls, device, digits):
 def test_sequential_predict_runs_unpadded_batches():
     model = Sequential([Dense(3, input_shape=(4,))])
     seen = []
-    original = model.layers[0].call
-    model.layers[0].call = lambda inputs, *a, **k: seen.append(inputs.shape[0]) or original(inputs, *a, **k)
     x = numpy.random.default_rng(0).random((70, 4), dtype=numpy.float32)
+    model.predict(x[:2])  # traces the replay plan
+    model._inference_plan.graph.run = replay_spy(model, lambda rows: seen.append(rows.shape[0]))
     together = model.predict(x, batch_size=32)
     assert seen == [32, 32, 6]
     numpy.testing.assert_allclose(model.predict(x[:1]), together[:1], **ROUNDING)
