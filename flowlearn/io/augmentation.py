@@ -268,8 +268,9 @@ def _interleaved(planes):
     return xp.ascontiguousarray(xp.moveaxis(planes, 0, -1))
 
 
-def _hsv_planes(planes):
-    """Hue (in sextants, [0, 6)), saturation, value and chroma (value - min) of RGB ``planes`` (3, ...)."""
+def _hsv_planes(planes, saturation=True):
+    """Hue (in sextants, [0, 6)), saturation (None unless asked for), value and chroma (value - min) of RGB
+    ``planes`` (3, ...)."""
     xp = backend.array_module(planes)
     r, g, b = planes
     # Written with out= into few buffers (the ops run on a few images at a time, so these stay in cache); each
@@ -299,6 +300,8 @@ def _hsv_planes(planes):
     xp.less(hue, 0, out=mask)
     xp.add(hue, 6, out=other)
     xp.copyto(hue, other, where=mask)
+    if not saturation:
+        return hue, None, value, chroma
     xp.equal(value, 0, out=mask)
     xp.add(value, mask, out=scratch)
     saturation = xp.divide(chroma, scratch, out=other)  # chroma / (value + (value == 0)): chroma is 0 there
@@ -378,7 +381,7 @@ def _hue(max_delta):
         return (rng.uniform(-max_delta, max_delta, n),)
 
     def apply(xp, images, out, delta):
-        hue, _, value, chroma = _hsv_planes(_planar(images))
+        hue, _, value, chroma = _hsv_planes(_planar(images), saturation=False)
         hue += 6 * delta.reshape(-1, 1, 1)  # _rgb_planes takes the hue modulo a turn
         _to_interleaved(xp, _rgb_planes(hue, value, chroma), out)
     return _PerImage(draw, apply)
@@ -404,6 +407,30 @@ def _saturation(lower, upper):
         xp.minimum(saturation, 1, out=saturation)
         saturation *= value
         _to_interleaved(xp, _rgb_planes(hue, value, saturation), out)
+    return _PerImage(draw, apply)
+
+
+def _saturation_and_hue(lower, upper, max_delta):
+    """:func:`_saturation` then :func:`_hue` in one round trip through HSV, for a pipeline that applies both.
+
+    Scaling the saturation keeps hue and value, so the second op's conversion to HSV would only give back the
+    first one's hue, value and new chroma: the fused op skips that conversion and the RGB batch between them
+    (the two ops cost ~80% of the face examples' augmentation; fused they cost about half as much). The values
+    are drawn as the two ops draw them, in the same order, so a seed picks the same factors and angles; the
+    pixels equal the two ops' to float32 rounding (the middle conversion's roundings are gone).
+    """
+    saturation, hue = _saturation(lower, upper), _hue(max_delta)
+
+    def draw(rng, n):
+        return saturation.draw(rng, n) + hue.draw(rng, n)
+
+    def apply(xp, images, out, factor, delta):
+        sextant, _, value, chroma = _hsv_planes(_planar(images), saturation=False)
+        # The new chroma, value * min(saturation * factor, 1), without the saturation's division.
+        chroma *= factor.reshape(-1, 1, 1)
+        xp.minimum(chroma, value, out=chroma)
+        sextant += 6 * delta.reshape(-1, 1, 1)
+        _to_interleaved(xp, _rgb_planes(sextant, value, chroma), out)
     return _PerImage(draw, apply)
 
 

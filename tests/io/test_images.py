@@ -296,7 +296,9 @@ def test_augmentation_changes_training_batches_never_evaluation_batches(shapes):
     {"rotation": 15, "contrast": (0.5, 1.5), "saturation": (0.2, 1.9), "flip_left_right": True}])
 def test_augmented_batches_equal_the_ops_on_whole_batches_bit_for_bit(shapes, augment):
     """The pipeline converts and augments a few images at a time; the batches are those of converting whole
-    batches and applying the public ops one by one, in the documented order, with the same generator."""
+    batches and applying the public ops one by one, in the documented order, with the same generator: bit for
+    bit, except that saturation followed by hue runs as one trip through HSV, which skips the roundings of the
+    conversion between them (equal to float32 rounding, a few units in the last place of values in [0, 1])."""
     from flowlearn.io import augmentation as aug
     arguments = {"crop": lambda v: (v,), "rotation": lambda v: (v,), "brightness": lambda v: (v,),
                  "hue": lambda v: (v,), "contrast": tuple, "saturation": tuple}
@@ -313,7 +315,11 @@ def test_augmented_batches_equal_the_ops_on_whole_batches_bit_for_bit(shapes, au
     expected = _all(image_input_fn(shapes, augment=whole, **common), mode="train")[0]
     got = _all(image_input_fn(shapes, augment=augment, **common), mode="train")[0]
     assert got.dtype == numpy.float32 and got.shape == expected.shape
-    numpy.testing.assert_array_equal(got, expected)
+    if "saturation" in augment and "hue" in augment:
+        numpy.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+        assert numpy.mean(got == expected) > 0.5  # the same draws: most pixels come out bit for bit
+    else:
+        numpy.testing.assert_array_equal(got, expected)
     assert not numpy.array_equal(got, _all(image_input_fn(shapes, **common), mode="train")[0][:, :got.shape[1],
                                                                                              :got.shape[2]])
 
