@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 __all__ = [
     "get_num_threads", "set_num_threads", "parallel_slices", "release_blas", "release_blas_if_idle", "hands_blas_back",
-    "hold_blas_for_small_product", "in_stretch", "on_one_blas_thread",
+    "hold_blas_for_small_product", "in_stretch", "on_one_blas_thread", "BlasThreadChoice",
 ]
 
 _ENV = "FLOWLEARN_NUM_THREADS"
@@ -230,7 +230,10 @@ def hands_blas_back(function):
         finally:
             _local.stretch = depth
             if depth == 0:
-                _blas.release()
+                if getattr(_local, "keep_hold", False):  # a one-row call that ran best on one thread
+                    _local.keep_hold = False
+                else:
+                    _blas.release()
     return wrapper
 
 
@@ -270,10 +273,90 @@ def hold_blas_for_small_product():
     one, no product wants BLAS's threads (larger ones are split), so only a product that ran on them
     just before the call began (outside it) delays the hold, by at most a second.
     """
-    if _blas._saved is not None or getattr(_local, "stretch", 0) == 0:
+    if _blas._saved is not None or getattr(_local, "stretch", 0) == 0 or getattr(_local, "leave_blas", False):
         return
     if time.monotonic() - _blas.last_threaded >= RELEASE_AFTER:
         _blas.hold()
+
+
+class BlasThreadChoice:
+    """For calls too small to split over a batch (one row or one image through a network): whether their
+    products get BLAS's own threads or BLAS held at one, chosen by timing the calls both ways.
+
+    One 28x28 image through the default ``CNNClassifier`` network took 0.52 ms with OpenBLAS's two threads and
+    0.90 ms on one, on an idle 2-core host: its 196x800 @ 800x64 convolution product and the 12.8 MB weight read
+    of its dense layer both gain from a second core. Next to one busy process the threaded calls had a lower
+    median but a tail of 12-16 ms (a worker waiting out the busy process's time slice) against ~5 ms on one
+    thread. So each network keeps the running mean of its calls' seconds in each regime (the first
+    ``WARMUP`` calls of each not counted: tracing, waking BLAS's workers), runs the cheaper one, and now and
+    then runs the other to notice when the host changes: after ``PROBE_EVERY`` calls, a gap that doubles (up to
+    ``PROBE_MAX``) each time a probe confirms the choice. A tail spike lifts a regime's mean at once and probes
+    bring it back down, so a host that makes threaded calls stall falls back to one thread.
+
+    Where one thread wins, the hold outlives the call: handing BLAS its threads back after each call woke
+    OpenBLAS's workers, which then spun next to the busy process and the next call (one image took 2.9 ms
+    on average against 1.0 with ``OPENBLAS_NUM_THREADS=1``). It ends with the next call that runs threaded,
+    the end of any other fit, evaluate or predict call, or :func:`release_blas`.
+
+    Either way every product sums in BLAS's order for its thread count: the choice changes timings, and may
+    move a last bit, never more.
+    """
+
+    WARMUP = 1
+    MEASURED = 3  # calls of each regime counted before the means are compared
+    PROBE_EVERY = 16
+    PROBE_MAX = 256
+    WEIGHT = 0.25  # of the newest call in the running mean
+
+    def __init__(self):
+        self._means = {True: None, False: None}
+        self._calls = {True: 0, False: 0}
+        self._gap = self.PROBE_EVERY
+        self._since_probe = 0
+        self._choice = None
+
+    def _choose(self):
+        if min(self._calls.values()) < self.WARMUP + self.MEASURED:  # measure both: fewer calls first, threads
+            return self._calls[True] <= self._calls[False]
+        better = self._means[True] <= self._means[False]
+        if better != self._choice:  # the choice changed: probe the other one soon again
+            self._choice, self._gap, self._since_probe = better, self.PROBE_EVERY, 0
+        self._since_probe += 1
+        if self._since_probe < self._gap:
+            return better
+        self._since_probe = 0
+        self._gap = min(2 * self._gap, self.PROBE_MAX)  # halved back when the probe wins, via the reset above
+        return not better
+
+    def _record(self, threaded, seconds):
+        self._calls[threaded] += 1
+        if self._calls[threaded] <= self.WARMUP:
+            return
+        mean = self._means[threaded]
+        self._means[threaded] = seconds if mean is None else mean + self.WEIGHT * (seconds - mean)
+
+    @contextlib.contextmanager
+    def call(self):
+        """Run the body in the chosen regime and time it. BLAS is left its threads only if nothing holds it
+        already (a fit's validation pass keeps the fit's hold)."""
+        threaded = self._choose()
+        if threaded and _blas.holding:
+            if getattr(_local, "stretch", 0) > 1:
+                threaded = False  # inside a fit: its hold stays
+            else:
+                _blas.release()  # the hold an earlier one-row call kept
+        before = getattr(_local, "leave_blas", False)
+        _local.leave_blas = threaded
+        if not threaded:
+            hold_blas_for_small_product()  # before the first product: a convolution's calls BLAS directly
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            _local.leave_blas = before
+            self._record(threaded, time.perf_counter() - began)
+            if not threaded and getattr(_local, "stretch", 0) == 1:
+                _local.keep_hold = True
 
 
 def _after_fork_in_child():

@@ -19,6 +19,7 @@ below describe the heads (targets, loss, held-out score, outputs). The rest is w
   different numbers of rows), not bit for bit;
 * pickling stores numpy arrays and layer configs, so a model trained on the GPU loads without cupy.
 """
+import contextlib
 import math
 import numbers
 import warnings
@@ -35,7 +36,7 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ..core import backend, floatx, losses, no_grad, optimizers, training_mode
-from ..core.parallel import hands_blas_back, hold_blas_for_small_product
+from ..core.parallel import BlasThreadChoice, hands_blas_back
 from ..core.tensor import tensor
 from ..io._signatures import network_signatures
 from ..io.saved_model import export_saved_model
@@ -495,6 +496,13 @@ class _BaseNetwork(BaseEstimator):
         rows = PREDICT_WORK // max(self._model.count_params(), 1)
         return int(min(self._predict_batch_size, max(64, 2 ** int(math.log2(max(rows, 1))))))
 
+    def _one_row_threads(self):
+        """The timed BLAS regime of one one-row call (see ``BlasThreadChoice``), kept per network."""
+        choice = self._model.__dict__.get("_blas_thread_choice")
+        if choice is None:
+            choice = self._model._blas_thread_choice = BlasThreadChoice()
+        return choice.call()
+
     @hands_blas_back
     def _forward(self, X, rows=None, start=0, stop=None):
         """Outputs of the layers ``start:stop`` for ``X`` (or ``X[rows]``) as a float64 array.
@@ -511,14 +519,14 @@ class _BaseNetwork(BaseEstimator):
         dtype, device = model.dtype, model.device
         n = X.shape[0] if rows is None else len(rows)
         size = max(n, 1) if n <= 64 else self._prediction_rows()  # few rows: one chunk, no parameter count
-        if n == 1:
-            # A lone row makes matrix-vector products (and one image's convolutions, which cannot split
-            # over a batch): too little work for BLAS's threads, and waking them made a one-image CNN
-            # predict take 14 ms instead of 1.5 on a busy 2-core host. BLAS stays on one thread for the call.
-            hold_blas_for_small_product()
+        # A lone row makes matrix-vector products (and one image's convolutions, which cannot split over a
+        # batch): on an idle host BLAS's threads nearly halve one CNN image's time, next to a busy process they
+        # stall now and then for a time slice. Each network times its one-row calls both ways and runs the
+        # cheaper (BlasThreadChoice); larger calls keep the usual policy (products split or held at one thread).
+        timed = self._one_row_threads() if n == 1 else contextlib.nullcontext()
         outputs = None
         whole = start == 0 and stop is None  # the whole network: its traced replay (layers/inference.py)
-        with no_grad(), training_mode(False):
+        with timed, no_grad(), training_mode(False):
             for first in range(0, n, size):
                 last = min(first + size, n)
                 chunk = X[first:last] if rows is None else X[rows[first:last]]

@@ -218,18 +218,71 @@ def test_validation_inside_fit_leaves_blas_held_until_fit_ends(digits, monkeypat
     assert len(released) == 3  # fit and predict each end a stretch of work
 
 
-def test_a_lone_row_runs_on_one_blas_thread(digits, monkeypatch):
+def _lone_row_calls(model, X, choose, monkeypatch, calls=3):
+    """``holding`` seen inside and after each of ``calls`` one-row predictions when the regime is ``choose``."""
+    monkeypatch.setattr(parallel._blas, "last_threaded", float("-inf"))  # no mid-sized product ran lately
+    monkeypatch.setattr(parallel.BlasThreadChoice, "_choose", lambda self: choose)
+    inside, after = [], []
+    model._forward(model._validate_input(X[:2]))  # traces the replay
+    model._model._inference_plan.graph.run = replay_spy(model._model, lambda x: inside.append(parallel._blas.holding))
+    for _ in range(calls):
+        model.predict(X[:1])
+        after.append(parallel._blas.holding)
+    return inside, after
+
+
+def test_a_lone_row_on_one_blas_thread_keeps_the_hold_until_a_threaded_or_larger_call(digits, monkeypatch):
     if not parallel._blas._lookup():
         pytest.skip("threadpoolctl finds no BLAS whose threads it can set")
     X, y = digits
     model = fitted(CNNClassifier, X, y)
-    monkeypatch.setattr(parallel._blas, "last_threaded", float("-inf"))  # no mid-sized product ran lately
-    held = []
-    # The network's traced replay runs one image's convolutions, which cannot split over a batch.
-    model._forward(model._validate_input(X[:2]))
-    model._model._inference_plan.graph.run = replay_spy(model._model, lambda x: held.append(parallel._blas.holding))
-    model.predict(X[:1])
-    assert held == [True] and not parallel._blas.holding  # held through the call, handed back at its end
+    inside, after = _lone_row_calls(model, X, False, monkeypatch)
+    # Held through each call and kept between them: handing it back woke BLAS's spinning workers every call.
+    assert inside == [True] * 3 and after == [True] * 3
+    model.predict(X[:5])  # any other predict call ends with the hold handed back
+    assert not parallel._blas.holding
+    inside, after = _lone_row_calls(model, X, False, monkeypatch, calls=1)
+    monkeypatch.setattr(parallel.BlasThreadChoice, "_choose", lambda self: True)
+    model.predict(X[:1])  # a threaded one-row call hands the kept hold back first
+    assert after == [True] and inside[-1] is False and not parallel._blas.holding
+
+
+def test_a_lone_row_with_blas_threads_never_takes_the_hold(digits, monkeypatch):
+    if not parallel._blas._lookup():
+        pytest.skip("threadpoolctl finds no BLAS whose threads it can set")
+    X, y = digits
+    model = fitted(CNNClassifier, X, y)
+    inside, after = _lone_row_calls(model, X, True, monkeypatch)
+    assert inside == [False] * 3 and after == [False] * 3
+    regimes = {}
+    for choose in (True, False):
+        monkeypatch.setattr(parallel.BlasThreadChoice, "_choose", lambda self, choose=choose: choose)
+        regimes[choose] = model.predict_proba(X[:1])
+    parallel.release_blas()
+    numpy.testing.assert_allclose(regimes[True], regimes[False], **ROUNDING)  # timings differ, not results
+
+
+def test_the_blas_thread_choice_measures_both_runs_the_cheaper_and_probes_the_other():
+    choice = parallel.BlasThreadChoice()
+    seconds = {True: 1.0, False: 3.0}  # threads three times as fast
+
+    def run(calls):
+        ran = []
+        for _ in range(calls):
+            threaded = choice._choose()
+            choice._record(threaded, seconds[threaded])
+            ran.append(threaded)
+        return ran
+
+    warm = choice.WARMUP + choice.MEASURED
+    assert run(2 * warm) == [True, False] * warm  # both measured first, threads first
+    settled = run(200)
+    probes = [k for k, threaded in enumerate(settled) if not threaded]
+    assert probes[:3] == [15, 47, 111]  # the other regime after 16 calls, then gaps of 32, 64, ... (up to 256)
+    seconds[True] = 9.0  # the host got busy: threaded calls stall
+    changed = run(300)
+    switched = changed.index(False, 1) if changed[0] else 0
+    assert switched < 256 and changed[-50:].count(False) >= 49  # one probe catches it; one thread from then on
 
 
 # -- input checks ----------------------------------------------------------------------------------
