@@ -287,10 +287,12 @@ class BlasThreadChoice:
     0.90 ms on one, on an idle 2-core host: its 196x800 @ 800x64 convolution product and the 12.8 MB weight read
     of its dense layer both gain from a second core. Next to one busy process the threaded calls had a lower
     median but a tail of 12-16 ms (a worker waiting out the busy process's time slice) against ~5 ms on one
-    thread. So each network keeps the running mean of its calls' seconds in each regime (the first
-    ``WARMUP`` calls of each not counted: tracing, waking BLAS's workers), runs the cheaper one, and now and
-    then runs the other to notice when the host changes: after ``PROBE_EVERY`` calls, a gap that doubles (up to
-    ``PROBE_MAX``) each time a probe confirms the choice. A tail spike lifts a regime's mean at once and probes
+    thread. So each network keeps the running mean of its calls' seconds in each regime, runs the cheaper one,
+    and now and then runs the other for a few calls to notice when the host changes: after ``PROBE_EVERY``
+    calls, a gap that doubles (up to ``PROBE_MAX``) each time a probe confirms the choice, and starts again from
+    ``PROBE_EVERY`` only when threads win (a probe of one thread costs little; one of threads on a busy host may
+    stall). Every call counts, a probe's first with its cost of waking BLAS's sleeping workers, except the
+    network's very first (which traces its replay). A tail spike lifts a regime's mean at once and probes
     bring it back down, so a host that makes threaded calls stall falls back to one thread.
 
     Where one thread wins, the hold outlives the call: handing BLAS its threads back after each call woke
@@ -302,37 +304,52 @@ class BlasThreadChoice:
     move a last bit, never more.
     """
 
-    WARMUP = 1
     MEASURED = 3  # calls of each regime counted before the means are compared
+    PROBE_CALLS = 3  # a probe's calls in a row
     PROBE_EVERY = 16
-    PROBE_MAX = 256
+    PROBE_MAX = 1024
     WEIGHT = 0.25  # of the newest call in the running mean
 
     def __init__(self):
         self._means = {True: None, False: None}
-        self._calls = {True: 0, False: 0}
-        self._gap = self.PROBE_EVERY
-        self._since_probe = 0
-        self._choice = None
+        self._counted = {True: 0, False: 0}
+        self._previous = None  # the regime of the last call
+        self._burst, self._burst_regime = 0, None  # calls left in a run of one regime (measuring, probing)
+        self._gap, self._since_probe, self._choice = self.PROBE_EVERY, 0, None
+
+    def _run(self, regime, calls):
+        self._burst, self._burst_regime = calls - 1, regime
+        return regime
 
     def _choose(self):
-        if min(self._calls.values()) < self.WARMUP + self.MEASURED:  # measure both: fewer calls first, threads
-            return self._calls[True] <= self._calls[False]
+        if self._burst:
+            self._burst -= 1
+            return self._burst_regime
+        for regime in (True, False):  # measure both first, threads first, each in a run of calls
+            if self._counted[regime] < self.MEASURED:
+                return self._run(regime, self.MEASURED + 1)
         better = self._means[True] <= self._means[False]
-        if better != self._choice:  # the choice changed: probe the other one soon again
-            self._choice, self._gap, self._since_probe = better, self.PROBE_EVERY, 0
+        if better != self._choice:
+            if better:  # threads won (again): check one thread soon, a probe that costs little
+                self._gap, self._since_probe = self.PROBE_EVERY, 0
+            # One thread won: probes of threads, which may stall on a busy host, stay as rare as they were.
+            self._choice = better
         self._since_probe += 1
         if self._since_probe < self._gap:
             return better
         self._since_probe = 0
-        self._gap = min(2 * self._gap, self.PROBE_MAX)  # halved back when the probe wins, via the reset above
-        return not better
+        self._gap = min(2 * self._gap, self.PROBE_MAX)  # back to PROBE_EVERY when threads win a probe
+        return self._run(not better, self.PROBE_CALLS)
 
     def _record(self, threaded, seconds):
-        self._calls[threaded] += 1
-        if self._calls[threaded] <= self.WARMUP:
+        first, self._previous = self._previous is None, threaded
+        if first:  # the network's first call traces its replay: not a call like the others
             return
+        self._counted[threaded] += 1
         mean = self._means[threaded]
+        # A running mean, not the probe's calls alone: a probe's few calls rarely catch the stalls that make a
+        # busy host's threaded calls dear on average (a few percent of calls, 12-16 ms each), the mean keeps
+        # them in mind; after a host calms down, a few probes bring it back down.
         self._means[threaded] = seconds if mean is None else mean + self.WEIGHT * (seconds - mean)
 
     @contextlib.contextmanager

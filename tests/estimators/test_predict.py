@@ -274,15 +274,21 @@ def test_the_blas_thread_choice_measures_both_runs_the_cheaper_and_probes_the_ot
             ran.append(threaded)
         return ran
 
-    warm = choice.WARMUP + choice.MEASURED
-    assert run(2 * warm) == [True, False] * warm  # both measured first, threads first
-    settled = run(200)
-    probes = [k for k, threaded in enumerate(settled) if not threaded]
-    assert probes[:3] == [15, 47, 111]  # the other regime after 16 calls, then gaps of 32, 64, ... (up to 256)
+    choice._record(True, 1000.0)  # the first call traces the replay: not counted
+
+    block = choice.MEASURED + 1
+    assert run(2 * block) == [True] * block + [False] * block  # both measured first, threads first, in runs
+    settled = run(300)
+    starts = [k for k in range(1, len(settled)) if not settled[k] and settled[k - 1]]
+    # One-thread probes of PROBE_CALLS calls after 16 calls, then gaps of 32, 64, ... (up to PROBE_MAX).
+    assert starts[:3] == [15, 15 + 3 + 31, 15 + 3 + 31 + 3 + 63]
+    assert all(settled[k:k + choice.PROBE_CALLS] == [False] * choice.PROBE_CALLS for k in starts)
+    assert settled.count(False) == choice.PROBE_CALLS * len(starts)  # threaded otherwise
     seconds[True] = 9.0  # the host got busy: threaded calls stall
-    changed = run(300)
-    switched = changed.index(False, 1) if changed[0] else 0
-    assert switched < 256 and changed[-50:].count(False) >= 49  # one probe catches it; one thread from then on
+    changed = run(400)
+    assert changed[-100:].count(True) <= choice.PROBE_CALLS  # the next probe catches it: one thread from then on
+    seconds[True] = 1.0  # and quiet again: a few probes of threads win it back
+    assert run(4000)[-50:].count(True) >= 50 - choice.PROBE_CALLS
 
 
 # -- input checks ----------------------------------------------------------------------------------
