@@ -8,7 +8,10 @@ Workloads:
 - ``mnist-mlp``: one epoch of the op-core benchmark's hand-written 784-256-128-10 MLP loop (batch 128, 8,000
   rows, Adam): mid-sized products (25.7 M multiply-adds, split by flowlearn; 4.2 M, on one thread or BLAS's);
 - ``mnist-mlp-fit``: the same network, data and batch through ``Sequential.fit`` (one epoch a fit);
-- ``mnist-cnn``: the op-core benchmark's CNN training step (batch 100): large products that flowlearn splits.
+- ``mnist-cnn``: the op-core benchmark's CNN training step (batch 100): large products that flowlearn splits;
+- ``cnn-image``: 2,500 one-image ``predict`` calls in a row of ``CNNClassifier``'s default network (after 500 to
+  warm up): products that cannot split over a batch, where each network times BLAS's threads against one
+  (``flowlearn.core.parallel.BlasThreadChoice``).
 
 Each (workload, thread setting) runs in a fresh process, ``--worker`` below; "1 thread" sets
 ``OPENBLAS_NUM_THREADS=1`` for that process (which also keeps flowlearn's own threads at one), "default"
@@ -38,6 +41,7 @@ HIDDEN = (128, 64)
 EPOCHS = 40
 FITS = 2  # timed fits per process, after a 2-epoch warm-up fit
 CNN_STEPS = 8
+IMAGE_WARM_UP, IMAGE_CALLS = 500, 2500
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "FLOWLEARN_NUM_THREADS")
 
 
@@ -106,9 +110,27 @@ def mnist_cnn():
     return _median_seconds(core_bench.flowlearn_cnn(), CNN_STEPS)
 
 
+def cnn_image():
+    """Seconds for IMAGE_CALLS one-image ``predict`` calls of the default CNNClassifier network, in a row, after
+    IMAGE_WARM_UP calls (the first traces the replay; the one-row thread choice measures both regimes). The
+    total, not a median: next to a busy process a few calls stall for a time slice, and that is the cost."""
+    from _common import mnist
+    from flowlearn.estimators import CNNClassifier
+
+    x, y, x_test, _ = mnist(n_train=1000)
+    model = CNNClassifier(epochs=1, batch_size=100, n_iter_no_change=None, random_state=0).fit(x.reshape(-1, 28, 28), y)
+    image = x_test[:1].reshape(-1, 28, 28)
+    for _ in range(IMAGE_WARM_UP):
+        model.predict(image)
+    start = time.perf_counter()
+    for _ in range(IMAGE_CALLS):
+        model.predict(image)
+    return time.perf_counter() - start
+
+
 WORKLOADS = {"digits-dnn": digits_dnn, "digits-mlp": digits_mlp, "mnist-mlp": mnist_mlp, "mnist-mlp-fit": mnist_mlp_fit,
-             "mnist-cnn": mnist_cnn}
-FLOWLEARN_WORKLOADS = {"digits-dnn", "mnist-mlp", "mnist-mlp-fit", "mnist-cnn"}
+             "mnist-cnn": mnist_cnn, "cnn-image": cnn_image}
+FLOWLEARN_WORKLOADS = {"digits-dnn", "mnist-mlp", "mnist-mlp-fit", "mnist-cnn", "cnn-image"}
 
 
 def worker(name):
