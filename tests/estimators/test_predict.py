@@ -231,11 +231,17 @@ def _lone_row_calls(model, X, choose, monkeypatch, calls=3):
     return inside, after
 
 
-def test_a_lone_row_on_one_blas_thread_keeps_the_hold_until_a_threaded_or_larger_call(digits, monkeypatch):
+@pytest.fixture
+def cnn_and_rows(digits):
+    """A fitted CNNClassifier and its rows, where threadpoolctl can set BLAS's threads."""
     if not parallel._blas._lookup():
         pytest.skip("threadpoolctl finds no BLAS whose threads it can set")
     X, y = digits
-    model = fitted(CNNClassifier, X, y)
+    return fitted(CNNClassifier, X, y), X
+
+
+def test_a_lone_row_on_one_blas_thread_keeps_the_hold_until_a_threaded_or_larger_call(cnn_and_rows, monkeypatch):
+    model, X = cnn_and_rows
     inside, after = _lone_row_calls(model, X, False, monkeypatch)
     # Held through each call and kept between them: handing it back woke BLAS's spinning workers every call.
     assert inside == [True] * 3 and after == [True] * 3
@@ -247,11 +253,8 @@ def test_a_lone_row_on_one_blas_thread_keeps_the_hold_until_a_threaded_or_larger
     assert after == [True] and inside[-1] is False and not parallel._blas.holding
 
 
-def test_a_lone_row_with_blas_threads_never_takes_the_hold(digits, monkeypatch):
-    if not parallel._blas._lookup():
-        pytest.skip("threadpoolctl finds no BLAS whose threads it can set")
-    X, y = digits
-    model = fitted(CNNClassifier, X, y)
+def test_a_lone_row_with_blas_threads_never_takes_the_hold(cnn_and_rows, monkeypatch):
+    model, X = cnn_and_rows
     inside, after = _lone_row_calls(model, X, True, monkeypatch)
     assert inside == [False] * 3 and after == [False] * 3
     regimes = {}
