@@ -30,12 +30,13 @@ _OWN_LAYERS = "flowlearn.layers."
 
 
 class _Plan:
-    """A traced graph (or None: this model runs layer by layer) and what it was traced from."""
+    """A traced graph (or None: this model runs layer by layer), what it was traced from, and the shape of one
+    input row it replays."""
 
-    __slots__ = ("graph", "layers", "arrays")
+    __slots__ = ("graph", "layers", "arrays", "row_shape")
 
-    def __init__(self, graph, layers, arrays):
-        self.graph, self.layers, self.arrays = graph, layers, arrays
+    def __init__(self, graph, layers, arrays, row_shape):
+        self.graph, self.layers, self.arrays, self.row_shape = graph, layers, arrays, row_shape
 
     def matches(self, layers, arrays):
         return (len(layers) == len(self.layers) and len(arrays) == len(self.arrays)
@@ -44,8 +45,11 @@ class _Plan:
 
 
 def _traceable(model):
-    return model._device == "cpu" and all(type(layer).__module__.startswith(_OWN_LAYERS)
-                                          for layer in model._layers)
+    """The model is on the CPU and made of flowlearn's own layers, none holding others (whose weights the
+    plan's check of the weight arrays would not see)."""
+    return model._device == "cpu" and all(
+        type(layer).__module__.startswith(_OWN_LAYERS) and sum(1 for _ in layer._walk()) == 1
+        for layer in model._layers)
 
 
 def _trace(model, example):
@@ -75,17 +79,15 @@ def replay_forward(model, x):
     ``x`` must already be in the model's dtype and of its input shape; the caller runs the call under
     ``no_grad`` or not, as it likes (the replay records nothing).
     """
-    if not _traceable(model):
-        return None
     layers = model._layers
-    # Every own layer keeps its weights in _weights (none holds other layers): the flat list is
-    # model.weights at a fiftieth of the cost, which matters at one image per call.
+    # The layers' own weights: for a model the plan replays (no layer holds others) this is model.weights, at
+    # a fiftieth of the cost, which matters at one image per call.
     arrays = [weight.data for layer in layers for weight, _ in layer._weights]
     plan = getattr(model, "_inference_plan", None)
     if plan is None or not plan.matches(layers, arrays):
-        plan = _Plan(_trace(model, x), list(layers), arrays)
+        plan = _Plan(_trace(model, x) if _traceable(model) else None, list(layers), arrays, x.shape[1:])
         model._inference_plan = plan
-    if plan.graph is None:
-        return None
+    if plan.graph is None or x.shape[1:] != plan.row_shape:
+        return None  # rows of another shape (a model built for any image size): layer by layer
     with no_grad():
         return plan.graph.run(x)

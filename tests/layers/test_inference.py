@@ -103,3 +103,19 @@ def test_early_stopping_validation_traces_once_per_fit(monkeypatch):
     monkeypatch.setattr(inference, "_trace", lambda *args: traced.append(1) or original(*args))
     model.fit(X, y)
     assert len(traced) == 1, f"the plan must survive the epochs' in-place updates; traced {len(traced)} times"
+
+
+def test_rows_of_another_shape_and_nested_models_run_layer_by_layer():
+    model = Sequential([fl.layers.Conv2D(2, 3, padding="same", input_shape=(None, None, 1)),
+                        fl.layers.GlobalAveragePooling2D()])
+    rng = numpy.random.default_rng(4)
+    small, large = rng.random((2, 5, 5, 1), dtype=numpy.float32), rng.random((3, 8, 6, 1), dtype=numpy.float32)
+    assert replay_forward(model, small) is not None
+    assert replay_forward(model, large) is None  # the plan replays 5x5 images only
+    numpy.testing.assert_array_equal(model.predict(large), _eager(model, large))
+
+    inner = Sequential([fl.layers.Dense(3)])
+    outer = Sequential([fl.layers.Input((4,)), inner, fl.layers.Dense(2)])
+    x = rng.random((5, 4), dtype=numpy.float32)
+    assert replay_forward(outer, x) is None  # the inner model's weights are not the outer layers' own
+    numpy.testing.assert_array_equal(outer.predict(x), _eager(outer, x))
