@@ -582,7 +582,9 @@ class Sequential(Layer):
     @hands_blas_back
     def predict(self, x, batch_size=None, verbose=0, steps=None):
         """The model's outputs for ``x`` as a numpy array, computed ``batch_size`` samples at a time (default
-        32) in inference mode with no graph recorded (only the result is allocated whole).
+        32) in inference mode with no graph recorded (only the result is allocated whole). A model of
+        flowlearn's own layers runs through a replay of its forward traced on the first call
+        (:mod:`flowlearn.layers.inference`): the layers' numbers bit for bit, without their per-call Python work.
 
         ``x`` may also be an input_fn, a generator or an iterable of batches: each batch is ``features``,
         ``(features,)`` or ``(features, labels)`` (labels ignored) and the outputs of all batches are
