@@ -316,13 +316,14 @@ class BlasThreadChoice:
         self._previous = None  # the regime of the last call
         self._burst, self._burst_regime = 0, None  # calls left in a run of one regime (measuring, probing)
         self._gap, self._since_probe, self._choice = self.PROBE_EVERY, 0, None
+        self._lock = threading.Lock()  # threads predicting with one model at once share its counts
 
     def _run(self, regime, calls):
         self._burst, self._burst_regime = calls - 1, regime
         return regime
 
     def _choose(self):
-        if self._burst:
+        if self._burst > 0:
             self._burst -= 1
             return self._burst_regime
         for regime in (True, False):  # measure both first, threads first, each in a run of calls
@@ -356,7 +357,8 @@ class BlasThreadChoice:
     def call(self):
         """Run the body in the chosen regime and time it. BLAS is left its threads only if nothing holds it
         already (a fit's validation pass keeps the fit's hold)."""
-        threaded = self._choose()
+        with self._lock:
+            threaded = self._choose()
         if threaded and _blas.holding:
             if getattr(_local, "stretch", 0) > 1:
                 threaded = False  # inside a fit: its hold stays
@@ -371,7 +373,8 @@ class BlasThreadChoice:
             yield
         finally:
             _local.leave_blas = before
-            self._record(threaded, time.perf_counter() - began)
+            with self._lock:
+                self._record(threaded, time.perf_counter() - began)
             if not threaded and getattr(_local, "stretch", 0) == 1:
                 _local.keep_hold = True
 

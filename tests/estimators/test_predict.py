@@ -354,3 +354,18 @@ def test_sequential_predict_runs_unpadded_batches():
     together = model.predict(x, batch_size=32)
     assert seen == [32, 32, 6]
     numpy.testing.assert_allclose(model.predict(x[:1]), together[:1], **ROUNDING)
+
+
+def test_one_row_predictions_from_several_threads_at_once_agree_with_one_thread(digits):
+    """Threads predicting single rows with one model share its BLAS thread choice: same answers, no error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y = digits
+    model = fitted(DNNClassifier, X, y)
+    expected = model.predict_proba(X[:40])
+    with ThreadPoolExecutor(4) as pool:
+        rows = list(pool.map(lambda i: model.predict_proba(X[i:i + 1])[0], range(40)))
+    parallel.release_blas()
+    numpy.testing.assert_allclose(numpy.array(rows), expected, **ROUNDING)
+    choice = model._model._blas_thread_choice
+    assert sum(choice._counted.values()) == 40 - 1 and choice._burst >= 0
