@@ -81,8 +81,7 @@ def masked_crc32c(data):
     >>> hex(masked_crc32c(b""))
     '0xa282ead8'
     """
-    crc = _crc32c()(data)
-    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+    return _masked(_crc32c(), data)
 
 
 def _compression(owner, compression_type):
@@ -331,6 +330,7 @@ def _records(path, compression):
 
 
 def _masked(crc, data):
+    # crc is _crc32c()'s function, looked up once per file or writer rather than once per record.
     value = crc(data)
     return (((value >> 15) | (value << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
@@ -752,7 +752,7 @@ def tfrecord_input_fn(files, features, label_key=None, batch_size=32, num_epochs
         "shuffle_buffer_size": _count(owner, "shuffle_buffer_size", shuffle_buffer_size),
         "num_parallel_reads": _count(owner, "num_parallel_reads", num_parallel_reads, allow_none=True) or 1,
         "num_parallel_calls": _count(owner, "num_parallel_calls", num_parallel_calls, allow_none=True) or 1,
-        "prefetch": 0 if prefetch_buffer_size == 0 else _count(owner, "prefetch_buffer_size", prefetch_buffer_size),
+        "prefetch": _count(owner, "prefetch_buffer_size", prefetch_buffer_size, minimum=0),
     }
     if map_fn is not None and not callable(map_fn):
         raise ValueError(f"{owner}: `map_fn` must be callable or None; got {describe(map_fn)}.")

@@ -518,6 +518,7 @@ def test_settings_are_checked_when_the_input_fn_is_made(tmp_path):
         ({"batch_size": 0}, "`batch_size`, expected a positive integer. Received: batch_size=0"),
         ({"shuffle_buffer_size": 0}, "Received: shuffle_buffer_size=0"),
         ({"num_parallel_reads": -1}, "Received: num_parallel_reads=-1"),
+        ({"prefetch_buffer_size": -1}, "expected a non-negative integer. Received: prefetch_buffer_size=-1"),
         ({"label_key": "y"}, "label_key='y' is not one of the features"),
         ({"features": {"x": "float32"}}, r"features\['x'\] must be a FixedLenFeature or a VarLenFeature"),
         ({"map_fn": 3}, "`map_fn` must be callable"),
