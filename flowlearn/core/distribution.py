@@ -38,8 +38,9 @@ def strategy_scope(strategy):
         _current.strategy = previous
 
 
-# What the training loop and the optimizer call on a strategy.
-_PROTOCOL = ("shard", "global_mean", "reduce_gradients", "gather_rows", "broadcast_variables", "barrier", "is_chief")
+# What the training loop, the optimizer and the trainers (Sequential.fit, Estimator.train) call on a strategy.
+_PROTOCOL = ("shard", "global_mean", "global_rows", "reduce_gradients", "gather_rows", "broadcast_variables",
+             "broadcast_generators", "barrier", "is_chief")
 
 
 def check_strategy(owner, strategy):

@@ -214,6 +214,15 @@ def test_a_non_strategy_is_refused_with_the_argument_named():
         RunConfig(train_distribute=object())
 
 
+def test_a_strategy_lacking_what_the_trainers_call_is_refused_up_front():
+    # fit and Estimator.train call broadcast_generators first: its absence is a TypeError, not an AttributeError.
+    partial = type("Partial", (), dict.fromkeys(("shard", "global_mean", "global_rows", "reduce_gradients",
+                                                 "gather_rows", "broadcast_variables", "barrier", "is_chief")))
+    with pytest.raises(TypeError, match="lacks broadcast_generators"):
+        check_strategy("fit", partial())
+    assert check_strategy("fit", _OneRank()) is not None  # the stand-in below offers everything
+
+
 class _OneRank:
     """A stand-in strategy of one rank that is not the chief, recording what the loop asks of it."""
 
