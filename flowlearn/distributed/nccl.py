@@ -1,10 +1,13 @@
 """Allreduce of cupy arrays on the GPUs, through NCCL (``cupy.cuda.nccl``), set up over MPI."""
+import functools
+
 import numpy
 
 _DTYPES = {numpy.dtype(numpy.float32): "NCCL_FLOAT32", numpy.dtype(numpy.float64): "NCCL_FLOAT64",
            numpy.dtype(numpy.float16): "NCCL_FLOAT16"}
 
 
+@functools.cache  # asked on every gradient allreduce; a failed import would search the path each time
 def nccl_module():
     """``cupy.cuda.nccl`` when cupy was built with NCCL, else None."""
     try:
