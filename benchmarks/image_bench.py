@@ -92,7 +92,7 @@ def augment_one(image, rng):
     image = ops.random_contrast(image, *AUGMENT["contrast"], seed=rng)
     # Saturation then hue in one trip through HSV, as the pipeline fuses them (the public ops make two trips):
     # the same arithmetic on both sides.
-    colour = ops._saturation_and_hue(*AUGMENT["saturation"], AUGMENT["hue"])
+    colour = ops._saturation_and_hue(ops._saturation(*AUGMENT["saturation"]), ops._hue(AUGMENT["hue"]))
     factor, delta = (numpy.asarray(v, numpy.float32) for v in colour.draw(rng, 1))
     batch = image[None]
     colour.apply(numpy, batch, batch, factor, delta)

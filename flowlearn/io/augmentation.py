@@ -410,8 +410,9 @@ def _saturation(lower, upper):
     return _PerImage(draw, apply)
 
 
-def _saturation_and_hue(lower, upper, max_delta):
-    """:func:`_saturation` then :func:`_hue` in one round trip through HSV, for a pipeline that applies both.
+def _saturation_and_hue(saturation, hue):
+    """The ops ``saturation`` (a :func:`_saturation`) then ``hue`` (a :func:`_hue`) in one round trip through
+    HSV, for a pipeline that applies both.
 
     Scaling the saturation keeps hue and value, so the second op's conversion to HSV would only give back the
     first one's hue, value and new chroma: the fused op skips that conversion and the RGB batch between them
@@ -419,8 +420,6 @@ def _saturation_and_hue(lower, upper, max_delta):
     are drawn as the two ops draw them, in the same order, so a seed picks the same factors and angles; the
     pixels equal the two ops' to float32 rounding (the middle conversion's roundings are gone).
     """
-    saturation, hue = _saturation(lower, upper), _hue(max_delta)
-
     def draw(rng, n):
         return saturation.draw(rng, n) + hue.draw(rng, n)
 

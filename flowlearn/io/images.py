@@ -457,9 +457,7 @@ class _Augmenter:
                 if step is not None:
                     self._steps.append(step)
         if "saturation" in augment and "hue" in augment:  # adjacent in _AUGMENT_KEYS: one trip through HSV
-            lower, upper = augmentation._range("random_saturation", *augment["saturation"])
-            max_delta = augmentation._number("random_hue", "max_delta", augment["hue"], high=0.5)
-            self._steps[-2:] = [augmentation._saturation_and_hue(lower, upper, max_delta)]
+            self._steps[-2:] = [augmentation._saturation_and_hue(*self._steps[-2:])]
         # Ops check their arguments when they run: run them once now, on a tiny batch, so that a bad value is
         # named when the input_fn is made rather than in a training loop.
         height, width = options.image_size

@@ -291,7 +291,7 @@ def test_bad_arguments_are_named(batch, call, message):
 def test_saturation_and_hue_fused_equal_the_two_ops_in_turn_to_float_rounding():
     """The pipeline's one trip through HSV for both ops draws what the two ops draw and gives their pixels."""
     batch = numpy.random.default_rng(8).random((8, 9, 7, 3), dtype=numpy.float32)
-    fused = aug._saturation_and_hue(0.3, 1.7, 0.4)
+    fused = aug._saturation_and_hue(aug._saturation(0.3, 1.7), aug._hue(0.4))
     drawn = [numpy.asarray(v, numpy.float32) for v in fused.draw(numpy.random.default_rng(3), len(batch))]
     got = numpy.empty_like(batch)
     fused.apply(numpy, batch, got, *drawn)
