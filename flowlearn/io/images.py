@@ -501,10 +501,7 @@ class _Augmenter:
         batch = numpy.empty((len(pixels),) + pixels[0].shape, numpy.float32)
         leading = []
         if training and self._callable is None:
-            for step in self._steps:
-                if not isinstance(step, augmentation._PerImage):
-                    break
-                leading.append(step)
+            leading = list(itertools.takewhile(_per_image, self._steps))
         values = self._draws(leading, rng, len(pixels))
         for start in range(0, len(pixels), augmentation._SUB_BATCH):
             run = slice(start, start + augmentation._SUB_BATCH)
@@ -512,10 +509,8 @@ class _Augmenter:
                 numpy.divide(pixels[i], numpy.float32(255), out=batch[i], dtype=numpy.float32)
             augmentation._apply_in_runs(numpy, leading, [[v[run] for v in drawn] for drawn in values], batch[run],
                                        batch[run])
-        if not training:
-            return self(batch, rng, training=False)
-        if self._callable is not None:
-            return self(batch, rng, training=True)
+        if not training or self._callable is not None:
+            return self(batch, rng, training)
         return self._apply(self._steps[len(leading):], batch, rng)
 
     @staticmethod
@@ -525,19 +520,15 @@ class _Augmenter:
     def _apply(self, steps, images, rng):
         """``steps`` in order on ``images`` (a batch of this pipeline's own, overwritten): runs of per-image ops
         together, a few images at a time."""
-        i = 0
-        while i < len(steps):
-            if not isinstance(steps[i], augmentation._PerImage):
-                images = steps[i](images, rng)
-                i += 1
+        for per_image, run in itertools.groupby(steps, _per_image):
+            run = list(run)
+            if not per_image:
+                for step in run:
+                    images = step(images, rng)
                 continue
-            j = i
-            while j < len(steps) and isinstance(steps[j], augmentation._PerImage):
-                j += 1
             if not images.flags.writeable or not images.flags.c_contiguous:
-                images = numpy.array(images, numpy.float32, order="C")  # a callable's or a view: ours to write
-            augmentation._apply_in_runs(numpy, steps[i:j], self._draws(steps[i:j], rng, len(images)), images, images)
-            i = j
+                images = numpy.array(images, numpy.float32, order="C")  # a step's view: copied before writing
+            augmentation._apply_in_runs(numpy, run, self._draws(run, rng, len(images)), images, images)
         return images
 
     def __call__(self, images, rng, training):
@@ -551,6 +542,10 @@ class _Augmenter:
                                  f"images (n, height, width, channels); it returned shape {result.shape}.")
             return result
         return self._apply(self._steps, images, rng)
+
+
+def _per_image(step):
+    return isinstance(step, augmentation._PerImage)
 
 
 # -- listing the files ----------------------------------------------------------------------------------------------
