@@ -27,7 +27,7 @@ import pandas
 from ..layers.data_adapter import INFINITE, UNKNOWN
 from ._files import pass_order, resolve_files
 from ._prefetch import BATCH, WARNING, delivered, prefetched
-from .inputs import _passes, _seed_or_drawn
+from .inputs import _count, _passes, _seed_or_drawn
 
 __all__ = ["CsvBatches", "CsvInputFn", "csv_input_fn"]
 
@@ -236,33 +236,24 @@ class CsvBatches:
 class _Options:
     def __init__(self, batch_size, num_epochs, shuffle, shuffle_buffer_size, num_parallel_reads, on_bad_row,
                  chunk_size, field_delim, prefetch_buffer_size, seed, header):
-        self.batch_size = _positive_int("batch_size", batch_size)
-        if num_epochs is not None:
-            num_epochs = _positive_int("num_epochs", num_epochs)
-        self.num_epochs = num_epochs
+        self.batch_size = _count("csv_input_fn", "batch_size", batch_size)
+        self.num_epochs = _count("csv_input_fn", "num_epochs", num_epochs, allow_none=True)
         self.shuffle = bool(shuffle)
-        self.buffer_size = _positive_int("shuffle_buffer_size", shuffle_buffer_size)
-        self.parallel_reads = _positive_int("num_parallel_reads", num_parallel_reads)
+        self.buffer_size = _count("csv_input_fn", "shuffle_buffer_size", shuffle_buffer_size)
+        self.parallel_reads = _count("csv_input_fn", "num_parallel_reads", num_parallel_reads)
         if on_bad_row not in ("raise", "skip"):
             raise ValueError(f"csv_input_fn: on_bad_row must be 'raise' or 'skip'; got {on_bad_row!r}.")
         self.on_bad_row = on_bad_row
-        self.chunk_size = _positive_int("chunk_size", chunk_size)
+        self.chunk_size = _count("csv_input_fn", "chunk_size", chunk_size)
         if not isinstance(field_delim, str) or len(field_delim.encode()) != 1 or field_delim in "\"\r\n":
             raise ValueError(f"csv_input_fn: field_delim must be one ASCII character other than a quote or a "
                              f"newline; got {field_delim!r}.")
         self.delimiter = field_delim
-        self.prefetch = 0 if prefetch_buffer_size == 0 else _positive_int("prefetch_buffer_size",
-                                                                          prefetch_buffer_size)
+        self.prefetch = _count("csv_input_fn", "prefetch_buffer_size", prefetch_buffer_size, minimum=0)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, numpy.integer)) or seed < 0):
             raise ValueError(f"csv_input_fn: seed must be a non-negative integer or None; got {seed!r}.")
         self.seed = seed
         self.header = bool(header)
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 1:
-        raise ValueError(f"csv_input_fn: {name} must be a positive integer; got {value!r}.")
-    return int(value)
 
 
 def _column_names(files, column_names, header, delimiter):

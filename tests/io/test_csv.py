@@ -347,6 +347,14 @@ def test_bad_arguments_name_themselves(three_files, argument, value):
         csv_input_fn(three_files, **{argument: value})
 
 
+def test_bad_counts_say_what_was_expected(three_files):
+    with pytest.raises(ValueError, match="`prefetch_buffer_size`, expected a non-negative integer. Received: "
+                                         "prefetch_buffer_size=-1"):
+        csv_input_fn(three_files, prefetch_buffer_size=-1)
+    with pytest.raises(ValueError, match="`num_epochs`, expected a positive integer or None. Received: num_epochs=0"):
+        csv_input_fn(three_files, num_epochs=0)
+
+
 @pytest.mark.parametrize("prefetch", [0, 2])
 def test_stopping_early_leaves_no_thread(three_files, prefetch):
     input_fn = csv_input_fn(three_files, num_epochs=None, batch_size=8, chunk_size=512, num_parallel_reads=3,
