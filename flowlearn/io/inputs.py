@@ -104,7 +104,6 @@ def _check_settings(owner, batch_size, num_epochs, shuffle, seed):
     return int(batch_size), None if num_epochs is None else int(num_epochs), bool(shuffle), seed
 
 
-
 def _count(owner, name, value, minimum=1, allow_none=False):
     """``value`` as an int of at least ``minimum`` (1 or 0; None passes where ``allow_none``), else a ValueError
     naming ``owner``'s argument, what it takes and what it received."""
@@ -115,6 +114,7 @@ def _count(owner, name, value, minimum=1, allow_none=False):
         raise ValueError(f"{owner}: received an invalid value for `{name}`, expected {what}"
                          f"{' or None' if allow_none else ''}. Received: {name}={value!r}")
     return int(value)
+
 
 def _check_lengths(owner, named):
     """The common number of rows of the named arrays, or a ValueError listing them."""
