@@ -3,6 +3,7 @@
 Fast tests drive the routes with starlette's TestClient; the slow ones drive a real headless Chromium (selenium)
 against a real server on loopback: drawing on the MNIST CNN's canvas, filling in the iris form.
 """
+import contextlib
 import json
 import os
 import re
@@ -457,6 +458,20 @@ def _check_only_this_server(driver, origin):
     assert not errors, errors
 
 
+@contextlib.contextmanager
+def _playground(driver, base, name):
+    """Serve ``base`` as ``name`` on loopback, open ``/ui/NAME`` in ``driver`` and yield the server's origin; the
+    server closes when the block ends. The browser's log is emptied first (what earlier pages left)."""
+    driver.get_log("browser")
+    server = Server(base, name)
+    try:
+        origin = f"http://127.0.0.1:{server.port}"
+        driver.get(f"{origin}/ui/{name}")
+        yield origin
+    finally:
+        server.close()
+
+
 def _model_input(driver):
     """The greyscale image the page sent, read back from its "what the model sees" canvas, in [0, 1]."""
     width, height, data = driver.execute_script(
@@ -475,11 +490,7 @@ def _canvas_ink(driver):
 
 @pytest.mark.slow
 def test_browser_draws_digits_on_the_mnist_cnn(browser, mnist_base, artifacts):
-    browser.get_log("browser")  # what earlier tests left
-    server = Server(mnist_base, "mnist")
-    try:
-        origin = f"http://127.0.0.1:{server.port}"
-        browser.get(origin + "/ui/mnist")
+    with _playground(browser, mnist_base, "mnist") as origin:
         canvas = _ready_canvas(browser)
         assert _canvas_ink(browser) == 0
 
@@ -513,17 +524,11 @@ def test_browser_draws_digits_on_the_mnist_cnn(browser, mnist_base, artifacts):
         assert zero == "0"
         assert len(browser.find_elements("css selector", "#chart svg rect.bar")) == 10
         _check_only_this_server(browser, origin)
-    finally:
-        server.close()
 
 
 @pytest.mark.slow
 def test_browser_fills_the_iris_form(browser, iris, iris_base, artifacts):
-    browser.get_log("browser")
-    server = Server(iris_base, "iris")
-    try:
-        origin = f"http://127.0.0.1:{server.port}"
-        browser.get(origin + "/ui/iris")
+    with _playground(browser, iris_base, "iris") as origin:
         _wait(browser, _answered, "the prediction for the pre-filled form")
         fields = [browser.find_element("id", f"field-{i}") for i in range(4)]
         for row in (100, 0, 60):  # a virginica, a setosa, a versicolor of the training set
@@ -548,8 +553,6 @@ def test_browser_fills_the_iris_form(browser, iris, iris_base, artifacts):
             return False
 
         _wait(browser, refused, "the check to fail for a request to another origin", timeout=10)
-    finally:
-        server.close()
 
 
 @pytest.mark.slow
@@ -569,33 +572,20 @@ def test_browser_shows_a_value_a_reconstruction_and_a_colour_model(browser, tmp_
                         ("flat", flat_autoencoder), ("columns", columns)):
         export_saved_model(model, tmp_path / name, debug_outputs=True)
 
-    def open_page(name):
-        browser.get_log("browser")
-        server = Server(tmp_path / name, name)
-        browser.get(f"http://127.0.0.1:{server.port}/ui/{name}")
-        return server, f"http://127.0.0.1:{server.port}"
-
-    server, origin = open_page("regressor")
-    try:
+    with _playground(browser, tmp_path / "regressor", "regressor") as origin:
         shown = _wait(browser, _answered, "the regressor's value")
         assert float(shown) == pytest.approx(regressor.predict(numpy.zeros((1, 3)))[0], abs=1e-4)  # fields at 0
         _check_only_this_server(browser, origin)
-    finally:
-        server.close()
 
-    server, origin = open_page("autoencoder")
-    try:
+    with _playground(browser, tmp_path / "autoencoder", "autoencoder") as origin:
         shown = _wait(browser, _answered, "the autoencoder's score")
         assert float(shown) == pytest.approx(-autoencoder.score_samples(numpy.zeros((1, 3)))[0], abs=1e-4)
         rows = browser.find_elements("css selector", "#values tr")
         assert len(rows) == 4  # a header and one row per feature: input beside reconstruction
         artifacts(browser, "playground-autoencoder.png")
         _check_only_this_server(browser, origin)
-    finally:
-        server.close()
 
-    server, origin = open_page("colour")
-    try:
+    with _playground(browser, tmp_path / "colour", "colour") as origin:
         _stroke(browser, _ready_canvas(browser), [(x, x // 2) for x in range(-80, 81, 8)])
         assert _wait(browser, _answered, "the colour model's answer") in ("0", "1", "2", "3")
         assert len(browser.find_elements("css selector", "#chart svg rect.bar")) == 4
@@ -616,12 +606,9 @@ def test_browser_shows_a_value_a_reconstruction_and_a_colour_model(browser, tmp_
                                        ".getImageData(8, 8, 1, 1).data);")
         assert pixel == [255, 0, 0, 255]
         _check_only_this_server(browser, origin)
-    finally:
-        server.close()
 
     # An AutoEncoder of flattened 28 x 28 digits: drawn on the canvas, its reconstruction shown beside the input.
-    server, origin = open_page("flat")
-    try:
+    with _playground(browser, tmp_path / "flat", "flat") as origin:
         _stroke(browser, _ready_canvas(browser), [(0, y) for y in range(-90, 91, 6)])
         assert float(_wait(browser, _answered, "the anomaly score")) > 0
         painted = browser.execute_script(
@@ -631,15 +618,12 @@ def test_browser_shows_a_value_a_reconstruction_and_a_colour_model(browser, tmp_
         assert browser.find_element("id", "reconstruction-figure").is_displayed()
         artifacts(browser, "playground-autoencoder-image.png")
         _check_only_this_server(browser, origin)
-    finally:
-        server.close()
 
     # Raw features through feature columns: one input per feature (the request names each), a select for the
     # vocabulary.
     from selenium.webdriver.support.ui import Select
 
-    server, origin = open_page("columns")
-    try:
+    with _playground(browser, tmp_path / "columns", "columns") as origin:
         _wait(browser, _answered, "the prediction for the pre-filled form")
         labels = [browser.find_element("css selector", f"label[for=field-{i}]").text for i in range(3)]
         assert labels == ["colour", "count", "size"]
@@ -653,5 +637,3 @@ def test_browser_shows_a_value_a_reconstruction_and_a_colour_model(browser, tmp_
             _wait(browser, lambda d, expected=expected: d.find_element("id", "prediction").text == expected
                   and _answered(d), f"{expected} for colour={colour_name}, size={size}")
         _check_only_this_server(browser, origin)
-    finally:
-        server.close()
