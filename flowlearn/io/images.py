@@ -692,7 +692,7 @@ class _Options:
                              f"Received: channels={channels!r}")
         self.channels = int(channels)
         self.batch_size = _count(owner, "batch_size", batch_size)
-        self.num_epochs = None if num_epochs is None else _count(owner, "num_epochs", num_epochs)
+        self.num_epochs = _count(owner, "num_epochs", num_epochs, allow_none=True)
         if not isinstance(shuffle, (bool, numpy.bool_)):
             raise ValueError(f"{owner}: received an invalid value for `shuffle`, expected True or False. "
                              f"Received: shuffle={shuffle!r}")
@@ -716,4 +716,4 @@ class _Options:
             raise ValueError(f"{owner}: received an invalid value for `interpolation`, expected one of "
                              f"{list(_INTERPOLATIONS)}. Received: interpolation={interpolation!r}")
         self.interpolation = interpolation
-        self.prefetch = 0 if prefetch_buffer_size == 0 else _count(owner, "prefetch_buffer_size", prefetch_buffer_size)
+        self.prefetch = _count(owner, "prefetch_buffer_size", prefetch_buffer_size, minimum=0)
