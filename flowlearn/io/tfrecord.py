@@ -850,7 +850,7 @@ class TFRecordInputFn:
                 batch[name] = spec._pad(column)
                 continue
             try:
-                batch[name] = numpy.stack([numpy.asarray(value) for value in column])
+                batch[name] = numpy.stack(column)
             except ValueError:
                 shapes = sorted({numpy.shape(value) for value in column})
                 raise ValueError(f"tfrecord_input_fn: the records of one batch give feature {name!r} different "
