@@ -12,7 +12,6 @@
   const $ = (id) => document.getElementById(id);
   let view = null;
   let latest = 0; // number of the newest request: older answers arriving late are dropped
-  let shown = 0;
 
   function setStatus(text, isError) {
     const status = $("status");
@@ -20,15 +19,19 @@
     status.classList.toggle("error", Boolean(isError));
   }
 
-  async function postJSON(url, body) {
-    const response = await fetch(url, {
-      method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
-    });
+  // The JSON of a response; an error status throws the server's {"error": ...} message.
+  async function payloadOf(response) {
     const payload = await response.json();
     if (!response.ok) {
       throw new Error(payload && payload.error ? payload.error : "HTTP " + response.status);
     }
     return payload;
+  }
+
+  async function postJSON(url, body) {
+    return payloadOf(await fetch(url, {
+      method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
+    }));
   }
 
   // -- resampling -------------------------------------------------------------------------------------------
@@ -164,7 +167,7 @@
     const value = (plane, i) => (integer ? Math.round(plane[i] * spec.scale) : plane[i] * spec.scale);
     if (spec.flat) {
       // A flattened square image (an input of H * W features): the pixels row by row.
-      return {instance: Array.from(chans[0], (_, i) => value(chans[0], i)), planes: chans};
+      return Array.from(chans[0], (_, i) => value(chans[0], i));
     }
     const rows = [];
     for (let y = 0; y < h; y++) {
@@ -175,7 +178,7 @@
       }
       rows.push(row);
     }
-    return {instance: rows, planes: chans};
+    return rows;
   }
 
   function setUpCanvas() {
@@ -325,7 +328,7 @@
       }
     });
     const names = view.signature.inputs.map((spec) => spec.name);
-    return {instance: names.length === 1 ? values[names[0]] : values, values: values};
+    return names.length === 1 ? values[names[0]] : values;
   }
 
   let timer = null;
@@ -428,7 +431,7 @@
     values.hidden = false;
   }
 
-  function show(prediction, sent) {
+  function show(prediction) {
     const out = view.output;
     if (out.kind === "classes") {
       let scores = pick(prediction, out.scores).map(Number);
@@ -471,7 +474,6 @@
       raw.hidden = false;
       $("prediction").textContent = "";
     }
-    return sent;
   }
 
   function drawFeatureMaps(maps) {
@@ -499,30 +501,29 @@
   }
 
   async function predict() {
-    let built;
+    let instance;
     try {
-      built = view.input.kind === "image" ? imageInstance() : formInstance();
+      instance = view.input.kind === "image" ? imageInstance() : formInstance();
     } catch (error) {
       setStatus(error.message, true);
       return;
     }
-    if (built === null) {
+    if (instance === null) {
       clearOutput();
       return;
     }
     const number = ++latest;
     setStatus("asking the model\u2026");
     try {
-      const asked = [postJSON(view.predict_url, {instances: [built.instance]})];
+      const asked = [postJSON(view.predict_url, {instances: [instance]})];
       if (view.feature_maps) {
         asked.push(postJSON(view.predict_url, {signature_name: view.feature_maps.signature,
-                                               instances: [built.instance]}));
+                                               instances: [instance]}));
       }
       const [answer, mapsAnswer] = await Promise.all(asked);
       const maps = mapsAnswer ? mapsAnswer.predictions[0] : null;
-      if (number < shown || number !== latest) return; // a newer drawing or edit has been sent since
-      shown = number;
-      show(answer.predictions[0], built);
+      if (number !== latest) return; // a newer drawing or edit has been sent since
+      show(answer.predictions[0]);
       if (maps !== null) drawFeatureMaps(maps);
       $("feature-maps-panel").hidden = !view.feature_maps;
       setStatus("");
@@ -533,10 +534,7 @@
 
   // -- start -------------------------------------------------------------------------------------------------
   async function start() {
-    const response = await fetch(document.body.dataset.view);
-    const payload = await response.json();
-    if (!response.ok) throw new Error(payload && payload.error ? payload.error : "HTTP " + response.status);
-    view = payload;
+    view = await payloadOf(await fetch(document.body.dataset.view));
     const inputs = view.signature.inputs.map((s) => s.name + ": " + s.dtype + " [" +
       s.shape.map((d) => (d === null ? "None" : d)).join(", ") + "]");
     $("signature").textContent = "version " + view.version + " \u00b7 serving_default (" +
