@@ -29,7 +29,7 @@ import numpy
 from ..layers.data_adapter import INFINITE, UNKNOWN
 from . import augmentation
 from ._prefetch import BATCH, WARNING, delivered, prefetched
-from .inputs import _count, _passes, _seed_or_drawn
+from .inputs import _check_settings, _count, _passes, _seed_or_drawn
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageBatches", "ImageInputFn", "image_input_fn", "load_images"]
 
@@ -691,16 +691,8 @@ class _Options:
             raise ValueError(f"{owner}: received an invalid value for `channels`, expected 1, 3 or 4. "
                              f"Received: channels={channels!r}")
         self.channels = int(channels)
-        self.batch_size = _count(owner, "batch_size", batch_size)
-        self.num_epochs = _count(owner, "num_epochs", num_epochs, allow_none=True)
-        if not isinstance(shuffle, (bool, numpy.bool_)):
-            raise ValueError(f"{owner}: received an invalid value for `shuffle`, expected True or False. "
-                             f"Received: shuffle={shuffle!r}")
-        self.shuffle = bool(shuffle)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
-            raise ValueError(f"{owner}: received an invalid value for `seed`, expected a non-negative integer or "
-                             f"None. Received: seed={seed!r}")
-        self.seed = seed
+        self.batch_size, self.num_epochs, self.shuffle, self.seed = _check_settings(owner, batch_size, num_epochs,
+                                                                                    shuffle, seed)
         self.workers = (_default_workers() if num_parallel_calls is None
                         else _count(owner, "num_parallel_calls", num_parallel_calls))
         if label_mode not in _LABEL_MODES:

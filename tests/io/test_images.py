@@ -202,7 +202,10 @@ def test_corrupt_file_skipped_and_counted(with_corrupt):
     (dict(augment={"hue": 0.1}, channels=1), r"'hue' and 'saturation' augmentations need RGB images"),
     (dict(augment=[1]), r"expected None, a dict of augmentations or a callable"),
     (dict(class_names=["circle", "hexagon"]), r"class_names \['hexagon'\] have no folder"),
-    (dict(num_epochs=0), r"`num_epochs`, expected a positive integer or None. Received: num_epochs=0"),
+    (dict(num_epochs=0), r"`num_epochs`, expected a positive integer, or None to repeat forever. Received: "
+                         r"num_epochs=0"),
+    (dict(seed=-1), r"`seed`, expected a non-negative integer or None. Received: seed=-1"),
+    (dict(shuffle="yes"), r"`shuffle`, expected True or False. Received: shuffle='yes'"),
     (dict(prefetch_buffer_size=-1), r"`prefetch_buffer_size`, expected a non-negative integer. Received: "
                                     r"prefetch_buffer_size=-1"),
 ])
