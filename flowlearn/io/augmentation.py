@@ -304,8 +304,7 @@ def _hsv_planes(planes, saturation=True):
         return hue, None, value, chroma
     xp.equal(value, 0, out=mask)
     xp.add(value, mask, out=scratch)
-    saturation = xp.divide(chroma, scratch, out=other)  # chroma / (value + (value == 0)): chroma is 0 there
-    return hue, saturation, value, chroma
+    return hue, xp.divide(chroma, scratch, out=other), value, chroma  # chroma / (value + (value == 0)): 0 there
 
 
 def _rgb_planes(sextant, value, chroma):
