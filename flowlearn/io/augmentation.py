@@ -302,9 +302,10 @@ def _hsv_planes(planes, saturation=True):
     xp.copyto(hue, other, where=mask)
     if not saturation:
         return hue, None, value, chroma
+    # saturation = chroma / (value + (value == 0)): black has chroma 0, so saturation 0.
     xp.equal(value, 0, out=mask)
     xp.add(value, mask, out=scratch)
-    return hue, xp.divide(chroma, scratch, out=other), value, chroma  # chroma / (value + (value == 0)): 0 there
+    return hue, xp.divide(chroma, scratch, out=other), value, chroma
 
 
 def _rgb_planes(sextant, value, chroma):
