@@ -79,8 +79,8 @@ def _check_seed(owner, seed):
                          f"numpy.random.Generator or None. Received: seed={seed!r}")
 
 
-def _generator(owner, seed):
-    _check_seed(owner, seed)
+def _generator(seed):
+    """The generator of a ``seed`` :func:`_unchanged` has checked: the seed itself, or one seeded by it."""
     if isinstance(seed, numpy.random.Generator):
         return seed
     return numpy.random.default_rng(int(_seed_or_drawn(seed)))
@@ -98,7 +98,7 @@ def _randomly(owner, images, seed, op):
     as they came when not augmenting (``seed`` checked either way)."""
     if _unchanged(owner, images, seed):
         return images.original
-    return op(images, _generator(owner, seed))
+    return op(images, _generator(seed))
 
 
 def _number(owner, name, value, low=0.0, high=None):
@@ -469,7 +469,7 @@ def random_crop(images, size, seed=None, training=None):
     crop_h, crop_w = _crop_size(owner, size, height, width)
     if _unchanged(owner, images, seed):
         return central_crop(images.original, (crop_h, crop_w))
-    rng = _generator(owner, seed)
+    rng = _generator(seed)
     top = rng.integers(0, height - crop_h + 1, images.n)
     left = rng.integers(0, width - crop_w + 1, images.n)
     return images.result(_crop_at(images, top, left, crop_h, crop_w))
@@ -501,7 +501,7 @@ def random_rotation(images, max_degrees, seed=None, fill_mode="nearest", fill_va
     images = _Images(owner, images, training)
     if _unchanged(owner, images, seed):
         return images.original
-    rng = _generator(owner, seed)
+    rng = _generator(seed)
     xp = images.xp
     n, height, width, _ = images.batch.shape
     angles = numpy.deg2rad(rng.uniform(-max_degrees, max_degrees, n))
