@@ -223,6 +223,7 @@ class ImageInputFn:
     def _items(self, order_rng, augment_rng, training):
         """``(kind, item)`` pairs: batches, and a warning after each pass that skipped files."""
         options = self._options
+        augmenting = training and self._augmenter.active
         executor = ThreadPoolExecutor(options.workers, thread_name_prefix=f"{_THREAD_PREFIX}-decode")
         try:
             for _ in _passes(options.num_epochs):
@@ -232,7 +233,7 @@ class ImageInputFn:
                 decoded = self._decoded(order, executor)
                 # Each batch is made (and augmented) by a worker too, with a generator of its own spawned here
                 # in batch order: the draws never depend on which thread runs which batch.
-                chunks = ((indices, pixels, augment_rng.spawn(1)[0] if training and self._augmenter.active else None)
+                chunks = ((indices, pixels, augment_rng.spawn(1)[0] if augmenting else None)
                           for indices, pixels in _chunked(self._kept(decoded, skipped), options.batch_size))
                 batches = _mapped_in_order(self._prepare, chunks, executor, window=options.workers)
                 images_seen = 0
