@@ -39,14 +39,14 @@ def strategy_scope(strategy):
 
 
 # What the training loop, the optimizer and the trainers (Sequential.fit, Estimator.train) call on a strategy.
-_PROTOCOL = ("shard", "global_mean", "global_rows", "reduce_gradients", "gather_rows", "broadcast_variables",
-             "broadcast_generators", "barrier", "is_chief")
+STRATEGY_METHODS = ("shard", "global_mean", "global_rows", "reduce_gradients", "gather_rows",
+                    "broadcast_variables", "broadcast_generators", "barrier", "is_chief")
 
 
 def check_strategy(owner, strategy):
     """``strategy`` if it offers what training calls (as :class:`flowlearn.distributed.MPIStrategy` does),
     else TypeError naming ``owner``'s argument."""
-    missing = [name for name in _PROTOCOL if not hasattr(strategy, name)]
+    missing = [name for name in STRATEGY_METHODS if not hasattr(strategy, name)]
     if missing:
         raise TypeError(
             f"{owner}: expected a data-parallel strategy such as flowlearn.distributed.MPIStrategy() as "

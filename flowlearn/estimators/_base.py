@@ -36,6 +36,7 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ..core import backend, floatx, losses, no_grad, optimizers, training_mode
+from ..core.distribution import STRATEGY_METHODS
 from ..core.parallel import BlasThreadChoice, hands_blas_back
 from ..core.tensor import tensor
 from ..io._signatures import network_signatures
@@ -240,7 +241,7 @@ class _BaseNetwork(BaseEstimator):
         "random_state": ["random_state"],
         "verbose": [Interval(numbers.Integral, 0, 2, closed="both"), "boolean"],
         "device": [StrOptions({"cpu", "gpu"})],
-        "strategy": [None, HasMethods(["shard", "reduce_gradients"])],
+        "strategy": [None, HasMethods(list(STRATEGY_METHODS))],
     }
 
     # Times a plateau divides the learning rate by 5 before the stopping rule ends training.
