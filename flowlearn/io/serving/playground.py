@@ -154,8 +154,7 @@ def _input_view(signature):
     if len(inputs) == 1 and codec._is_image(inputs[0]) and inputs[0]["shape"][1] >= 4 and inputs[0]["shape"][2] >= 4:
         return _image_input(inputs[0])
     view, reason = _tabular_input(signature)
-    if view is None and len(inputs) == 1 and signature.preprocess is None and _square_side(inputs[0]):
-        side = _square_side(inputs[0])
+    if view is None and len(inputs) == 1 and signature.preprocess is None and (side := _square_side(inputs[0])):
         return _image_input(inputs[0], side, side)
     return view if view is not None else {"kind": "unsupported", "reason": reason}
 
