@@ -36,7 +36,7 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ..core import backend, floatx, losses, no_grad, optimizers, training_mode
-from ..core.distribution import STRATEGY_METHODS
+from ..core.distribution import check_strategy
 from ..core.parallel import BlasThreadChoice, hands_blas_back
 from ..core.tensor import tensor
 from ..io._signatures import network_signatures
@@ -241,7 +241,7 @@ class _BaseNetwork(BaseEstimator):
         "random_state": ["random_state"],
         "verbose": [Interval(numbers.Integral, 0, 2, closed="both"), "boolean"],
         "device": [StrOptions({"cpu", "gpu"})],
-        "strategy": [None, HasMethods(list(STRATEGY_METHODS))],
+        "strategy": [None, HasMethods(["shard", "reduce_gradients"])],
     }
 
     # Times a plateau divides the learning rate by 5 before the stopping rule ends training.
@@ -309,8 +309,10 @@ class _BaseNetwork(BaseEstimator):
                 "Fit anew (warm_start=False) to change the number of outputs."
             )
         if self.strategy is not None:
-            # Rank 0's streams everywhere: all ranks hold out the same rows and cut the same batches.
-            self.strategy.broadcast_generators([self._dropout_rng, self._batch_rng, self._split_rng])
+            # Everything training calls on it (scikit-learn's check above looks for two methods), then rank 0's
+            # streams everywhere: all ranks hold out the same rows and cut the same batches.
+            check_strategy(f"{type(self).__name__}.fit", self.strategy).broadcast_generators(
+                [self._dropout_rng, self._batch_rng, self._split_rng])
 
         train_rows = validation_rows = validate = None
         if self.early_stopping:

@@ -431,3 +431,20 @@ def test_an_estimator_on_another_rank_writes_no_eval_summaries_and_no_export(tmp
         outcomes[chief] = (os.path.isdir(model_dir / "eval"), est.export_saved_model(tmp_path / "exports", receiver))
     assert outcomes[True][0] and outcomes[True][1] is not None and os.path.isdir(outcomes[True][1])
     assert outcomes[False] == (False, None)
+
+
+def test_an_estimator_refuses_a_strategy_lacking_what_training_calls():
+    """scikit-learn's parameter check looks for two methods; fit names everything else missing up front."""
+    from flowlearn.estimators import DNNRegressor
+
+    class Partial:
+        def shard(self, *args):
+            return args
+
+        def reduce_gradients(self, params):
+            pass
+
+    X, y = numpy.zeros((8, 2)), numpy.zeros(8)
+    with pytest.raises(TypeError, match=r"DNNRegressor.fit: expected a data-parallel strategy.*got Partial "
+                                        r"\(it lacks global_mean, global_rows"):
+        DNNRegressor(strategy=Partial(), epochs=1).fit(X, y)
